@@ -1,0 +1,51 @@
+// Builds the three bundles: the trainer (node), the extension host (node, cjs, `vscode` external) and
+// the dashboard webview (browser). Native and wasm-loading packages stay external: onnxruntime-node and
+// the TF.js native bindings load platform binaries, and TF.js core must be one instance shared with
+// whichever backend package registers itself at runtime.
+import * as esbuild from 'esbuild';
+import { cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = dirname(fileURLToPath(import.meta.url));
+const dist = join(root, 'dist');
+const watch = process.argv.includes('--watch');
+const production = process.argv.includes('--production');
+
+const nodeExternals = [
+  'onnxruntime-node',
+  '@tensorflow/tfjs-node',
+  '@tensorflow/tfjs-node-gpu',
+  '@tensorflow/tfjs-core',
+  '@tensorflow/tfjs-backend-cpu',
+  '@tensorflow/tfjs-backend-wasm',
+];
+
+const common = { bundle: true, sourcemap: !production, minify: production, logLevel: 'warning' };
+
+const builds = [
+  {
+    ...common,
+    entryPoints: { cli: join(root, 'trainer/cli.ts'), index: join(root, 'trainer/index.ts') },
+    outdir: join(dist, 'trainer'),
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external: nodeExternals,
+    banner: { js: '#!/usr/bin/env node' },
+  },
+].filter((b) => Object.values(b.entryPoints).every((p) => existsSync(p)));
+
+function copyWasmBinaries() {
+  const from = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/dist');
+  const to = join(dist, 'trainer');
+  mkdirSync(to, { recursive: true });
+  for (const f of readdirSync(from).filter((f) => f.endsWith('.wasm'))) cpSync(join(from, f), join(to, f));
+}
+
+if (watch) {
+  for (const b of builds) await (await esbuild.context(b)).watch();
+} else {
+  await Promise.all(builds.map((b) => esbuild.build(b)));
+}
+copyWasmBinaries();
