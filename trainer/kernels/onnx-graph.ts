@@ -97,6 +97,7 @@ function nsStep(g: GraphBuilder, x: string, [a, b, c]: NsStep): string {
   return g.op('Add', [g.op('Mul', [x, g.scalar(a)]), g.op('MatMul', [poly, x])]);
 }
 
+/** Transposes a wide-first matrix to short-side-first; applied again, it restores the orientation. */
 function shortSideFirst(g: GraphBuilder, x: string, rows: number, cols: number): string {
   return rows > cols ? transpose(g, x) : x;
 }
@@ -128,7 +129,7 @@ export function buildMuonStepGraph(spec: NsGraphSpec & { nesterov: boolean }): U
   const u = spec.nesterov ? g.op('Add', [grad, g.op('Mul', [mu, g.op('Sub', [newBuf, grad])])]) : newBuf;
   let x = normalizeFrobenius(g, shortSideFirst(g, u, rows, cols), spec.eps, spec.normSafety);
   for (const s of spec.steps) x = nsStep(g, x, s);
-  const o = shortSideFirst(g, x, cols, rows);
+  const o = shortSideFirst(g, x, rows, cols);
   const newW = g.op('Sub', [g.op('Mul', [w, decay]), g.op('Mul', [o, stepSize])]);
   g.output(newW, 'W_out', [rows, cols]);
   g.output(newBuf, 'B_out', [rows, cols]);
@@ -141,7 +142,7 @@ export function buildOrthogonalizeGraph(spec: NsGraphSpec): Uint8Array {
   const g = new GraphBuilder(FLOAT);
   let x = normalizeFrobenius(g, shortSideFirst(g, g.input('X', [rows, cols]), rows, cols), spec.eps, spec.normSafety);
   for (const s of spec.steps) x = nsStep(g, x, s);
-  g.output(shortSideFirst(g, x, cols, rows), 'O', [rows, cols]);
+  g.output(shortSideFirst(g, x, rows, cols), 'O', [rows, cols]);
   return g.build();
 }
 
@@ -162,7 +163,7 @@ export function buildNsCombinationGraph(spec: { rows: number; cols: number; step
     x = nsStep(g, x, s);
     sum = g.op('Add', [sum, g.op('Mul', [x, weight(k + 1)])]);
   });
-  g.output(shortSideFirst(g, sum, cols, rows), 'Y', [rows, cols]);
+  g.output(shortSideFirst(g, sum, rows, cols), 'Y', [rows, cols]);
   return g.build();
 }
 

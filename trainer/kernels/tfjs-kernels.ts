@@ -29,7 +29,7 @@ function orthogonalizeTensor(u: tf.Tensor2D, input: Omit<OrthogonalizeInput, 'x'
   const norm = tf.mul(tf.norm(xt), input.normSafety);
   let x = tf.div(xt, tf.maximum(norm, input.eps)) as tf.Tensor2D;
   for (const s of input.steps) x = nsStep(x, s);
-  return shortSideFirst(x, cols, rows);
+  return shortSideFirst(x, rows, cols);
 }
 
 async function read(t: tf.Tensor): Promise<Float32Array> {
@@ -76,7 +76,7 @@ export class TfjsKernels implements MatrixKernels {
         x = nsStep(x, s);
         sum = tf.add(sum, tf.mul(x, weights[k + 1]));
       });
-      return shortSideFirst(sum as tf.Tensor2D, cols, rows);
+      return shortSideFirst(sum as tf.Tensor2D, rows, cols);
     });
     try {
       return await read(out);
