@@ -1,7 +1,8 @@
 // Builds the three bundles: the trainer (node), the extension host (node, cjs, `vscode` external) and
-// the dashboard webview (browser). Native and wasm-loading packages stay external: onnxruntime-node and
-// the TF.js native bindings load platform binaries, and TF.js core must be one instance shared with
-// whichever backend package registers itself at runtime.
+// the dashboard webview (browser). Packages with native binaries stay external (onnxruntime-node, the
+// TF.js native bindings); TF.js core, its gradients and the wasm/cpu backends are bundled from their ES
+// modules (`mainFields`), so the bundle holds exactly one copy of core. A native TF.js package loaded at
+// runtime brings its own copy, which shares the engine and registries: tfjs-core keeps them global.
 import * as esbuild from 'esbuild';
 import { cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -12,14 +13,7 @@ const dist = join(root, 'dist');
 const watch = process.argv.includes('--watch');
 const production = process.argv.includes('--production');
 
-const nodeExternals = [
-  'onnxruntime-node',
-  '@tensorflow/tfjs-node',
-  '@tensorflow/tfjs-node-gpu',
-  '@tensorflow/tfjs-core',
-  '@tensorflow/tfjs-backend-cpu',
-  '@tensorflow/tfjs-backend-wasm',
-];
+const nodeExternals = ['onnxruntime-node', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'];
 
 const common = { bundle: true, sourcemap: !production, minify: production, logLevel: 'warning' };
 
@@ -32,6 +26,7 @@ const builds = [
     format: 'cjs',
     target: 'node20',
     external: nodeExternals,
+    mainFields: ['module', 'main'],
     banner: { js: '#!/usr/bin/env node' },
   },
 ].filter((b) => Object.values(b.entryPoints).every((p) => existsSync(p)));

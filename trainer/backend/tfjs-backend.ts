@@ -6,6 +6,8 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core alone has no gradients; the full @tensorflow/tfjs package registers them this way.
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { MuonscopeError } from '../errors.js';
 import type { ProviderReport } from '../kernels/types.js';
 
@@ -43,7 +45,9 @@ function hasCudaDevice(): boolean {
 /** Where the .wasm binaries are: next to the bundle (esbuild copies them) or in the package. */
 export function wasmBinaryDir(): string {
   if (existsSync(join(__dirname, 'tfjs-backend-wasm.wasm'))) return __dirname + '/';
-  return join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + '/';
+  // Unbundled (tests, library use): the package's own copies. A variable keeps esbuild from resolving it.
+  const manifest = '@tensorflow/tfjs-backend-wasm/package.json';
+  return join(dirname(require.resolve(manifest)), 'dist') + '/';
 }
 
 async function tryWasm(): Promise<Attempt> {
