@@ -1,0 +1,317 @@
+/**
+ * The wire protocol between the trainer, the extension host and the dashboard: one definition of every
+ * message, its version, and a runtime validator. Schemas are TypeBox (JSON Schema), so the static types
+ * below are derived from the same definitions the validator checks; nothing else parses messages.
+ *
+ * Every record of the run log (NDJSON, one `LogRecord` a line) is also what travels in `events`
+ * messages: the log is the truth, and a client that reconnects with the last seq it saw loses nothing.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import type { ScheduleSpec } from './optim/schedules.js';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Frames larger than this are refused by the server (ws maxPayload) and by `parseClientMessage`. */
+export const MAX_CLIENT_FRAME_BYTES = 64 * 1024;
+
+const Finite = (opts: object = {}) => Type.Number({ ...opts });
+const Int = (opts: object = {}) => Type.Integer({ ...opts });
+const Str = (max = 200) => Type.String({ maxLength: max });
+const Reason = Type.Optional(Str(500));
+
+// ---------- schedules (mirrors optim/schedules.ts; checked for equality at compile time below) ----------
+
+const PValue = Finite();
+const LeafSchedule = Type.Union([
+  Type.Object({ type: Type.Literal('constant'), p: PValue }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('linear'), from: PValue, to: PValue }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('cosine'), from: PValue, to: PValue }, { additionalProperties: false }),
+  Type.Object(
+    { type: Type.Literal('piecewise'), points: Type.Array(Type.Tuple([Finite(), PValue]), { minItems: 1, maxItems: 1000 }) },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    { type: Type.Literal('logistic'), pMax: PValue, pMin: PValue, tau: Finite(), width: Finite({ exclusiveMinimum: 0 }) },
+    { additionalProperties: false },
+  ),
+]);
+export const ScheduleSpecSchema = Type.Union([
+  LeafSchedule,
+  Type.Object({ type: Type.Literal('reversed'), of: LeafSchedule }, { additionalProperties: false }),
+]);
+// Compile-time: the wire schema and the optimizer's type describe the same values (one reversal deep).
+type WireSchedule = Static<typeof ScheduleSpecSchema>;
+const scheduleTypesAgree: WireSchedule extends ScheduleSpec ? true : false = true;
+void scheduleTypesAgree;
+
+// ---------- commands (client → trainer) ----------
+
+export const CommandSchema = Type.Union([
+  Type.Object({ kind: Type.Literal('pause'), reason: Reason }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('resume'), reason: Reason }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('stop'), reason: Reason }, { additionalProperties: false }),
+  /** Run exactly n steps, then pause again (only while paused). */
+  Type.Object({ kind: Type.Literal('step'), n: Int({ minimum: 1, maximum: 100000 }), reason: Reason }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('set_lr'), lr: Finite({ exclusiveMinimum: 0, maximum: 10 }), reason: Reason }, { additionalProperties: false }),
+  /** Replace the p schedule from `fromStep` (default: the next step) on. */
+  Type.Object(
+    { kind: Type.Literal('set_schedule'), schedule: ScheduleSpecSchema, fromStep: Type.Optional(Int({ minimum: 0 })), reason: Reason },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      kind: Type.Literal('set_diagnostics'),
+      every: Int({ minimum: 1, maximum: 1000000 }),
+      adaptive: Type.Optional(Type.Boolean()),
+      budgetPct: Type.Optional(Finite({ exclusiveMinimum: 0, maximum: 100 })),
+      reason: Reason,
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object({ kind: Type.Literal('checkpoint'), reason: Reason }, { additionalProperties: false }),
+]);
+export type Command = Static<typeof CommandSchema>;
+export type CommandKind = Command['kind'];
+
+// ---------- client → trainer messages ----------
+
+export const ClientMessageSchema = Type.Union([
+  /** Replay every record with seq > afterSeq, then stream live records (no gaps, no duplicates). */
+  Type.Object({ type: Type.Literal('subscribe'), afterSeq: Int({ minimum: 0 }) }, { additionalProperties: false }),
+  Type.Object(
+    { type: Type.Literal('command'), id: Type.String({ minLength: 1, maxLength: 64 }), command: CommandSchema, source: Type.Optional(Str(64)) },
+    { additionalProperties: false },
+  ),
+]);
+export type ClientMessage = Static<typeof ClientMessageSchema>;
+
+// ---------- run log records (trainer → everyone) ----------
+
+const ProviderReportSchema = Type.Object({
+  chosen: Str(),
+  skipped: Type.Array(Type.Object({ name: Str(), reason: Str(1000) })),
+});
+
+export const RUN_STATES = ['running', 'paused', 'finished', 'stopped', 'crashed'] as const;
+export const RunStateSchema = Type.Union(RUN_STATES.map((s) => Type.Literal(s)));
+export type RunState = Static<typeof RunStateSchema>;
+
+const SpectrumSummarySchema = Type.Object({
+  sigmaMax: Finite(),
+  stableRank: Finite(),
+  effectiveRank: Finite(),
+  nuclearRank: Finite(),
+});
+export type SpectrumSummary = Static<typeof SpectrumSummarySchema>;
+
+const LayerStatsSchema = Type.Object({
+  name: Str(),
+  rows: Int(),
+  cols: Int(),
+  p: Finite(),
+  /** ‖M‖_F^p where it multiplies the step (DynMuon released / lrOnly), else 1. */
+  normPowP: Finite(),
+  method: Str(20),
+  shapingRelError: Type.Optional(Finite()),
+  updateRms: Finite(),
+  updateRmsTheory: Finite(),
+  updateWeightRatio: Finite(),
+  alignment: Finite(),
+  orthogonalityError: Finite(),
+  G: SpectrumSummarySchema,
+  M: SpectrumSummarySchema,
+  O: SpectrumSummarySchema,
+  W: SpectrumSummarySchema,
+});
+export type LayerStats = Static<typeof LayerStatsSchema>;
+
+const DirectionCurvatureSchema = Type.Object({ index: Int(), sigma: Finite(), kappa: Finite(), snr: Type.Optional(Finite()) });
+
+const RecordBase = { seq: Int({ minimum: 1 }), t: Finite() };
+
+export const LogRecordSchema = Type.Union([
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('run_started'),
+    step: Int(),
+    runId: Str(),
+    protocol: Int(),
+    config: Type.Unknown(),
+    backend: ProviderReportSchema,
+    kernels: ProviderReportSchema,
+    totalSteps: Int(),
+    task: Type.Object({ name: Str(), lossFloor: Type.Union([Finite(), Type.Null()]), lossFloorLabel: Str() }),
+    params: Type.Array(Type.Object({ name: Str(), shape: Type.Array(Int()), route: Str(20) })),
+    resumedFrom: Type.Optional(Str(4096)),
+  }),
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('step'),
+    step: Int(),
+    loss: Finite(),
+    lr: Finite(),
+    p: Type.Union([Finite(), Type.Null()]),
+    stepMs: Finite(),
+    tokensPerS: Type.Optional(Finite()),
+  }),
+  Type.Object({ ...RecordBase, kind: Type.Literal('eval'), step: Int(), valLoss: Finite() }),
+  Type.Object({ ...RecordBase, kind: Type.Literal('layer_stats'), step: Int(), layers: Type.Array(LayerStatsSchema) }),
+  /** Singular values (descending) of G, M, O and W for one layer; `exact` false means top-k only. */
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('spectra'),
+    step: Int(),
+    layer: Str(),
+    exact: Type.Boolean(),
+    G: Type.Array(Finite()),
+    M: Type.Array(Finite()),
+    O: Type.Array(Finite()),
+    W: Type.Array(Finite()),
+  }),
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('curvature'),
+    step: Int(),
+    /** null: the whole model. */
+    layer: Type.Union([Str(), Type.Null()]),
+    kappaUpdate: Finite(),
+    etaActual: Finite(),
+    etaStar: Type.Union([Finite(), Type.Null()]),
+    edgeReference: Finite(),
+    topEigenvalue: Type.Optional(Finite()),
+    criticalSharpness: Type.Optional(Finite()),
+    directions: Type.Optional(Type.Object({ top: Type.Array(DirectionCurvatureSchema), bottom: Type.Array(DirectionCurvatureSchema) })),
+  }),
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('noise'),
+    step: Int(),
+    layer: Type.Union([Str(), Type.Null()]),
+    bSimple: Type.Union([Finite(), Type.Null()]),
+    batchSize: Int(),
+    snrTop: Type.Optional(Type.Array(Finite())),
+  }),
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('diagnostics_cost'),
+    step: Int(),
+    costsMs: Type.Record(Type.String(), Finite()),
+    overheadPct: Finite(),
+    every: Int(),
+  }),
+  /** The audit trail: every accepted change, with who asked and why. */
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('control'),
+    step: Int(),
+    command: Str(40),
+    field: Str(40),
+    old: Type.Unknown(),
+    new: Type.Unknown(),
+    source: Str(64),
+    reason: Str(500),
+    commandId: Type.Optional(Str(64)),
+  }),
+  Type.Object({ ...RecordBase, kind: Type.Literal('state'), step: Int(), state: RunStateSchema, reason: Str(1000) }),
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('alert'),
+    step: Int(),
+    level: Type.Union([Type.Literal('warning'), Type.Literal('error')]),
+    code: Str(40),
+    message: Str(2000),
+    layer: Type.Optional(Str()),
+  }),
+  Type.Object({ ...RecordBase, kind: Type.Literal('checkpoint'), step: Int(), file: Str(4096), reason: Str(500) }),
+]);
+export type LogRecord = Static<typeof LogRecordSchema>;
+export type LogRecordKind = LogRecord['kind'];
+/** A record before the log stamps it with its seq and time. */
+export type NewLogRecord = LogRecord extends infer R ? (R extends LogRecord ? Omit<R, 'seq' | 't'> : never) : never;
+export type RecordOf<K extends LogRecordKind> = Extract<LogRecord, { kind: K }>;
+
+// ---------- trainer → client messages ----------
+
+export const ERROR_CODES = [
+  'BAD_FRAME',
+  'BAD_MESSAGE',
+  'UNSUPPORTED_PROTOCOL',
+  'INVALID_COMMAND',
+  'NOT_ALLOWED_NOW',
+  'RUN_ENDED',
+  'INTERNAL',
+] as const;
+export type ProtocolErrorCode = (typeof ERROR_CODES)[number];
+
+export const ServerMessageSchema = Type.Union([
+  Type.Object({ type: Type.Literal('hello'), protocol: Int(), runId: Str(), runDir: Str(4096), lastSeq: Int({ minimum: 0 }) }),
+  Type.Object({ type: Type.Literal('events'), records: Type.Array(LogRecordSchema) }),
+  /** Sent once the replay a `subscribe` asked for has been sent in full. */
+  Type.Object({ type: Type.Literal('replayed'), throughSeq: Int({ minimum: 0 }) }),
+  Type.Object({ type: Type.Literal('ack'), id: Str(64), kind: Str(40), step: Int(), detail: Type.Optional(Str(1000)) }),
+  Type.Object({
+    type: Type.Literal('error'),
+    id: Type.Optional(Str(64)),
+    code: Type.Union(ERROR_CODES.map((c) => Type.Literal(c))),
+    message: Str(2000),
+    path: Type.Optional(Str(500)),
+  }),
+]);
+export type ServerMessage = Static<typeof ServerMessageSchema>;
+
+// ---------- validation ----------
+
+export interface ValidationIssue {
+  /** JSON pointer into the message, e.g. `/command/lr`. */
+  path: string;
+  message: string;
+}
+
+export type Validated<T> = { ok: true; value: T } | { ok: false; issues: ValidationIssue[] };
+
+function validate<S extends TSchema>(schema: S, value: unknown): Validated<Static<S>> {
+  if (Value.Check(schema, value)) return { ok: true, value };
+  const issues: ValidationIssue[] = [];
+  for (const e of Value.Errors(schema, value)) {
+    issues.push({ path: e.path || '/', message: e.message });
+    if (issues.length >= 10) break;
+  }
+  return { ok: false, issues };
+}
+
+export const validateClientMessage = (v: unknown) => validate(ClientMessageSchema, v);
+export const validateServerMessage = (v: unknown) => validate(ServerMessageSchema, v);
+export const validateLogRecord = (v: unknown) => validate(LogRecordSchema, v);
+export const validateCommand = (v: unknown) => validate(CommandSchema, v);
+
+/**
+ * Parses one client frame: size, JSON, then shape. Never throws; a refusal carries the error reply to
+ * send back (with the command id when one could be read, so the client can match it).
+ */
+export function parseClientMessage(frame: string): { ok: true; message: ClientMessage } | { ok: false; error: Extract<ServerMessage, { type: 'error' }> } {
+  if (frame.length > MAX_CLIENT_FRAME_BYTES) {
+    return { ok: false, error: { type: 'error', code: 'BAD_FRAME', message: `frame of ${frame.length} bytes exceeds ${MAX_CLIENT_FRAME_BYTES}` } };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(frame);
+  } catch {
+    return { ok: false, error: { type: 'error', code: 'BAD_FRAME', message: 'frame is not valid JSON' } };
+  }
+  const result = validateClientMessage(json);
+  if (result.ok) return { ok: true, message: result.value };
+  const id = typeof (json as { id?: unknown })?.id === 'string' ? ((json as { id: string }).id.slice(0, 64)) : undefined;
+  const first = result.issues[0];
+  const isCommand = (json as { type?: unknown })?.type === 'command';
+  return {
+    ok: false,
+    error: {
+      type: 'error',
+      ...(id ? { id } : {}),
+      code: isCommand ? 'INVALID_COMMAND' : 'BAD_MESSAGE',
+      message: result.issues.map((i) => `${i.path}: ${i.message}`).join('; '),
+      path: first.path,
+    },
+  };
+}

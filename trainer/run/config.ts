@@ -1,0 +1,250 @@
+/**
+ * The run configuration (`*.muonscope.json`): one TypeBox schema that is at once the runtime validator,
+ * the static type, and the JSON Schema the package ships for editor IntelliSense
+ * (schema/run-config.schema.json, kept in sync by a test). Every field has a default, so `{}` is a good
+ * first run: the tiny transformer on the Markov source with DynMuon (exact, logistic schedule).
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { isMuonscopeError } from '../errors.js';
+import { validateSchedule } from '../optim/schedules.js';
+import { ScheduleSpecSchema } from '../protocol.js';
+
+const d = (description: string) => ({ description, markdownDescription: description });
+
+const TransformerModel = Type.Object(
+  {
+    type: Type.Literal('transformer'),
+    width: Type.Integer({ minimum: 16, maximum: 512, default: 128, ...d('Model width (embedding size).') }),
+    layers: Type.Integer({ minimum: 1, maximum: 8, default: 2, ...d('Number of transformer blocks.') }),
+    heads: Type.Integer({ minimum: 1, maximum: 16, default: 4, ...d('Attention heads per block; must divide `width`.') }),
+    contextLength: Type.Integer({ minimum: 8, maximum: 256, default: 64, ...d('Characters of context per sequence.') }),
+  },
+  { additionalProperties: false, ...d('A tiny decoder-only character transformer.') },
+);
+
+const MlpModel = Type.Object(
+  {
+    type: Type.Literal('mlp'),
+    hiddenDims: Type.Array(Type.Integer({ minimum: 1, maximum: 4096 }), { minItems: 1, maxItems: 8, default: [256, 256], ...d('Hidden layer widths.') }),
+    activation: Type.Union([Type.Literal('relu'), Type.Literal('tanh'), Type.Literal('gelu')], { default: 'gelu' }),
+  },
+  { additionalProperties: false, ...d('A multilayer perceptron (for the teacher–student task).') },
+);
+
+const MarkovTask = Type.Object(
+  {
+    type: Type.Literal('markov'),
+    vocabSize: Type.Integer({ minimum: 2, maximum: 128, default: 32, ...d('Alphabet size of the order-2 Markov source.') }),
+  },
+  { additionalProperties: false, ...d('An order-2 Markov character source; its entropy floor H* is computed exactly.') },
+);
+
+const TextFileTask = Type.Object(
+  {
+    type: Type.Literal('textFile'),
+    path: Type.String({ minLength: 1, ...d('A UTF-8 text file, relative to the config file or absolute.') }),
+  },
+  { additionalProperties: false, ...d('Your own text, character-level (transformer only).') },
+);
+
+const TeacherStudentTask = Type.Object(
+  {
+    type: Type.Literal('teacherStudent'),
+    inputDim: Type.Integer({ minimum: 1, maximum: 4096, default: 64 }),
+    outputDim: Type.Integer({ minimum: 1, maximum: 4096, default: 16 }),
+    teacherWidth: Type.Integer({ minimum: 1, maximum: 4096, default: 128 }),
+    curvatureDecay: Type.Number({ minimum: 0, maximum: 8, default: 1, ...d('Input covariance eigenvalues fall off as i^−decay.') }),
+    labelNoise: Type.Number({ minimum: 0, maximum: 10, default: 0.1, ...d('Std of Gaussian label noise; the loss floor is its square.') }),
+  },
+  { additionalProperties: false, ...d('Regression onto a fixed random teacher network.') },
+);
+
+const MuonOptimizer = Type.Object(
+  {
+    type: Type.Literal('muon'),
+    lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 0.02 }),
+    weightDecay: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
+    momentum: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: 0.95 }),
+    nesterov: Type.Boolean({ default: true }),
+    coefficients: Type.Union([Type.Literal('keller'), Type.Literal('polarExpress')], { default: 'keller' }),
+    adjustLr: Type.Union([Type.Literal('original'), Type.Literal('match_rms_adamw')], { default: 'original' }),
+  },
+  { additionalProperties: false, ...d('Muon (torch.optim.Muon semantics) for hidden matrices.') },
+);
+
+const DynMuonOptimizer = Type.Object(
+  {
+    type: Type.Literal('dynmuon'),
+    mode: Type.Union([Type.Literal('exact'), Type.Literal('released'), Type.Literal('lrOnly')], {
+      default: 'exact',
+      ...d('`exact`: damped exact U·φ_p(S)·Vᵀ at Muon\'s update size. `released`: the published code\'s behaviour. `lrOnly`: Muon × ‖M‖_F^p (ablation).'),
+    }),
+    method: Type.Union([Type.Literal('auto'), Type.Literal('exact'), Type.Literal('matmul')], { default: 'auto', ...d('How `exact` mode shapes: float64 eigendecomposition, matmul-only approximation, or chosen by size.') }),
+    schedule: { ...ScheduleSpecSchema, default: { type: 'logistic', pMax: 0.25, pMin: -0.25, tau: 0.04, width: 0.04 }, ...d('The p schedule over training progress q = step/steps.') },
+    damping: Type.Number({ minimum: 0, maximum: 1, default: 1e-3 }),
+    lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 0.02 }),
+    weightDecay: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
+    momentum: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: 0.95 }),
+    nesterov: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false, ...d('DynMuon: spectral shaping U·S^p·Vᵀ with a schedule for p.') },
+);
+
+const AdamWOptimizer = Type.Object(
+  { type: Type.Literal('adamw') },
+  { additionalProperties: false, ...d('AdamW for every parameter (settings under `adamw`).') },
+);
+
+export const RunConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    name: Type.String({ minLength: 1, maxLength: 100, default: 'run', ...d('A name for the run (used in its folder name).') }),
+    seed: Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 1 }),
+    steps: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 1500, ...d('Training steps.') }),
+    batchSize: Type.Integer({ minimum: 1, maximum: 65536, default: 16 }),
+    model: Type.Union([TransformerModel, MlpModel], { default: { type: 'transformer' } }),
+    task: Type.Union([MarkovTask, TextFileTask, TeacherStudentTask], { default: { type: 'markov' } }),
+    optimizer: Type.Union([DynMuonOptimizer, MuonOptimizer, AdamWOptimizer], { default: { type: 'dynmuon' } }),
+    adamw: Type.Object(
+      {
+        lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 3e-3 }),
+        weightDecay: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
+        betas: Type.Tuple([Type.Number({ minimum: 0, exclusiveMaximum: 1 }), Type.Number({ minimum: 0, exclusiveMaximum: 1 })], { default: [0.9, 0.95] }),
+      },
+      { additionalProperties: false, default: {}, ...d('AdamW for embeddings, the output head, biases and gains (and everything when optimizer is adamw).') },
+    ),
+    routing: Type.Array(
+      Type.Object({ pattern: Type.String({ minLength: 1 }), optimizer: Type.Union([Type.Literal('matrix'), Type.Literal('adamw')]) }, { additionalProperties: false }),
+      { default: [], ...d('Overrides, first match wins: parameters whose name matches `pattern` (a regular expression) go to that optimizer.') },
+    ),
+    evalEvery: Type.Integer({ minimum: 1, default: 50, ...d('Validation loss every N steps.') }),
+    checkpointEvery: Type.Integer({ minimum: 1, default: 500, ...d('Checkpoint every N steps (also on stop and on demand).') }),
+    diagnostics: Type.Object(
+      {
+        every: Type.Integer({ minimum: 1, default: 25, ...d('Per-layer diagnostics every K steps.') }),
+        adaptive: Type.Boolean({ default: true, ...d('Space out expensive diagnostics to stay within the overhead budget.') }),
+        budgetPct: Type.Number({ exclusiveMinimum: 0, maximum: 100, default: 10, ...d('Diagnostics overhead budget, percent of training time.') }),
+        curvature: Type.Boolean({ default: true }),
+        noise: Type.Boolean({ default: true }),
+        microbatches: Type.Integer({ minimum: 2, maximum: 64, default: 4, ...d('Microbatches for the gradient-noise estimators.') }),
+        topK: Type.Integer({ minimum: 1, maximum: 512, default: 4, ...d('Singular directions probed for curvature and SNR (top k and bottom k).') }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    compute: Type.Object(
+      {
+        backend: Type.Union(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'].map((b) => Type.Literal(b)), { default: 'auto', ...d('TF.js backend for the model.') }),
+        kernels: Type.Union(['auto', 'onnxruntime', 'onnxruntime-cuda', 'onnxruntime-cpu', 'tfjs'].map((k) => Type.Literal(k)), { default: 'auto', ...d('Provider of the optimizer\'s matrix kernels.') }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false, title: 'Muonscope run configuration' },
+);
+
+export type RunConfig = Static<typeof RunConfigSchema>;
+
+export interface ConfigIssue {
+  /** JSON path, e.g. `$.optimizer.lr`. */
+  path: string;
+  message: string;
+  hint?: string;
+}
+
+function jsonPath(pointer: string): string {
+  if (!pointer || pointer === '/') return '$';
+  return '$' + pointer.split('/').slice(1).map((k) => (/^\d+$/.test(k) ? `[${k}]` : `.${k.replace(/~1/g, '/').replace(/~0/g, '~')}`)).join('');
+}
+
+/** The discriminated unions' members, by `type`, to give precise errors instead of "expected union". */
+const UNIONS: Record<string, TSchema[]> = {
+  model: [TransformerModel, MlpModel],
+  task: [MarkovTask, TextFileTask, TeacherStudentTask],
+  optimizer: [DynMuonOptimizer, MuonOptimizer, AdamWOptimizer],
+};
+
+function typesOf(members: TSchema[]): string[] {
+  return members.map((m) => (m.properties.type as { const: string }).const);
+}
+
+function unionIssues(key: string, value: unknown): ConfigIssue[] {
+  const members = UNIONS[key];
+  const type = (value as { type?: unknown })?.type;
+  const member = members.find((m) => (m.properties.type as { const: string }).const === type);
+  if (!member) {
+    return [{ path: `$.${key}.type`, message: `unknown ${key} type ${JSON.stringify(type)}`, hint: `use one of: ${typesOf(members).join(', ')}` }];
+  }
+  const withDefaults = Value.Default(member, structuredClone(value)) as Record<string, unknown>;
+  const issues = [...Value.Errors(member, withDefaults)]
+    .filter((e) => !e.path.startsWith('/schedule'))
+    .map((e) => issueFor(`/${key}${e.path}`, e.message, e.schema));
+  if ('schedule' in withDefaults) issues.push(...scheduleIssues(withDefaults.schedule, `$.${key}.schedule`));
+  return issues;
+}
+
+/** The schedule's own validator names the exact field and the p range, where the union schema cannot. */
+function scheduleIssues(spec: unknown, path: string): ConfigIssue[] {
+  try {
+    validateSchedule(spec, path);
+    return Value.Check(ScheduleSpecSchema, spec) ? [] : [{ path, message: 'has fields this schedule type does not take', hint: 'see the schema for each schedule type' }];
+  } catch (e) {
+    if (!isMuonscopeError(e)) throw e;
+    const [where, ...rest] = e.message.split(': ');
+    return [{ path: where.startsWith('$') ? where : path, message: rest.join(': ') || e.message, hint: 'p must stay within [−1, 1]; types: constant, linear, cosine, piecewise, logistic, reversed' }];
+  }
+}
+
+function issueFor(pointer: string, message: string, schema: TSchema): ConfigIssue {
+  const path = jsonPath(pointer);
+  let hint: string | undefined;
+  if (message.includes('Unexpected property')) hint = 'remove it, or check its spelling against the schema';
+  else if (schema?.default !== undefined) hint = `the default is ${JSON.stringify(schema.default)}`;
+  else if (schema?.description) hint = schema.description;
+  return { path, message, ...(hint ? { hint } : {}) };
+}
+
+const COMPATIBLE: Record<string, string[]> = { transformer: ['markov', 'textFile'], mlp: ['teacherStudent'] };
+
+/** Validates a parsed config: all issues with their JSON paths and hints, or the config with defaults. */
+export function validateRunConfig(raw: unknown): { ok: true; config: RunConfig } | { ok: false; issues: ConfigIssue[] } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { ok: false, issues: [{ path: '$', message: 'a run config must be a JSON object', hint: 'start from `{}`: every field has a default' }] };
+  }
+  const withDefaults = Value.Default(RunConfigSchema, structuredClone(raw)) as Record<string, unknown>;
+  const issues: ConfigIssue[] = [];
+  for (const key of Object.keys(UNIONS)) issues.push(...unionIssues(key, withDefaults[key]));
+  for (const e of Value.Errors(RunConfigSchema, withDefaults)) {
+    const top = e.path.split('/')[1];
+    if (top in UNIONS) continue; // reported precisely above
+    issues.push(issueFor(e.path, e.message, e.schema));
+  }
+  if (issues.length === 0) {
+    const config = withDefaults as RunConfig;
+    const allowed = COMPATIBLE[config.model.type];
+    if (!allowed.includes(config.task.type)) {
+      issues.push({ path: '$.task.type', message: `a ${config.model.type} model cannot train on task "${config.task.type}"`, hint: `use one of: ${allowed.join(', ')}` });
+    }
+    if (config.model.type === 'transformer' && config.model.width % config.model.heads !== 0) {
+      issues.push({ path: '$.model.heads', message: `heads (${config.model.heads}) must divide width (${config.model.width})` });
+    }
+    config.routing.forEach((r, i) => {
+      try {
+        new RegExp(r.pattern);
+      } catch (e) {
+        issues.push({ path: `$.routing[${i}].pattern`, message: `not a valid regular expression: ${(e as Error).message}` });
+      }
+    });
+    if (issues.length === 0) return { ok: true, config };
+  }
+  return { ok: false, issues };
+}
+
+export function formatConfigIssues(file: string, issues: ConfigIssue[]): string {
+  return [`${file}: ${issues.length} problem${issues.length > 1 ? 's' : ''}; nothing was started`, ...issues.map((i) => `  ${i.path}: ${i.message}${i.hint ? ` (${i.hint})` : ''}`)].join('\n');
+}
+
+/** The JSON Schema shipped for editors: TypeBox schemas are JSON Schema already, minus its symbols. */
+export function runConfigJsonSchema(): object {
+  return { $schema: 'http://json-schema.org/draft-07/schema#', ...JSON.parse(JSON.stringify(RunConfigSchema)) };
+}
