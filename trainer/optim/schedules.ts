@@ -55,7 +55,7 @@ export function evaluate(spec: ScheduleSpec, q: number): number {
 }
 
 function invalid(path: string, message: string, value: unknown): never {
-  throw new MuonscopeError('INVALID_HYPERPARAMETER', `schedule ${path}: ${message} (got ${JSON.stringify(value)})`, { path, value });
+  throw new MuonscopeError('INVALID_HYPERPARAMETER', `${path}: ${message} (got ${JSON.stringify(value)})`, { path, value });
 }
 
 function finite(spec: Record<string, unknown>, key: string, path: string): number {
@@ -66,7 +66,7 @@ function finite(spec: Record<string, unknown>, key: string, path: string): numbe
 
 function checkP(p: number, path: string, where: string): void {
   if (p < P_MIN || p > P_MAX) {
-    throw new MuonscopeError('P_OUT_OF_RANGE', `schedule ${path}: p = ${p} ${where} is outside [${P_MIN}, ${P_MAX}]`, { path, p });
+    throw new MuonscopeError('P_OUT_OF_RANGE', `${path}: p = ${p}${where ? ` ${where}` : ''} is outside [${P_MIN}, ${P_MAX}]`, { path, p });
   }
 }
 

@@ -42,7 +42,7 @@ export function checkState(state: unknown, kind: OptimizerKind, expected: readon
     const ps = s.params[p.name] as ParamState | undefined;
     if (!ps) invalid(`state lacks parameter "${p.name}"`, { name: p.name });
     if (!Array.isArray(ps.shape) || ps.shape.length !== p.shape.length || ps.shape.some((d, i) => d !== p.shape[i])) {
-      invalid(`state shape of "${p.name}" is [${ps.shape}], the parameter's is [${p.shape.join(', ')}]`, { name: p.name });
+      invalid(`state shape of "${p.name}" is [${String(ps.shape).replace(/,/g, ', ')}], the parameter's is [${p.shape.join(', ')}]`, { name: p.name });
     }
     const size = p.shape.reduce((a, b) => a * b, 1);
     const got = Object.keys(ps.buffers ?? {});
