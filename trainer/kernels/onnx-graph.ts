@@ -42,6 +42,10 @@ class GraphBuilder {
     return name;
   }
 
+  initializer(tensor: onnxProto.onnx.ITensorProto): void {
+    this.initializers.push(tensor);
+  }
+
   index(i: number): string {
     const name = `i${this.counter++}`;
     this.initializers.push({ name, dims: [], dataType: INT64, int64Data: [i] });
@@ -90,9 +94,9 @@ function normalizeFrobenius(g: GraphBuilder, x: string, eps: number, normSafety:
   return g.op('Div', [x, g.op('Max', [scaled, g.scalar(eps)])]);
 }
 
-/** One quintic step X ← a·X + (b·A + c·A·A)·X with A = X·Xᵀ; X is short-side-first. */
-function nsStep(g: GraphBuilder, x: string, [a, b, c]: NsStep): string {
-  const gramA = g.op('MatMul', [x, transpose(g, x)]);
+/** One quintic step X ← a·X + (b·A + c·A·A)·X with A = X·Xᵀ (given, or formed); X is short-side-first. */
+function nsStep(g: GraphBuilder, x: string, [a, b, c]: NsStep, gram?: string): string {
+  const gramA = gram ?? g.op('MatMul', [x, transpose(g, x)]);
   const poly = g.op('Add', [g.op('Mul', [gramA, g.scalar(b)]), g.op('Mul', [g.op('MatMul', [gramA, gramA]), g.scalar(c)])]);
   return g.op('Add', [g.op('Mul', [x, g.scalar(a)]), g.op('MatMul', [poly, x])]);
 }
@@ -146,21 +150,65 @@ export function buildOrthogonalizeGraph(spec: NsGraphSpec): Uint8Array {
   return g.build();
 }
 
+/** A fixed start vector for power iteration: deterministic, and with no sign pattern to be orthogonal to. */
+function powerStartVector(g: GraphBuilder, m: number): string {
+  const name = `v${m}`;
+  const values = Array.from({ length: m }, (_, i) => 1 + 0.5 * Math.sin(12.9898 * (i + 1)));
+  g.initializer({ name, dims: [m, 1], dataType: FLOAT, floatData: values });
+  return name;
+}
+
 /**
- * Σ_k w_k·X_k over the Newton–Schulz iterates of X_0 = X/divisor. The weights are an input (they
- * change with p every step), so one session per shape and step count serves every p.
+ * σ_max² of X as the Rayleigh quotient after `iterations` power steps on A = X·Xᵀ (m×m, so each step
+ * costs m² instead of 2mn). Power iteration approaches from below; callers add a margin.
  */
-export function buildNsCombinationGraph(spec: { rows: number; cols: number; steps: readonly NsStep[] }): Uint8Array {
+function largestEigenvalue(g: GraphBuilder, gram: string, m: number, iterations: number): string {
+  const keep = [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }];
+  let v = powerStartVector(g, m);
+  for (let i = 0; i < iterations; i++) {
+    const w = g.op('MatMul', [gram, v]);
+    v = g.op('Div', [w, g.op('Max', [g.op('Sqrt', [g.op('ReduceSumSquare', [w], keep)]), g.scalar(1e-30)])]);
+  }
+  return g.op('ReduceSum', [g.op('Mul', [v, g.op('MatMul', [gram, v])])], keep);
+}
+
+export interface NsCombinationGraphSpec {
+  rows: number;
+  cols: number;
+  steps: readonly NsStep[];
+  /** Estimate σ_max in the graph (then the inputs are X, weights, margin) instead of taking a divisor. */
+  powerIterations: number | null;
+}
+
+/**
+ * Σ_k w_k·X_k over the Newton–Schulz iterates of X_0 = X/divisor, the divisor given or σ_max·margin.
+ * The weights are an input (they change with p every step), so one session per shape and step count
+ * serves every p.
+ */
+export function buildNsCombinationGraph(spec: NsCombinationGraphSpec): Uint8Array {
   const { rows, cols, steps } = spec;
+  const m = Math.min(rows, cols);
   const g = new GraphBuilder(FLOAT);
-  const xIn = g.input('X', [rows, cols]);
+  const xs = shortSideFirst(g, g.input('X', [rows, cols]), rows, cols);
   const weights = g.input('weights', [steps.length + 1]);
-  const divisor = g.input('divisor', []);
-  let x = g.op('Div', [shortSideFirst(g, xIn, rows, cols), divisor]);
+  let x: string;
+  let firstGram: string | undefined;
+  if (spec.powerIterations === null) {
+    x = g.op('Div', [xs, g.input('divisor', [])]);
+  } else {
+    const margin = g.input('margin', []);
+    const rawGram = g.op('MatMul', [xs, transpose(g, xs)]);
+    const lambda = largestEigenvalue(g, rawGram, m, spec.powerIterations);
+    // A zero matrix has σ_max = 0; the floor keeps 0/0 out and the result zero.
+    const divisor = g.op('Max', [g.op('Mul', [g.op('Sqrt', [lambda]), margin]), g.scalar(1e-30)]);
+    x = g.op('Div', [xs, divisor]);
+    // Divide twice: d² underflows float32 for tiny d.
+    firstGram = g.op('Div', [g.op('Div', [rawGram, divisor]), divisor]);
+  }
   const weight = (k: number) => g.op('Gather', [weights, g.index(k)]);
   let sum = g.op('Mul', [x, weight(0)]);
   steps.forEach((s, k) => {
-    x = nsStep(g, x, s);
+    x = nsStep(g, x, s, k === 0 ? firstGram : undefined);
     sum = g.op('Add', [sum, g.op('Mul', [x, weight(k + 1)])]);
   });
   g.output(shortSideFirst(g, sum, rows, cols), 'Y', [rows, cols]);

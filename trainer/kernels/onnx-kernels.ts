@@ -67,12 +67,13 @@ export class OnnxKernels implements MatrixKernels {
 
   async nsCombination(input: NsCombinationInput): Promise<Float32Array> {
     const { rows, cols } = input;
-    const key = `nscomb|${rows}x${cols}|${stepsKey(input.steps)}`;
-    const session = await this.session(key, () => buildNsCombinationGraph(input));
+    const powerIterations = 'divisor' in input.scale ? null : input.scale.powerIterations;
+    const key = `nscomb|${rows}x${cols}|${stepsKey(input.steps)}|${powerIterations}`;
+    const session = await this.session(key, () => buildNsCombinationGraph({ rows, cols, steps: input.steps, powerIterations }));
     const out = await session.run({
       X: this.matrix(input.x, rows, cols),
       weights: new this.ort.Tensor('float32', Float32Array.from(input.weights), [input.weights.length]),
-      divisor: this.scalar(input.divisor),
+      ...('divisor' in input.scale ? { divisor: this.scalar(input.scale.divisor) } : { margin: this.scalar(input.scale.sigmaMargin) }),
     });
     return out.Y.data as Float32Array;
   }

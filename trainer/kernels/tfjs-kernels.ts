@@ -17,8 +17,8 @@ function shortSideFirst(x: tf.Tensor2D, rows: number, cols: number): tf.Tensor2D
   return rows > cols ? tf.transpose(x) : x;
 }
 
-function nsStep(x: tf.Tensor2D, [a, b, c]: NsStep): tf.Tensor2D {
-  const gramA = matMul(x, x, false, true);
+function nsStep(x: tf.Tensor2D, [a, b, c]: NsStep, gram?: tf.Tensor2D): tf.Tensor2D {
+  const gramA = gram ?? matMul(x, x, false, true);
   const poly = tf.add(tf.mul(gramA, b), tf.mul(matMul(gramA, gramA), c)) as tf.Tensor2D;
   return tf.add(tf.mul(x, a), matMul(poly, x)) as tf.Tensor2D;
 }
@@ -70,10 +70,27 @@ export class TfjsKernels implements MatrixKernels {
   async nsCombination(input: NsCombinationInput): Promise<Float32Array> {
     const { rows, cols, weights } = input;
     const out = tf.tidy(() => {
-      let x = tf.div(shortSideFirst(tf.tensor2d(input.x, [rows, cols]), rows, cols), input.divisor) as tf.Tensor2D;
+      const xs = shortSideFirst(tf.tensor2d(input.x, [rows, cols]), rows, cols);
+      let x: tf.Tensor2D;
+      let firstGram: tf.Tensor2D | undefined;
+      if ('divisor' in input.scale) {
+        x = tf.div(xs, input.scale.divisor) as tf.Tensor2D;
+      } else {
+        const gram = matMul(xs, xs, false, true);
+        const m = gram.shape[0];
+        let v = tf.tensor2d(Array.from({ length: m }, (_, i) => 1 + 0.5 * Math.sin(12.9898 * (i + 1))), [m, 1]);
+        for (let i = 0; i < input.scale.powerIterations; i++) {
+          const w = matMul(gram, v);
+          v = tf.div(w, tf.maximum(tf.norm(w), 1e-30)) as tf.Tensor2D;
+        }
+        const lambda = tf.sum(tf.mul(v, matMul(gram, v)));
+        const divisor = tf.maximum(tf.mul(tf.sqrt(lambda), input.scale.sigmaMargin), 1e-30);
+        x = tf.div(xs, divisor) as tf.Tensor2D;
+        firstGram = tf.div(tf.div(gram, divisor), divisor) as tf.Tensor2D;
+      }
       let sum = tf.mul(x, weights[0]);
       input.steps.forEach((s, k) => {
-        x = nsStep(x, s);
+        x = nsStep(x, s, k === 0 ? firstGram : undefined);
         sum = tf.add(sum, tf.mul(x, weights[k + 1]));
       });
       return shortSideFirst(sum as tf.Tensor2D, rows, cols);

@@ -47,7 +47,11 @@ export interface NsCombinationInput {
   steps: readonly NsStep[];
   /** Σ_k weights[k]·X_k over the iterates X_0 = x/divisor, X_1 … X_steps (weights.length = steps + 1). */
   weights: readonly number[];
-  divisor: number;
+  /**
+   * Either a fixed divisor, or σ_max·margin with σ_max estimated by `powerIterations` steps of power
+   * iteration on X·Xᵀ inside the kernel (whose Gram matrix then also serves the first iterate).
+   */
+  scale: { divisor: number } | { sigmaMargin: number; powerIterations: number };
 }
 
 export interface MatrixKernels {

@@ -287,7 +287,7 @@ export class DynMuon extends OptimizerBase<DynMuonHyperparameters> {
     const ns = (y: Float32Array): Promise<Float32Array> => {
       const steps = expandNsSteps(NS_COEFFICIENT_SETS.dion, 5);
       const weights = steps.map(() => 0).concat(1);
-      return this.kernels.nsCombination({ rows: m, cols: n, x: y, steps, weights, divisor: frobeniusNorm(y) + RELEASED_EPS });
+      return this.kernels.nsCombination({ rows: m, cols: n, x: y, steps, weights, scale: { divisor: frobeniusNorm(y) + RELEASED_EPS } });
     };
     if (p >= 0) return { d: back(await ns(x)), method: 'ns', normPowP: 1 };
 
