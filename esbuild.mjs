@@ -4,7 +4,8 @@
 // modules (`mainFields`), so the bundle holds exactly one copy of core. A native TF.js package loaded at
 // runtime brings its own copy, which shares the engine and registries: tfjs-core keeps them global.
 import * as esbuild from 'esbuild';
-import { cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -38,9 +39,16 @@ function copyWasmBinaries() {
   for (const f of readdirSync(from).filter((f) => f.endsWith('.wasm'))) cpSync(join(from, f), join(to, f));
 }
 
+/** The run-config JSON Schema, generated from the one TypeBox definition, for editors (jsonValidation). */
+function writeConfigSchema() {
+  const trainer = createRequire(import.meta.url)(join(dist, 'trainer', 'index.js'));
+  writeFileSync(join(dist, 'run-config.schema.json'), JSON.stringify(trainer.runConfigJsonSchema(), null, 1) + '\n');
+}
+
 if (watch) {
   for (const b of builds) await (await esbuild.context(b)).watch();
 } else {
   await Promise.all(builds.map((b) => esbuild.build(b)));
+  writeConfigSchema();
 }
 copyWasmBinaries();

@@ -1,0 +1,350 @@
+/**
+ * The training loop with live control. Commands from any client are queued and applied between steps
+ * (within one step of arriving); each is answered when applied, with the step it took effect at, or
+ * refused with a typed error that changes nothing. Every accepted change is a `control` record in the
+ * run log (step, old value, new value, source, reason): the audit trail the dashboard draws as markers.
+ *
+ * The loop yields to the event loop after every step, so commands and WebSocket traffic are never stuck
+ * behind training. Non-finite losses or gradients pause the run with an alert naming the step and the
+ * layer; the last good checkpoint is never touched.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { isMuonscopeError, MuonscopeError } from '../errors.js';
+import type { DynMuon } from '../optim/dynmuon.js';
+import type { HybridOptimizer } from '../optim/hybrid.js';
+import { validateSchedule } from '../optim/schedules.js';
+import type { Command, NewLogRecord, RunState } from '../protocol.js';
+import { writeCheckpoint, type Checkpoint } from './checkpoint.js';
+import type { RunLog } from './run-log.js';
+import type { Workload, WorkloadBatch } from './workload.js';
+
+export interface CommandMeta {
+  id?: string;
+  source: string;
+}
+
+export interface CommandResult {
+  step: number;
+  detail?: string;
+}
+
+/** Hooks the loop calls at the right moments; diagnostics plug in here. */
+export interface StepObserver {
+  /** Before the optimizer step, while the batch and its gradients are alive. */
+  beforeUpdate?(ctx: StepContext): Promise<void>;
+  /** After the optimizer step; may append records to the log. */
+  afterUpdate?(ctx: StepContext): Promise<void>;
+}
+
+export interface StepContext {
+  step: number;
+  batch: WorkloadBatch;
+  grads: Record<string, tf.Tensor>;
+  loss: number;
+  stepMs: number;
+}
+
+export interface TrainerSettings {
+  runId: string;
+  totalSteps: number;
+  evalEvery: number;
+  checkpointEvery: number;
+  checkpointDir: string;
+  diagnosticsEvery: number;
+  diagnosticsAdaptive: boolean;
+  diagnosticsBudgetPct: number;
+}
+
+export interface ProgressReport {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  valLoss?: number;
+  p: number | null;
+  stepsPerSecond: number;
+  state: RunState;
+}
+
+interface Pending {
+  command: Command;
+  meta: CommandMeta;
+  resolve: (r: CommandResult) => void;
+  reject: (e: Error) => void;
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function refuse(message: string, details: Record<string, unknown> = {}): never {
+  throw new MuonscopeError('INVALID_STATE', message, details);
+}
+
+export class Trainer {
+  private state: RunState = 'running';
+  private nextStep: number;
+  private readonly queue: Pending[] = [];
+  private wake: (() => void) | null = null;
+  /** Steps still to run before pausing again (the `step N` command). */
+  private stepsBeforePause: number | null = null;
+  private stopRequested: { reason: string } | null = null;
+  private stepRateEma = 0;
+  private lastLoss = NaN;
+  readonly observers: StepObserver[] = [];
+
+  constructor(
+    private readonly settings: TrainerSettings,
+    private readonly workload: Workload,
+    private readonly optimizer: HybridOptimizer,
+    private readonly log: RunLog,
+    startStep: number,
+    private readonly onProgress: (r: ProgressReport) => void = () => undefined,
+  ) {
+    this.nextStep = startStep;
+  }
+
+  get currentState(): RunState {
+    return this.state;
+  }
+
+  get step(): number {
+    return this.nextStep;
+  }
+
+  get diagnosticsSettings(): { every: number; adaptive: boolean; budgetPct: number } {
+    return { every: this.settings.diagnosticsEvery, adaptive: this.settings.diagnosticsAdaptive, budgetPct: this.settings.diagnosticsBudgetPct };
+  }
+
+  /** Queues a command; resolves when it has been applied between steps, rejects with a typed error. */
+  enqueue(command: Command, meta: CommandMeta): Promise<CommandResult> {
+    if (this.isOver()) {
+      return Promise.reject(new MuonscopeError('INVALID_STATE', `the run has ${this.state}; it takes no more commands`, { protocolCode: 'RUN_ENDED' }));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ command, meta, resolve, reject });
+      this.wake?.();
+    });
+  }
+
+  /** SIGINT/SIGTERM: checkpoint and stop after the current step. */
+  requestStop(reason: string): void {
+    if (!this.stopRequested) this.stopRequested = { reason };
+    this.wake?.();
+  }
+
+  private isOver(): boolean {
+    return this.state === 'finished' || this.state === 'stopped' || this.state === 'crashed';
+  }
+
+  private record(r: NewLogRecord): void {
+    this.log.append(r);
+  }
+
+  private setState(state: RunState, reason: string): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.record({ kind: 'state', step: this.nextStep, state, reason });
+  }
+
+  private control(command: string, field: string, old: unknown, value: unknown, meta: CommandMeta, reason: string | undefined): void {
+    this.record({
+      kind: 'control',
+      step: this.nextStep,
+      command,
+      field,
+      old,
+      new: value,
+      source: meta.source,
+      reason: reason ?? '',
+      ...(meta.id ? { commandId: meta.id } : {}),
+    });
+  }
+
+  private get dynmuon(): DynMuon | null {
+    const m = this.optimizer.matrix;
+    return m && 'schedule' in m ? (m as DynMuon) : null;
+  }
+
+  /** Applies one command or throws a typed error; nothing changes on refusal. */
+  private apply(command: Command, meta: CommandMeta): CommandResult {
+    const step = this.nextStep;
+    switch (command.kind) {
+      case 'pause':
+        if (this.state !== 'running') refuse(`cannot pause: the run is ${this.state}`);
+        this.stepsBeforePause = null;
+        this.control('pause', 'state', 'running', 'paused', meta, command.reason);
+        this.setState('paused', command.reason ?? `paused by ${meta.source}`);
+        return { step };
+      case 'resume':
+        if (this.state !== 'paused') refuse(`cannot resume: the run is ${this.state}`);
+        this.stepsBeforePause = null;
+        this.control('resume', 'state', 'paused', 'running', meta, command.reason);
+        this.setState('running', command.reason ?? `resumed by ${meta.source}`);
+        return { step };
+      case 'stop':
+        this.control('stop', 'state', this.state, 'stopped', meta, command.reason);
+        this.stopRequested = { reason: command.reason ?? `stopped by ${meta.source}` };
+        return { step };
+      case 'step':
+        if (this.state !== 'paused') refuse(`"step ${command.n}" runs steps while paused; the run is ${this.state}`);
+        this.control('step', 'state', 'paused', `running ${command.n} step(s)`, meta, command.reason);
+        this.stepsBeforePause = command.n;
+        this.setState('running', `stepping ${command.n} by ${meta.source}`);
+        return { step, detail: `running ${command.n} step(s), then pausing` };
+      case 'set_lr': {
+        const old = this.optimizer.lr;
+        this.optimizer.setLr(command.lr);
+        this.control('set_lr', 'lr', old, command.lr, meta, command.reason);
+        return { step };
+      }
+      case 'set_schedule': {
+        const dyn = this.dynmuon;
+        if (!dyn) refuse('this run has no p schedule (its optimizer is not DynMuon)');
+        validateSchedule(command.schedule, 'schedule');
+        const from = command.fromStep ?? step;
+        if (from < step) throw new MuonscopeError('INVALID_ARGUMENT', `fromStep ${from} is in the past (the next step is ${step})`, { fromStep: from });
+        const timeline = dyn.schedule;
+        const old = timeline.history().at(-1)?.spec ?? null;
+        timeline.replaceFrom(from, command.schedule, { source: meta.source, reason: command.reason ?? '' });
+        this.control('set_schedule', 'schedule', old, { fromStep: from, schedule: command.schedule }, meta, command.reason);
+        return { step, detail: `p from step ${from}: ${timeline.pAt(from, this.settings.totalSteps).toFixed(4)}` };
+      }
+      case 'set_diagnostics': {
+        const old = this.diagnosticsSettings;
+        this.settings.diagnosticsEvery = command.every;
+        if (command.adaptive !== undefined) this.settings.diagnosticsAdaptive = command.adaptive;
+        if (command.budgetPct !== undefined) this.settings.diagnosticsBudgetPct = command.budgetPct;
+        this.control('set_diagnostics', 'diagnostics', old, this.diagnosticsSettings, meta, command.reason);
+        return { step };
+      }
+      case 'checkpoint': {
+        const file = this.checkpoint(command.reason ?? `requested by ${meta.source}`);
+        return { step, detail: file };
+      }
+    }
+  }
+
+  private drainQueue(): void {
+    while (this.queue.length) {
+      const p = this.queue.shift()!;
+      try {
+        p.resolve(this.apply(p.command, p.meta));
+      } catch (e) {
+        p.reject(e as Error);
+      }
+    }
+  }
+
+  /** Writes a checkpoint of the state after `nextStep` steps; returns its file. */
+  checkpoint(reason: string): string {
+    const weights: Checkpoint['weights'] = {};
+    for (const v of this.workload.variables) weights[v.name] = { shape: [...v.shape], values: v.dataSync() as Float32Array };
+    const file = writeCheckpoint(this.settings.checkpointDir, {
+      runId: this.settings.runId,
+      step: this.nextStep,
+      reason,
+      weights,
+      optimizer: this.optimizer.getState(),
+      logSeq: this.log.lastSeq(),
+      extra: { diagnostics: this.diagnosticsSettings },
+    });
+    this.record({ kind: 'checkpoint', step: this.nextStep, file, reason });
+    return file;
+  }
+
+  private async waitForCommand(): Promise<void> {
+    if (this.queue.length || this.stopRequested) return;
+    await new Promise<void>((resolve) => (this.wake = resolve));
+    this.wake = null;
+  }
+
+  /** Runs until finished or stopped; returns the final state. A crash is logged, then rethrown. */
+  async run(): Promise<RunState> {
+    try {
+      while (true) {
+        this.drainQueue();
+        if (this.stopRequested) {
+          this.checkpoint(`final: ${this.stopRequested.reason}`);
+          this.setState('stopped', this.stopRequested.reason);
+          break;
+        }
+        if (this.nextStep >= this.settings.totalSteps) {
+          this.checkpoint('final');
+          this.setState('finished', `completed ${this.settings.totalSteps} steps`);
+          break;
+        }
+        if (this.state === 'paused') {
+          await this.waitForCommand();
+          continue;
+        }
+        await this.trainStep();
+        await yieldToEventLoop();
+      }
+    } catch (e) {
+      this.record({ kind: 'alert', step: this.nextStep, level: 'error', code: 'CRASH', message: String((e as Error)?.stack ?? e).slice(0, 2000) });
+      this.setState('crashed', String((e as Error)?.message ?? e).slice(0, 1000));
+      throw e;
+    } finally {
+      for (const p of this.queue.splice(0)) p.reject(new MuonscopeError('INVALID_STATE', `the run has ${this.state}`, { protocolCode: 'RUN_ENDED' }));
+    }
+    return this.state;
+  }
+
+  private pauseWithAlert(code: string, message: string, layer?: string): void {
+    this.record({ kind: 'alert', step: this.nextStep, level: 'error', code, message, ...(layer ? { layer } : {}) });
+    this.stepsBeforePause = null;
+    this.setState('paused', message);
+  }
+
+  private async trainStep(): Promise<void> {
+    const step = this.nextStep;
+    const started = performance.now();
+    const batch = this.workload.batch(step);
+    const { value, grads } = tf.variableGrads(() => this.workload.loss(batch));
+    try {
+      const loss = (await value.data())[0];
+      if (!Number.isFinite(loss)) {
+        this.pauseWithAlert('NON_FINITE_LOSS', `loss is ${loss} at step ${step}; paused before updating (the last checkpoint is untouched)`);
+        return;
+      }
+      const ctx: StepContext = { step, batch, grads, loss, stepMs: 0 };
+      for (const o of this.observers) await o.beforeUpdate?.(ctx);
+      try {
+        await this.optimizer.step(grads);
+      } catch (e) {
+        if (isMuonscopeError(e, 'NON_FINITE')) {
+          const layer = typeof e.details.name === 'string' ? e.details.name : undefined;
+          this.pauseWithAlert('NON_FINITE_GRADIENT', `${e.message} at step ${step}; paused before updating (the last checkpoint is untouched)`, layer);
+          return;
+        }
+        throw e;
+      }
+      this.nextStep = step + 1;
+      this.lastLoss = loss;
+      const stepMs = performance.now() - started;
+      ctx.stepMs = stepMs;
+      const rate = 1000 / stepMs;
+      this.stepRateEma = this.stepRateEma ? 0.9 * this.stepRateEma + 0.1 * rate : rate;
+      const p = this.dynmuon ? this.dynmuon.schedule.pAt(step, this.settings.totalSteps) : null;
+      this.record({ kind: 'step', step, loss, lr: this.optimizer.lr, p, stepMs, tokensPerS: (this.workload.tokensPerBatch * 1000) / stepMs });
+      for (const o of this.observers) await o.afterUpdate?.(ctx);
+      let valLoss: number | undefined;
+      const done = this.nextStep;
+      if (done % this.settings.evalEvery === 0 || done === this.settings.totalSteps) {
+        valLoss = await this.workload.validationLoss();
+        this.record({ kind: 'eval', step, valLoss });
+      }
+      if (done % this.settings.checkpointEvery === 0 && done < this.settings.totalSteps) this.checkpoint('periodic');
+      if (this.stepsBeforePause !== null && --this.stepsBeforePause <= 0) {
+        this.stepsBeforePause = null;
+        this.setState('paused', 'requested steps done');
+      }
+      this.onProgress({ step, totalSteps: this.settings.totalSteps, loss, valLoss, p, stepsPerSecond: this.stepRateEma, state: this.state });
+    } finally {
+      tf.dispose([value, ...Object.values(grads)]);
+      batch.dispose();
+    }
+  }
+
+  get latestLoss(): number {
+    return this.lastLoss;
+  }
+}
