@@ -23,7 +23,7 @@ const Reason = Type.Optional(Str(500));
 // ---------- schedules (mirrors optim/schedules.ts; checked for equality at compile time below) ----------
 
 const PValue = Finite();
-const LeafSchedule = Type.Union([
+const leafSchedules = [
   Type.Object({ type: Type.Literal('constant'), p: PValue }, { additionalProperties: false }),
   Type.Object({ type: Type.Literal('linear'), from: PValue, to: PValue }, { additionalProperties: false }),
   Type.Object({ type: Type.Literal('cosine'), from: PValue, to: PValue }, { additionalProperties: false }),
@@ -35,9 +35,11 @@ const LeafSchedule = Type.Union([
     { type: Type.Literal('logistic'), pMax: PValue, pMin: PValue, tau: Finite(), width: Finite({ exclusiveMinimum: 0 }) },
     { additionalProperties: false },
   ),
-]);
+];
+const LeafSchedule = Type.Union(leafSchedules);
+// Flat, so that errors can be reported against the member `type` names.
 export const ScheduleSpecSchema = Type.Union([
-  LeafSchedule,
+  ...leafSchedules,
   Type.Object({ type: Type.Literal('reversed'), of: LeafSchedule }, { additionalProperties: false }),
 ]);
 // Compile-time: the wire schema and the optimizer's type describe the same values (one reversal deep).
@@ -280,7 +282,46 @@ function validate<S extends TSchema>(schema: S, value: unknown): Validated<Stati
   return { ok: false, issues };
 }
 
-export const validateClientMessage = (v: unknown) => validate(ClientMessageSchema, v);
+/**
+ * TypeBox reports a failed union as "Expected union value" at its root. For discriminated unions we
+ * validate against the member the discriminator names, so errors point at the actual field.
+ */
+function variantFor(union: TSchema, key: string, value: unknown): TSchema | undefined {
+  const tag = (value as Record<string, unknown> | null)?.[key];
+  return (union.anyOf as TSchema[]).find((m) => m.properties?.[key]?.const === tag);
+}
+
+function preciseIssues(value: unknown): ValidationIssue[] | null {
+  const message = variantFor(ClientMessageSchema, 'type', value);
+  if (!message) return null;
+  const command = (value as { command?: unknown }).command;
+  const commandSchema = (value as { type: string }).type === 'command' ? variantFor(CommandSchema, 'kind', command) : undefined;
+  const commandIsObject = typeof command === 'object' && command !== null;
+  const issues: ValidationIssue[] = [];
+  for (const e of Value.Errors(message, value)) {
+    if (commandIsObject && e.path.startsWith('/command')) continue;
+    issues.push({ path: e.path || '/', message: e.message });
+  }
+  if (commandSchema) {
+    const schedule = (command as { schedule?: unknown }).schedule;
+    const scheduleSchema = variantFor(ScheduleSpecSchema, 'type', schedule);
+    for (const e of Value.Errors(commandSchema, command)) {
+      if (scheduleSchema && e.path.startsWith('/schedule')) continue;
+      issues.push({ path: `/command${e.path}`, message: e.message });
+    }
+    if (scheduleSchema) for (const e of Value.Errors(scheduleSchema, schedule)) issues.push({ path: `/command/schedule${e.path}`, message: e.message });
+  } else if ((value as { type: string }).type === 'command' && commandIsObject) {
+    const kinds = (CommandSchema.anyOf as TSchema[]).map((m) => m.properties.kind.const).join(', ');
+    issues.push({ path: '/command/kind', message: `unknown command ${JSON.stringify((command as { kind?: unknown }).kind)}; expected one of ${kinds}` });
+  }
+  return issues.length ? issues.slice(0, 10) : null;
+}
+
+export const validateClientMessage = (v: unknown): Validated<ClientMessage> => {
+  const result = validate(ClientMessageSchema, v);
+  if (result.ok) return result;
+  return { ok: false, issues: preciseIssues(v) ?? result.issues };
+};
 export const validateServerMessage = (v: unknown) => validate(ServerMessageSchema, v);
 export const validateLogRecord = (v: unknown) => validate(LogRecordSchema, v);
 export const validateCommand = (v: unknown) => validate(CommandSchema, v);
@@ -310,8 +351,8 @@ export function parseClientMessage(frame: string): { ok: true; message: ClientMe
       type: 'error',
       ...(id ? { id } : {}),
       code: isCommand ? 'INVALID_COMMAND' : 'BAD_MESSAGE',
-      message: result.issues.map((i) => `${i.path}: ${i.message}`).join('; '),
-      path: first.path,
+      message: result.issues.map((i) => `${i.path}: ${i.message}`).join('; ').slice(0, 2000),
+      path: first.path.slice(0, 500),
     },
   };
 }
