@@ -1,102 +1,108 @@
 /**
- * `muonscope` command line. `train` reports the compute it chose (and why it skipped the rest), then
- * trains and prints progress. Exit codes: 0 done, 1 crashed, 2 bad arguments, 3 backend unavailable.
+ * `muonscope` — the trainer's command line.
+ *
+ *   muonscope train [CONFIG] [--steps N] [--out DIR] [--listen HOST:PORT] [--backend NAME] [--kernels NAME] [--resume CHECKPOINT|RUNDIR]
+ *   muonscope inspect RUNDIR
+ *
+ * `train`'s first stdout line is one JSON object {"event":"listening","url","token","runDir"} for the
+ * extension to read; then progress (a bar on a terminal, plain lines otherwise). SIGINT/SIGTERM
+ * checkpoint and exit 0. Exit codes are in EXIT.
  */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { selectTfBackend, TF_BACKENDS, type TfBackendPreference } from './backend/tfjs-backend.js';
 import { isMuonscopeError, MuonscopeError } from './errors.js';
-import { KERNEL_PREFERENCES, loadKernels, type KernelPreference } from './kernels/index.js';
-import type { DynMuonMode } from './optim/dynmuon.js';
-import { TRACK3_LOGISTIC } from './optim/schedules.js';
-import { trainMlp, type MlpRunConfig, type StepReport } from './run/train-mlp.js';
+import { formatConfigIssues, validateRunConfig, type RunConfig } from './run/config.js';
+import { inspectRun } from './run/inspect.js';
+import { ProgressPrinter } from './run/progress.js';
+import { readRunConfigFile, runDirOf } from './run/run-dir.js';
+import { startSession } from './run/session.js';
 
-export const EXIT = { ok: 0, crashed: 1, badArguments: 2, backendUnavailable: 3 } as const;
+export const EXIT = { ok: 0, crashed: 1, badConfig: 2, backendUnavailable: 3, badArguments: 4 } as const;
 
-const USAGE = `usage: muonscope train [--steps N] [--optimizer dynmuon|muon|adamw] [--mode exact|released|lrOnly]
-                       [--lr X] [--seed N] [--backend auto|${TF_BACKENDS.join('|')}]
-                       [--kernels ${KERNEL_PREFERENCES.join('|')}]`;
+const USAGE = `usage: muonscope train [CONFIG.muonscope.json] [--steps N] [--out DIR] [--listen HOST:PORT]
+                       [--backend auto|tensorflow-gpu|tensorflow|wasm|cpu]
+                       [--kernels auto|onnxruntime|onnxruntime-cuda|onnxruntime-cpu|tfjs]
+                       [--resume CHECKPOINT|RUNDIR]
+       muonscope inspect RUNDIR
+exit codes: 0 done or stopped, 1 crashed, 2 bad config, 3 backend unavailable, 4 bad arguments`;
 
-function positiveInt(name: string, raw: string): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new MuonscopeError('INVALID_ARGUMENT', `--${name} must be a positive integer, got "${raw}"`);
-  return n;
+class UsageError extends Error {}
+
+function parseListen(raw: string): { host: string; port: number } {
+  const m = /^(.+):(\d+)$/.exec(raw);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) throw new UsageError(`--listen must be HOST:PORT (e.g. 127.0.0.1:8765), got "${raw}"`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
 }
 
-function positiveNumber(name: string, raw: string): number {
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new MuonscopeError('INVALID_ARGUMENT', `--${name} must be a positive number, got "${raw}"`);
-  return n;
-}
-
-function oneOf<T extends string>(name: string, raw: string, allowed: readonly T[]): T {
-  if (!allowed.includes(raw as T)) throw new MuonscopeError('INVALID_ARGUMENT', `--${name} must be one of ${allowed.join(', ')}; got "${raw}"`);
-  return raw as T;
-}
-
-function runConfig(values: Record<string, string | undefined>): MlpRunConfig {
-  const steps = positiveInt('steps', values.steps!);
-  const lr = positiveNumber('lr', values.lr!);
-  const seed = positiveInt('seed', values.seed!);
-  const optimizer = oneOf('optimizer', values.optimizer!, ['dynmuon', 'muon', 'adamw'] as const);
-  const mode = oneOf('mode', values.mode!, ['exact', 'released', 'lrOnly'] as const satisfies readonly DynMuonMode[]);
-  const matrix =
-    optimizer === 'dynmuon'
-      ? { type: 'dynmuon' as const, mode, lr, totalSteps: steps, schedule: TRACK3_LOGISTIC }
-      : optimizer === 'muon'
-        ? { type: 'muon' as const, lr }
-        : { type: 'adamw' as const };
-  return {
-    steps,
-    evalEvery: Math.max(1, Math.round(steps / 20)),
-    task: { inputDim: 64, outputDim: 16, teacherWidth: 128, curvatureDecay: 1, labelNoise: 0.1, batchSize: 256, validationSize: 2048, seed },
-    model: { hiddenDims: [256, 256], activation: 'gelu', seed: seed + 1 },
-    optimizer: { matrix, adamw: { lr: optimizer === 'adamw' ? lr : 3e-3, weightDecay: 0 } },
-  };
-}
-
-function progressLine(r: StepReport, total: number, stepsPerSecond: number): string {
-  const eta = (total - r.step - 1) / Math.max(stepsPerSecond, 1e-9);
-  const parts = [
-    `step ${String(r.step + 1).padStart(String(total).length)}/${total}`,
-    `loss ${r.loss.toFixed(4)}`,
-    r.valLoss !== undefined ? `val ${r.valLoss.toFixed(4)} (floor ${r.lossFloor.toFixed(4)})` : '',
-    r.p !== null ? `p ${r.p >= 0 ? '+' : ''}${r.p.toFixed(3)}` : '',
-    `${stepsPerSecond.toFixed(1)} steps/s`,
-    `ETA ${eta.toFixed(0)}s`,
-  ];
-  return parts.filter(Boolean).join('  ');
+function loadConfig(file: string | undefined, resume: string | undefined): { raw: unknown; dir: string; label: string } {
+  if (resume) {
+    const paths = runDirOf(resume);
+    return { raw: readRunConfigFile(paths), dir: paths.dir, label: paths.config };
+  }
+  if (!file) return { raw: {}, dir: process.cwd(), label: '(default config)' };
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new MuonscopeError('INVALID_ARGUMENT', `cannot read config ${file}: ${(e as Error).message}`);
+  }
+  try {
+    // Comments are allowed, as VS Code's JSON-with-comments editor writes them.
+    return { raw: JSON.parse(text.replace(/^\s*\/\/.*$/gm, '')), dir: dirname(resolve(file)), label: file };
+  } catch (e) {
+    throw new MuonscopeError('INVALID_ARGUMENT', `${file}: not valid JSON: ${(e as Error).message}`);
+  }
 }
 
 async function train(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: argv,
+    allowPositionals: true,
     options: {
-      steps: { type: 'string', default: '400' },
-      optimizer: { type: 'string', default: 'dynmuon' },
-      mode: { type: 'string', default: 'exact' },
-      lr: { type: 'string', default: '0.02' },
-      seed: { type: 'string', default: '1' },
-      backend: { type: 'string', default: 'auto' },
-      kernels: { type: 'string', default: 'auto' },
+      steps: { type: 'string' },
+      out: { type: 'string', default: 'runs' },
+      listen: { type: 'string' },
+      backend: { type: 'string' },
+      kernels: { type: 'string' },
+      resume: { type: 'string' },
     },
-    strict: true,
   });
-  const config = runConfig(values);
-  const backend = await selectTfBackend(oneOf('backend', values.backend!, ['auto', ...TF_BACKENDS] as TfBackendPreference[]));
-  const { kernels, report } = await loadKernels(oneOf('kernels', values.kernels!, KERNEL_PREFERENCES) as KernelPreference);
-  const describe = (kind: string, r: { chosen: string; skipped: { name: string; reason: string }[] }) =>
-    [`${kind}: ${r.chosen}`, ...r.skipped.map((s) => `  skipped ${s.name}: ${s.reason}`)].join('\n');
-  console.log(describe('TF.js backend', backend));
-  console.log(describe('optimizer kernels', report));
-  const m = config.optimizer.matrix;
-  console.log(`training an MLP (64→256→256→16) on teacher–student regression for ${config.steps} steps with ${m.type}${m.type === 'dynmuon' ? ` (${m.mode}, Track-3 logistic p schedule)` : ''}`);
-  const started = performance.now();
-  const { finalValLoss } = await trainMlp(config, kernels, (r) => {
-    if (r.valLoss === undefined) return;
-    console.log(progressLine(r, config.steps, (r.step + 1) / ((performance.now() - started) / 1000)));
+  if (positionals.length > 1) throw new UsageError(`train takes one config file, got ${positionals.length}`);
+  const { raw, dir, label } = loadConfig(positionals[0], values.resume);
+  const overrides = raw as Record<string, unknown>;
+  if (values.steps !== undefined) overrides.steps = /^\d+$/.test(values.steps) ? Number(values.steps) : values.steps;
+  if (values.backend || values.kernels) overrides.compute = { ...(overrides.compute as object), ...(values.backend ? { backend: values.backend } : {}), ...(values.kernels ? { kernels: values.kernels } : {}) };
+  const result = validateRunConfig(overrides);
+  if (!result.ok) {
+    console.error(formatConfigIssues(label, result.issues));
+    return EXIT.badConfig;
+  }
+  const config: RunConfig = result.config;
+  const listen = values.listen ? parseListen(values.listen) : { host: '127.0.0.1', port: 0 };
+  const progress = new ProgressPrinter(config.steps, process.stdout);
+  const session = await startSession({
+    config,
+    configDir: dir,
+    runsRoot: resolve(values.out!),
+    host: listen.host,
+    port: listen.port,
+    resume: values.resume,
+    onProgress: (r) => progress.update(r),
+    onLine: (line) => progress.log(line),
   });
-  console.log(`done: validation loss ${finalValLoss.toFixed(4)} (best possible ${(0.1 ** 2).toFixed(4)}) in ${((performance.now() - started) / 1000).toFixed(1)}s`);
-  await kernels.dispose();
+  process.stdout.write(JSON.stringify({ event: 'listening', url: session.url, token: session.token, runDir: session.paths.dir }) + '\n');
+  const report = (kind: string, r: { chosen: string; skipped: { name: string; reason: string }[] }) =>
+    progress.log([`${kind}: ${r.chosen}`, ...r.skipped.map((s) => `  skipped ${s.name}: ${s.reason}`)].join('\n'));
+  report('TF.js backend', session.backend);
+  report('optimizer kernels', session.kernels);
+  progress.log(`${session.workload.description}; ${config.optimizer.type}${config.optimizer.type === 'dynmuon' ? ` (${config.optimizer.mode})` : ''}; run folder ${session.paths.dir}`);
+  const stop = (signal: string) => () => session.trainer.requestStop(`signal ${signal}`);
+  process.once('SIGINT', stop('SIGINT'));
+  process.once('SIGTERM', stop('SIGTERM'));
+  const state = await session.done;
+  progress.finish(`run ${state} at step ${session.trainer.step}; inspect it with: muonscope inspect ${session.paths.dir}`);
   return EXIT.ok;
 }
 
@@ -104,16 +110,24 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === 'train') return await train(rest);
-    console.error(command ? `unknown command "${command}"\n${USAGE}` : USAGE);
-    return EXIT.badArguments;
+    if (command === 'inspect') {
+      if (rest.length !== 1) throw new UsageError('inspect takes one run folder');
+      console.log(inspectRun(rest[0]));
+      return EXIT.ok;
+    }
+    throw new UsageError(command ? `unknown command "${command}"` : 'no command given');
   } catch (e) {
+    if (e instanceof UsageError || (e as NodeJS.ErrnoException)?.code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`muonscope: ${(e as Error).message}\n${USAGE}`);
+      return EXIT.badArguments;
+    }
     if (isMuonscopeError(e, 'BACKEND_UNAVAILABLE') || isMuonscopeError(e, 'KERNELS_UNAVAILABLE')) {
       console.error(`muonscope: ${e.message}`);
       return EXIT.backendUnavailable;
     }
-    if (isMuonscopeError(e) || (e as NodeJS.ErrnoException)?.code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`muonscope: ${(e as Error).message}\n${USAGE}`);
-      return EXIT.badArguments;
+    if (isMuonscopeError(e, 'INVALID_ARGUMENT')) {
+      console.error(`muonscope: ${e.message}`);
+      return EXIT.badConfig;
     }
     console.error('muonscope: crashed:', e);
     return EXIT.crashed;
@@ -122,4 +136,6 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
+  // Native thread pools (onnxruntime) and wasm can keep the loop alive after the run is over.
+  setTimeout(() => process.exit(code), 200).unref();
 });

@@ -32,3 +32,26 @@ export const matMulWithGrad: (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D = t
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0],
 ) as unknown as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+
+/** Batched a·b ([B, T, K]·[B, K, N]) with the same rule: transposes are explicit on wasm. */
+function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false, transposeB = false): tf.Tensor3D {
+  if (!slowTransposeFlags()) return tf.matMul(a, b, transposeA, transposeB);
+  return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a, [0, 2, 1]) : a, transposeB ? tf.transpose(b, [0, 2, 1]) : b));
+}
+
+/**
+ * The 3-D counterpart of `matMulWithGrad`, for attention: dA = dY·Bᵀ, dB = Aᵀ·dY per batch entry, with
+ * the transposes made explicitly on wasm.
+ */
+export const batchMatMulWithGrad: (a: tf.Tensor3D, b: tf.Tensor3D) => tf.Tensor3D = tf.customGrad(
+  ((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([a, b]);
+    return {
+      value: batchMatMul(a as tf.Tensor3D, b as tf.Tensor3D),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sa, sb] = saved as tf.Tensor3D[];
+        return [batchMatMul(dy as tf.Tensor3D, sb, false, true), batchMatMul(sa, dy as tf.Tensor3D, true, false)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0],
+) as unknown as (a: tf.Tensor3D, b: tf.Tensor3D) => tf.Tensor3D;

@@ -14,6 +14,7 @@ import type { DynMuon } from '../optim/dynmuon.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
 import { validateSchedule } from '../optim/schedules.js';
 import type { Command, NewLogRecord, RunState } from '../protocol.js';
+import type { CommandResult } from '../server/commands.js';
 import { writeCheckpoint, type Checkpoint } from './checkpoint.js';
 import type { RunLog } from './run-log.js';
 import type { Workload, WorkloadBatch } from './workload.js';
@@ -23,10 +24,6 @@ export interface CommandMeta {
   source: string;
 }
 
-export interface CommandResult {
-  step: number;
-  detail?: string;
-}
 
 /** Hooks the loop calls at the right moments; diagnostics plug in here. */
 export interface StepObserver {

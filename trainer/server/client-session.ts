@@ -60,6 +60,7 @@ export class ClientSession {
   private readonly outbox = new Outbox();
   /** Replay records read but not yet written (at most one chunk). */
   private replayChunk: Outgoing[] = [];
+  private replayThrough = 0;
   /** Highest seq the client has: written to its socket, or named as its afterSeq. */
   private cursor = 0;
   /** Highest seq queued or written: anything at or below it is a duplicate. */
@@ -157,6 +158,9 @@ export class ClientSession {
     // the switch to live.
     this.phase = 'replaying';
     this.cursor = this.lastQueued = afterSeq;
+    // The replay ends at the log's end as of now; later records are already being queued as live ones.
+    // Without this bound a replay chasing a fast writer would never finish.
+    this.replayThrough = this.opts.source.lastSeq();
     this.immediate = setImmediate(this.pump);
   }
 
@@ -171,6 +175,7 @@ export class ClientSession {
     if (this.replayChunk.length === 0) {
       let last = this.cursor;
       for (const r of this.opts.source.readAfter(this.cursor, CHUNK_RECORDS)) {
+        if (r.seq > this.replayThrough) break;
         // A source must return increasing seqs; anything else is skipped rather than sent twice.
         if (r.seq > last) {
           this.replayChunk.push(toOutgoing(r));

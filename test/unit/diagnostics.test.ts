@@ -1,0 +1,544 @@
+// trainer/diagnostics: spectral summaries on matrices with known spectra, finite-difference curvature
+// against the exact Hessian of test/fixtures/generate_curvature.py (torch float64), the noise scale and
+// SNR on synthetic gradients with known statistics, critical sharpness on a quadratic, the scheduler's
+// budget, and the TF.js landscape's hygiene (variables restored, no tensors leaked).
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs-core';
+import { selectTfBackend } from '../../trainer/backend/tfjs-backend.js';
+import { gaussian, mulberry32 } from '../../trainer/data/random.js';
+import {
+  alignment,
+  criticalSharpness,
+  directionalCurvature,
+  DiagnosticsScheduler,
+  directionSnr,
+  edgeReference,
+  EXPENSIVE_DIAGNOSTICS,
+  layerSpectra,
+  microbatchNoise,
+  NoiseScaleEma,
+  orthogonalityError,
+  orthogonalityErrorFromSpectrum,
+  readTheta,
+  restrictDirection,
+  spectrumSummary,
+  tfLandscape,
+  topEigenvalue,
+  twoBatchEstimate,
+  updateRmsTheory,
+  updateWeightRatio,
+  curvatureAlongSingularDirections,
+  type DiagnosticName,
+  type Direction,
+  type Landscape,
+  type Theta,
+} from '../../trainer/diagnostics/index.js';
+import { matmul, svd, transpose } from '../../trainer/linalg/index.js';
+import { Mlp } from '../../trainer/models/mlp.js';
+import type { MatrixStepInfo } from '../../trainer/optim/types.js';
+import { loadF32, loadF64, loadIndex, type ArrayRef } from '../helpers/fixtures.js';
+import { randomMatrix } from '../helpers/random.js';
+
+const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+
+/** Q1·diag(σ)·Q2ᵀ (rows×cols) with Haar-ish orthonormal frames from the SVD of Gaussian matrices. */
+function withSpectrum(rows: number, cols: number, sigmas: number[], seed: number): Float64Array {
+  const k = Math.min(rows, cols);
+  const q1 = svd(randomMatrix(rows, k, seed), rows, k).u;
+  const q2 = svd(randomMatrix(cols, k, seed + 1), cols, k).u;
+  const scaled = new Float64Array(rows * k);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < k; j++) scaled[i * k + j] = q1[i * k + j] * (sigmas[j] ?? 0);
+  return matmul(scaled, transpose(q2, cols, k), rows, k, cols);
+}
+
+function summaryFromSigmas(s: number[]) {
+  const max = Math.max(...s);
+  const l1 = s.reduce((a, b) => a + b, 0);
+  const l2 = s.reduce((a, b) => a + b * b, 0);
+  const entropy = -s.filter((x) => x > 0).reduce((a, x) => a + (x / l1) * Math.log(x / l1), 0);
+  return { sigmaMax: max, stableRank: l2 / max ** 2, effectiveRank: Math.exp(entropy), nuclearRank: l1 ** 2 / l2 };
+}
+
+function assertSummaryClose(actual: Record<string, number>, expected: Record<string, number>, tol: number, what: string) {
+  for (const key of Object.keys(expected)) {
+    assert.ok(rel(actual[key], expected[key]) < tol, `${what} ${key}: ${actual[key]} vs ${expected[key]}`);
+  }
+}
+
+describe('spectral summaries', () => {
+  const sigmas = [5, 3, 2, 1, 0.5, 0.25, 0.1, 0.01];
+  const rows = 12;
+  const cols = 8;
+  const x = withSpectrum(rows, cols, sigmas, 11);
+
+  test('stable, effective and nuclear rank of a matrix with chosen σ in random frames (rel 1e-10)', () => {
+    const { stats, spectra } = layerSpectra({
+      name: 'w',
+      rows,
+      cols,
+      G: x,
+      M: x,
+      O: x,
+      W: x,
+      deltaW: x,
+      stepInfo: { name: 'w', p: 0, normPowP: 1, updateRms: 0.1, method: 'ns' },
+      scale: 1,
+    });
+    assert.equal(spectra.exact, true);
+    spectra.G.forEach((s, i) => assert.ok(Math.abs(s - sigmas[i]) < 1e-12, `σ_${i}`));
+    assertSummaryClose(stats.G, summaryFromSigmas(sigmas), 1e-10, 'G');
+    const expectedOrth = Math.sqrt(sigmas.reduce((a, s) => a + (s * s - 1) ** 2, 0) / cols);
+    assert.ok(rel(stats.orthogonalityError, expectedOrth) < 1e-10, 'rel(stats.orthogonalityError, expectedOrth) < 1e-10');
+    assert.ok(rel(orthogonalityError(x, rows, cols), expectedOrth) < 1e-10, 'direct (Gram) path');
+    assert.ok(rel(orthogonalityError(transpose(x, rows, cols), cols, rows), expectedOrth) < 1e-10, 'wide orientation');
+    assert.ok(Math.abs(stats.alignment - 1) < 1e-12, 'Math.abs(stats.alignment - 1) < 1e-12');
+    assert.equal(stats.updateWeightRatio, 1);
+  });
+
+  test('an exactly orthogonal O has orthogonality error 0 (abs 1e-12); Muon-like σ spread is reported raw', () => {
+    const o = withSpectrum(6, 10, [1, 1, 1, 1, 1, 1], 3);
+    assert.ok(orthogonalityError(o, 6, 10) < 1e-12, 'orthogonalityError(o, 6, 10) < 1e-12');
+    assert.ok(orthogonalityErrorFromSpectrum([1, 1, 1], 3) === 0, 'orthogonalityErrorFromSpectrum([1, 1, 1], 3) === 0');
+    const ns = [1.15, 1.0, 0.85, 0.7];
+    const expected = Math.sqrt(ns.reduce((a, s) => a + (s * s - 1) ** 2, 0) / 4);
+    assert.ok(rel(orthogonalityErrorFromSpectrum(ns, 4), expected) < 1e-14, 'rel(orthogonalityErrorFromSpectrum(ns, 4), expected) < 1e-14');
+  });
+
+  test('zero matrices give zeros, never NaN (exact)', () => {
+    const z = new Float64Array(6 * 4);
+    assert.deepEqual(spectrumSummary(new Float64Array(4)), { sigmaMax: 0, stableRank: 0, effectiveRank: 0, nuclearRank: 0 });
+    assert.deepEqual(spectrumSummary([], { frobenius: 0, shortSide: 4 }), { sigmaMax: 0, stableRank: 0, effectiveRank: 0, nuclearRank: 0 });
+    assert.equal(alignment(z, z), 0);
+    assert.equal(updateWeightRatio(z, z), 0);
+    assert.equal(updateRmsTheory(0, 0, 1), 0);
+    const { stats } = layerSpectra({
+      name: 'z',
+      rows: 6,
+      cols: 4,
+      G: z,
+      M: z,
+      O: z,
+      W: z,
+      deltaW: z,
+      stepInfo: { name: 'z', p: 0, normPowP: 1, updateRms: 0, method: 'ns' },
+      scale: 1,
+    });
+    for (const [k, v] of Object.entries(stats)) if (typeof v === 'number') assert.ok(Number.isFinite(v), `${k} = ${v}`);
+    assert.equal(stats.orthogonalityError, 1, 'a zero O is as far from orthogonal as ‖I‖_F/sqrt(m)');
+  });
+
+  test('alignment of ±G and of an orthogonal pair (abs 1e-12); update RMS theory 1/sqrt(max(m, n))·scale (exact)', () => {
+    const g = Float64Array.from(randomMatrix(5, 7, 2));
+    assert.ok(Math.abs(alignment(g, g.map((v) => -3 * v)) + 1) < 1e-12, 'Math.abs(alignment(g, g.map((v) => -3 * v)) + 1) < 1e-12');
+    const a = new Float64Array([1, 0, 0, 0]);
+    const b = new Float64Array([0, 2, 0, 0]);
+    assert.equal(alignment(a, b), 0);
+    assert.equal(updateRmsTheory(64, 256, 2), 2 / 16);
+  });
+
+  test('top-k + Frobenius: stable rank exact, flat tail recovered exactly, decaying tail read high (rel 1e-12)', () => {
+    const n = 600;
+    const k = 32;
+    const flat = Array.from({ length: n }, (_, i) => (i < 4 ? 10 - i : i < k ? 5 - i / 10 : 1.5));
+    const decaying = Array.from({ length: n }, (_, i) => 10 * Math.exp(-i / 40));
+    for (const [name, s] of [
+      ['flat', flat],
+      ['decaying', decaying],
+    ] as const) {
+      const exact = summaryFromSigmas([...s]);
+      const frobenius = Math.sqrt(s.reduce((a, x) => a + x * x, 0));
+      const approx = spectrumSummary(s.slice(0, k), { frobenius, shortSide: n });
+      assert.ok(rel(approx.stableRank, exact.stableRank) < 1e-12, `${name} stable rank`);
+      assert.equal(approx.sigmaMax, s[0]);
+      if (name === 'flat') assertSummaryClose(approx, exact, 1e-12, name);
+      else {
+        assert.ok(approx.effectiveRank >= exact.effectiveRank && approx.nuclearRank >= exact.nuclearRank, 'upper estimates');
+      }
+    }
+  });
+
+  test('layerSpectra on the randomized path (short side above exactUpTo): stable rank and orthogonality exact (rel 1e-6)', () => {
+    const sig = Array.from({ length: 30 }, (_, i) => 2 * Math.exp(-i / 5));
+    const m = withSpectrum(40, 30, sig, 21);
+    const step: MatrixStepInfo = { name: 'big', p: -0.25, normPowP: 1.7, updateRms: 0.05, method: 'exact', shapingRelError: 0.01 };
+    const { stats, spectra } = layerSpectra({ name: 'big', rows: 40, cols: 30, G: m, M: m, O: m, W: m, deltaW: m, stepInfo: step, scale: 3, spectrum: { exactUpTo: 8, topK: 10 } });
+    assert.equal(spectra.exact, false);
+    assert.equal(spectra.G.length, 10);
+    const exact = summaryFromSigmas(sig);
+    assert.ok(rel(stats.W.stableRank, exact.stableRank) < 1e-6, 'rel(stats.W.stableRank, exact.stableRank) < 1e-6');
+    assert.ok(rel(stats.W.sigmaMax, exact.sigmaMax) < 1e-6, 'rel(stats.W.sigmaMax, exact.sigmaMax) < 1e-6');
+    const expectedOrth = Math.sqrt(sig.reduce((a, s) => a + (s * s - 1) ** 2, 0) / 30);
+    assert.ok(rel(stats.orthogonalityError, expectedOrth) < 1e-10, 'rel(stats.orthogonalityError, expectedOrth) < 1e-10');
+    assert.equal(stats.p, -0.25);
+    assert.equal(stats.normPowP, 1.7);
+    assert.equal(stats.shapingRelError, 0.01);
+    assert.equal(stats.updateRmsTheory, 3 / Math.sqrt(40));
+  });
+
+  test('cost of layerSpectra on a 256×256 layer (reported)', (t) => {
+    const mk = (seed: number) => randomMatrix(256, 256, seed, 0.05);
+    const r = layerSpectra({
+      name: 'w256',
+      rows: 256,
+      cols: 256,
+      G: mk(1),
+      M: mk(2),
+      O: mk(3),
+      W: mk(4),
+      deltaW: mk(5),
+      stepInfo: { name: 'w256', p: 0, normPowP: 1, updateRms: 0.06, method: 'ns' },
+      scale: 1,
+    });
+    assert.equal(r.spectra.G.length, 256);
+    t.diagnostic(`layerSpectra 256×256 (4 exact spectra + stats): ${r.costMs.toFixed(1)} ms`);
+  });
+});
+
+// ---------- curvature on the fixture MLP ----------
+
+interface ParamFixture {
+  name: string;
+  shape: number[];
+  value: ArrayRef;
+  grad: ArrayRef;
+  direction: ArrayRef;
+}
+interface CurvatureIndex {
+  model: { inputDim: number; hiddenDims: number[]; outputDim: number; batch: number };
+  x: ArrayRef;
+  y: ArrayRef;
+  params: ParamFixture[];
+  loss: number;
+  topEigenvalue: number;
+  kappa: number;
+  gradDotDirection: number;
+  perLayer: Record<string, { topEigenvalue: number; kappa: number }>;
+}
+
+const SET = 'curvature';
+const fx = loadIndex<CurvatureIndex>(SET);
+const MATRICES = Object.keys(fx.perLayer);
+
+describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float64; TF.js cpu fp32 FD HVPs)', () => {
+  let model: Mlp;
+  let x: tf.Tensor2D;
+  let y: tf.Tensor2D;
+  let landscape: Landscape;
+  let theta: Theta;
+  let d: Direction;
+
+  before(async () => {
+    await selectTfBackend('cpu');
+    model = new Mlp({ inputDim: 6, hiddenDims: [8], outputDim: 3, activation: 'tanh', seed: 1 });
+    for (const p of fx.params) {
+      const v = model.variables.find((w) => w.name === p.name)!;
+      v.assign(tf.tensor(loadF32(SET, p.value), p.shape));
+    }
+    x = tf.tensor2d(loadF32(SET, fx.x), fx.x.shape as [number, number]);
+    y = tf.tensor2d(loadF32(SET, fx.y), fx.y.shape as [number, number]);
+    landscape = tfLandscape(model.variables, () => tf.mean(tf.square(tf.sub(model.forward(x), y))));
+    theta = await readTheta(model.variables);
+    d = Object.fromEntries(fx.params.map((p) => [p.name, loadF64(SET, p.direction)]));
+  });
+
+  after(() => {
+    model.dispose();
+    tf.dispose([x, y]);
+  });
+
+  test('the landscape reproduces torch loss and gradient (rel 1e-5)', async () => {
+    const { loss, grads } = await landscape.gradient(theta);
+    assert.ok(rel(loss, fx.loss) < 1e-5, `loss ${loss} vs ${fx.loss}`);
+    for (const p of fx.params) {
+      const ref = loadF64(SET, p.grad);
+      let num = 0;
+      let den = 0;
+      grads[p.name].forEach((g, i) => {
+        num += (g - ref[i]) ** 2;
+        den += ref[i] ** 2;
+      });
+      assert.ok(Math.sqrt(num / den) < 1e-5, `${p.name} gradient`);
+    }
+  });
+
+  test('landscape restores the variables and leaks no tensors, also when the loss throws (exact)', async () => {
+    const before = tf.memory().numTensors;
+    const moved = Object.fromEntries(Object.entries(theta).map(([k, v]) => [k, v.map((z) => z + 0.5)]));
+    const l = await landscape.loss(moved);
+    await landscape.gradient(moved);
+    assert.notEqual(l, fx.loss);
+    assert.equal(tf.memory().numTensors, before);
+    for (const v of model.variables) assert.deepEqual(v.dataSync(), theta[v.name], v.name);
+    const failing = tfLandscape(model.variables, () => {
+      throw new Error('boom');
+    });
+    await assert.rejects(failing.gradient(moved), /boom/);
+    await assert.rejects(failing.loss(moved), /boom/);
+    await assert.rejects(landscape.loss({}), /no values/);
+    assert.equal(tf.memory().numTensors, before);
+    for (const v of model.variables) assert.deepEqual(v.dataSync(), theta[v.name], v.name);
+  });
+
+  test('power-iteration top eigenvalue, whole model and per weight block, within 2% of exact', async (t) => {
+    const whole = await topEigenvalue(landscape, theta, null, { seed: 7 });
+    const err = rel(whole.eigenvalue, fx.topEigenvalue);
+    t.diagnostic(`whole model: ${whole.eigenvalue} vs ${fx.topEigenvalue} (rel ${err.toExponential(2)}), ${whole.iterations} iterations, ${whole.cost.gradientEvals} gradients, ${whole.cost.ms.toFixed(1)} ms`);
+    assert.ok(whole.converged, 'whole.converged');
+    assert.ok(err < 0.02, 'err < 0.02');
+    for (const name of MATRICES) {
+      const r = await topEigenvalue(landscape, theta, [name], { seed: 7 });
+      const e = rel(r.eigenvalue, fx.perLayer[name].topEigenvalue);
+      t.diagnostic(`${name}: ${r.eigenvalue} vs ${fx.perLayer[name].topEigenvalue} (rel ${e.toExponential(2)}), ${r.iterations} iterations, ${r.cost.ms.toFixed(1)} ms`);
+      assert.ok(r.converged, 'r.converged');
+      assert.ok(e < 0.02, 'e < 0.02');
+    }
+    const again = await topEigenvalue(landscape, theta, null, { seed: 7 });
+    assert.equal(again.eigenvalue, whole.eigenvalue, 'deterministic for a seed');
+  });
+
+  test('directional curvature κ = dᵀHd/‖d‖² and gᵀd, whole model and per weight block, within 2% of exact', async (t) => {
+    const whole = await directionalCurvature(landscape, theta, d);
+    const e = rel(whole.kappa, fx.kappa);
+    t.diagnostic(`whole model κ ${whole.kappa} vs ${fx.kappa} (rel ${e.toExponential(2)}), gᵀd rel ${rel(whole.gd, fx.gradDotDirection).toExponential(2)}, ${whole.cost.ms.toFixed(1)} ms`);
+    assert.ok(e < 0.02, 'e < 0.02');
+    assert.ok(rel(whole.gd, fx.gradDotDirection) < 0.02, 'rel(whole.gd, fx.gradDotDirection) < 0.02');
+    assert.equal(whole.cost.gradientEvals, 2);
+    if (whole.gd > 0 && whole.dHd > 0) assert.ok(rel(whole.etaStar!, whole.gd / whole.dHd) < 1e-15, 'rel(whole.etaStar!, whole.gd / whole.dHd) < 1e-15');
+    else assert.equal(whole.etaStar, null);
+    for (const name of MATRICES) {
+      const r = await directionalCurvature(landscape, theta, restrictDirection(d, [name]));
+      const el = rel(r.kappa, fx.perLayer[name].kappa);
+      t.diagnostic(`${name} κ ${r.kappa} vs ${fx.perLayer[name].kappa} (rel ${el.toExponential(2)})`);
+      assert.ok(el < 0.02, 'el < 0.02');
+    }
+    const zero = await directionalCurvature(landscape, theta, {});
+    assert.deepEqual([zero.kappa, zero.etaStar, zero.cost.gradientEvals], [0, null, 0]);
+  });
+
+  test('curvature along singular directions u_i v_iᵀ equals the Hessian quadratic form (2%)', async (t) => {
+    const name = 'mlp.layer0.weight';
+    const [rows, cols] = fx.params.find((p) => p.name === name)!.shape;
+    const m = randomMatrix(rows, cols, 5);
+    const pairs = { rows, cols, ...svd(m, rows, cols) };
+    const r = await curvatureAlongSingularDirections(landscape, theta, name, pairs, [0, 1, 5]);
+    assert.equal(r.cost.gradientEvals, 6);
+    const h = loadF64(SET, (loadIndex<{ hessian: ArrayRef }>(SET)).hessian);
+    const n = Math.sqrt(h.length);
+    for (const dir of r.directions) {
+      // The layer0.weight block comes first in the flattened parameters.
+      const v = new Float64Array(n);
+      const k = pairs.s.length;
+      for (let a = 0; a < rows; a++) for (let b = 0; b < cols; b++) v[a * cols + b] = pairs.u[a * k + dir.index] * pairs.v[b * k + dir.index];
+      let q = 0;
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) q += v[i] * h[i * n + j] * v[j];
+      t.diagnostic(`κ_${dir.index} = ${dir.kappa} vs ${q} (rel ${rel(dir.kappa, q).toExponential(2)})`);
+      assert.ok(rel(dir.kappa, q) < 0.02, 'rel(dir.kappa, q) < 0.02');
+      assert.equal(dir.sigma, pairs.s[dir.index]);
+    }
+  });
+
+  test('critical sharpness on the fixture model stays within 10 forward passes (reported)', async (t) => {
+    const { grads } = await landscape.gradient(theta);
+    const r = await criticalSharpness(landscape.loss, theta, grads, { initialStep: 0.01 });
+    assert.ok(r.cost.lossEvals <= 10, 'r.cost.lossEvals <= 10');
+    assert.ok(r.etaC !== null && r.etaC > r.bracket[0] && r.etaC < r.bracket[1]!, 'r.etaC !== null && r.etaC > r.bracket[0] && r.etaC < r.bracket[1]!');
+    t.diagnostic(`η_c ${r.etaC}, λ_c ${r.lambdaC} (top eigenvalue ${fx.topEigenvalue}), ${r.cost.lossEvals} passes, ${r.cost.ms.toFixed(1)} ms`);
+  });
+});
+
+// ---------- critical sharpness on a quadratic ----------
+
+describe('critical sharpness on a quadratic L = ½θᵀAθ', () => {
+  const eig = [4, 1, 0.25, 0.05];
+  const quadLoss = async (th: Theta) => 0.5 * th.w.reduce((a, v, i) => a + eig[i] * v * v, 0);
+
+  test('along an eigenvector: η_c = 2/λ, λ_c = λ (rel 1e-4, ≤ 10 passes from a step 1000× too small)', async () => {
+    for (const [i, lambda] of eig.entries()) {
+      const th = { w: Float32Array.from(eig, (_, j) => (j === i ? 1 : 0)) };
+      const g = { w: Float64Array.from(th.w, (v, j) => eig[j] * v) };
+      const r = await criticalSharpness(quadLoss, th, g, { initialStep: 2e-3 / lambda });
+      assert.ok(r.cost.lossEvals <= 10, 'r.cost.lossEvals <= 10');
+      assert.ok(rel(r.etaC!, 2 / lambda) < 1e-4, `λ=${lambda}: η_c ${r.etaC}`);
+      assert.ok(rel(r.lambdaC!, lambda) < 1e-4, 'rel(r.lambdaC!, lambda) < 1e-4');
+    }
+  });
+
+  test('along a mixed gradient: λ_c = gᵀAg/gᵀg (rel 1e-4); an ascent direction has no η_c', async () => {
+    const th = { w: new Float32Array([0.3, -1, 2, 0.5]) };
+    const g = { w: Float64Array.from(th.w, (v, j) => eig[j] * v) };
+    const gAg = g.w.reduce((a, v, j) => a + eig[j] * v * v, 0);
+    const gg = g.w.reduce((a, v) => a + v * v, 0);
+    const r = await criticalSharpness(quadLoss, th, g, { initialStep: 10 });
+    assert.ok(rel(r.lambdaC!, gAg / gg) < 1e-4, `${r.lambdaC} vs ${gAg / gg}`);
+    const up = await criticalSharpness(quadLoss, th, { w: g.w.map((v) => -v) }, { initialStep: 1 });
+    assert.equal(up.etaC, null);
+    assert.equal(up.cost.lossEvals, 10);
+    assert.equal(edgeReference(0.02, 0.5), 200);
+  });
+});
+
+// ---------- gradient noise ----------
+
+describe('gradient noise', () => {
+  test('B_simple within 10% of tr(Σ)/|G|², per layer and overall, on per-sample gradients G + ξ, ξ ~ N(0, Σ)', (t) => {
+    const rng = mulberry32(99);
+    const layers = { a: 40, b: 24 };
+    const G: Record<string, Float64Array> = {};
+    const sd: Record<string, Float64Array> = {};
+    for (const [name, n] of Object.entries(layers)) {
+      G[name] = Float64Array.from({ length: n }, () => 0.1 * gaussian(rng));
+      sd[name] = Float64Array.from({ length: n }, (_, j) => Math.sqrt(0.05 + (0.3 * j) / n));
+    }
+    const truth = (names: string[]) => {
+      let tr = 0;
+      let g2 = 0;
+      for (const name of names) {
+        sd[name].forEach((s) => (tr += s * s));
+        G[name].forEach((g) => (g2 += g * g));
+      }
+      return tr / g2;
+    };
+    const microSize = 4;
+    const k = 8;
+    const ema = { a: new NoiseScaleEma(), b: new NoiseScaleEma(), overall: new NoiseScaleEma() };
+    assert.equal(ema.overall.bSimple, null, 'null before any estimate');
+    for (let step = 0; step < 3000; step++) {
+      const micro = Array.from({ length: k }, () => {
+        const out: Record<string, Float32Array> = {};
+        for (const name of Object.keys(layers)) {
+          // The mean of microSize per-sample gradients G + ξ_i is G + N(0, Σ/microSize).
+          out[name] = Float32Array.from(G[name], (g, j) => g + (sd[name][j] / Math.sqrt(microSize)) * gaussian(rng));
+        }
+        return out;
+      });
+      const est = microbatchNoise(micro, microSize);
+      ema.a.update(est.perParam.a);
+      ema.b.update(est.perParam.b);
+      ema.overall.update(est.overall);
+    }
+    for (const [name, names] of [
+      ['a', ['a']],
+      ['b', ['b']],
+      ['overall', ['a', 'b']],
+    ] as const) {
+      const got = ema[name].bSimple!;
+      const want = truth([...names]);
+      t.diagnostic(`${name}: B_simple ${got.toFixed(2)} vs ${want.toFixed(2)} (rel ${rel(got, want).toExponential(2)})`);
+      assert.ok(rel(got, want) < 0.1, 'rel(got, want) < 0.1');
+    }
+  });
+
+  test('two-batch estimator is exact on expected norms; B_simple is null while |G|² ≤ 0 (exact)', () => {
+    const g2 = 2;
+    const tr = 30;
+    const s = twoBatchEstimate(g2 + tr / 4, 4, g2 + tr / 64, 64);
+    assert.ok(Math.abs(s.gradSq - g2) < 1e-12 && Math.abs(s.traceSigma - tr) < 1e-12, 'Math.abs(s.gradSq - g2) < 1e-12 && Math.abs(s.traceSigma - tr) < 1e-12');
+    const e = new NoiseScaleEma(0.99);
+    e.update({ gradSq: -1, traceSigma: 5 });
+    assert.equal(e.bSimple, null);
+    e.update({ gradSq: 100, traceSigma: 5 });
+    assert.ok(e.bSimple! > 0, 'e.bSimple! > 0');
+    assert.throws(() => twoBatchEstimate(1, 8, 1, 8), /0 < b < B/);
+  });
+
+  test('per-direction SNR from microbatches with known mean and std along u_i v_iᵀ (rel 1e-5)', () => {
+    const rows = 10;
+    const cols = 6;
+    const pairs = { rows, cols, ...svd(randomMatrix(rows, cols, 8), rows, cols) };
+    const means = [2, -0.5, 0.1];
+    const stds = [0.5, 1, 2];
+    const K = 16;
+    const rng = mulberry32(4);
+    // Standardised noise: sample mean exactly 0 and sample std exactly 1 per direction.
+    const z = means.map(() => {
+      const raw = Array.from({ length: K }, () => gaussian(rng));
+      const m = raw.reduce((a, b) => a + b, 0) / K;
+      const s = Math.sqrt(raw.reduce((a, b) => a + (b - m) ** 2, 0) / (K - 1));
+      return raw.map((r) => (r - m) / s);
+    });
+    const kk = pairs.s.length;
+    const micro = Array.from({ length: K }, (_, k) => {
+      const g = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++) {
+          let v = 0;
+          means.forEach((m, i) => (v += (m + stds[i] * z[i][k]) * pairs.u[r * kk + i] * pairs.v[c * kk + i]));
+          // A component along u_4 v_5ᵀ, orthogonal to every u_i v_iᵀ, must not leak into the projections.
+          v += 3 * pairs.u[r * kk + 4] * pairs.v[c * kk + 5];
+          g[r * cols + c] = v;
+        }
+      }
+      return g;
+    });
+    const out = directionSnr(micro, pairs, [0, 1, 2]);
+    out.forEach((o, i) => {
+      assert.ok(Math.abs(o.mean - means[i]) < 1e-5 * Math.max(1, Math.abs(means[i])), `mean_${i} ${o.mean}`);
+      assert.ok(rel(o.std, stds[i]) < 1e-5, `std_${i} ${o.std}`);
+      assert.ok(rel(o.snr, Math.abs(means[i]) / stds[i]) < 1e-4, `snr_${i}`);
+    });
+  });
+});
+
+// ---------- scheduler ----------
+
+/** Runs the scheduler against a fixed cost model; returns how often each diagnostic ran, and the overhead. */
+function simulate(s: DiagnosticsScheduler, steps: number, stepMs: number, cost: (n: DiagnosticName) => number) {
+  const runs = new Map<DiagnosticName, number[]>();
+  for (let step = 0; step < steps; step++) {
+    s.recordStep(stepMs);
+    for (const name of s.due(step)) {
+      s.recordRun(name, step, cost(name));
+      runs.set(name, [...(runs.get(name) ?? []), step]);
+    }
+  }
+  return runs;
+}
+
+describe('diagnostics scheduler', () => {
+  test('expensive diagnostics costing 10× a step are spaced so overhead ≤ 10% budget (planned ≤ 10%, measured ≤ 10.1%)', () => {
+    const s = new DiagnosticsScheduler({ every: 20, adaptive: true, budgetPct: 10 });
+    const runs = simulate(s, 100_000, 1, (n) => (n === 'spectra' ? 0.2 : 10));
+    assert.ok(s.plannedOverheadPct()! <= 10, `planned ${s.plannedOverheadPct()}`);
+    // Measured over a finite run, the runs at step 0 and the one-at-a-time probing add a fencepost's worth.
+    assert.ok(s.measuredOverheadPct() <= 10.1, `measured ${s.measuredOverheadPct()}`);
+    assert.equal(runs.get('spectra')!.length, 100_000 / 20, 'cheap ones every K');
+    for (const name of EXPENSIVE_DIAGNOSTICS) {
+      const gaps = runs.get(name)!.slice(1).map((v, i) => v - runs.get(name)![i]);
+      assert.ok(gaps.slice(1).every((g) => g === gaps[1] && g > 20 && g % 20 === 0), `${name} gaps ${gaps[1]}`);
+    }
+  });
+
+  test('cheap expensive diagnostics run every K when the budget allows; costly ones take the rest (water-filling)', () => {
+    const s = new DiagnosticsScheduler({ every: 10, adaptive: true, budgetPct: 10 });
+    simulate(s, 5000, 10, (n) => (n === 'noise' ? 0.5 : n === 'spectra' ? 1 : 40));
+    assert.equal(s.spacing('noise'), 1);
+    assert.equal(s.spacing('spectra'), 1);
+    assert.ok(s.spacing('topEigenvalue') > 1);
+    assert.ok(s.plannedOverheadPct()! <= 10, 's.plannedOverheadPct()! <= 10');
+  });
+
+  test('no diagnostic starves: at 1000× a step each still runs every N·K steps (N = 32 default)', () => {
+    const s = new DiagnosticsScheduler({ every: 5, adaptive: true, budgetPct: 10 });
+    const runs = simulate(s, 5 * 32 * 10, 1, (n) => (n === 'spectra' ? 0.1 : 1000));
+    for (const name of EXPENSIVE_DIAGNOSTICS) {
+      const r = runs.get(name)!;
+      assert.ok(r.length >= 9, `${name} ran ${r.length} times`);
+      r.slice(1).forEach((v, i) => assert.ok(v - r[i] <= 5 * 32, `${name} gap ${v - r[i]}`));
+    }
+  });
+
+  test('unmeasured expensive diagnostics are probed one per diagnostics step; non-adaptive runs all every K; K changes at runtime', () => {
+    const s = new DiagnosticsScheduler({ every: 10, adaptive: true, budgetPct: 10 });
+    s.recordStep(1);
+    assert.deepEqual(s.due(0), ['spectra', 'curvature']);
+    assert.deepEqual(s.due(5), []);
+    s.configure({ every: 5, adaptive: false, budgetPct: 10 });
+    assert.deepEqual(s.due(5), ['spectra', ...EXPENSIVE_DIAGNOSTICS]);
+    assert.deepEqual(s.due(7), []);
+    assert.throws(() => s.configure({ every: 0, adaptive: true, budgetPct: 10 }), /every/);
+    assert.deepEqual(s.current, { every: 5, adaptive: false, budgetPct: 10 });
+    s.recordRun('spectra', 5, 3);
+    assert.deepEqual(s.costSummary(), { costsMs: { spectra: 3 }, overheadPct: 300, every: 5 });
+  });
+});

@@ -1,0 +1,154 @@
+/**
+ * Which diagnostics run at a step. The cheap ones (layer stats and spectra) run every K steps. In the
+ * adaptive mode the expensive ones are spaced out to whole multiples of K so that the expected
+ * diagnostics time stays under a budget (default 10%) of training time, planned from EMAs of each
+ * diagnostic's measured cost and of the training step time; the non-adaptive mode runs everything
+ * every K steps.
+ *
+ * Never starving: a diagnostic's spacing is capped at `maxSpacing` (N, default 32), so each runs at least
+ * every N·K steps, even when that breaks the budget (a diagnostic costing more than budget·N·K training
+ * steps). A diagnostic not yet measured is probed once, one per diagnostics step, so an expensive one
+ * never lands on the same step as the others before its cost is known.
+ *
+ * Pure bookkeeping: deterministic given the measurements fed to it; it times nothing itself.
+ */
+import { MuonscopeError } from '../errors.js';
+import type { RecordOf } from '../protocol.js';
+
+export const CHEAP_DIAGNOSTICS = ['spectra'] as const;
+export const EXPENSIVE_DIAGNOSTICS = ['curvature', 'topEigenvalue', 'singularCurvature', 'criticalSharpness', 'noise'] as const;
+export type DiagnosticName = (typeof CHEAP_DIAGNOSTICS)[number] | (typeof EXPENSIVE_DIAGNOSTICS)[number];
+const ALL: readonly DiagnosticName[] = [...CHEAP_DIAGNOSTICS, ...EXPENSIVE_DIAGNOSTICS];
+
+/** The runtime-changeable part, as the `set_diagnostics` command carries it. */
+export interface SchedulerSettings {
+  every: number;
+  adaptive: boolean;
+  budgetPct: number;
+}
+
+export interface SchedulerOptions {
+  /** N: the largest spacing, in multiples of K. Default 32. */
+  maxSpacing?: number;
+  /** Weight of the past in the cost and step-time EMAs. Default 0.9 (costs drift slowly). */
+  emaBeta?: number;
+}
+
+export class DiagnosticsScheduler {
+  private settings: SchedulerSettings;
+  private readonly maxSpacing: number;
+  private readonly beta: number;
+  private stepMsEma: number | null = null;
+  private readonly costEma = new Map<DiagnosticName, number>();
+  private readonly lastRun = new Map<DiagnosticName, number>();
+  private totalStepMs = 0;
+  private totalDiagnosticsMs = 0;
+
+  constructor(settings: SchedulerSettings, opts: SchedulerOptions = {}) {
+    this.maxSpacing = opts.maxSpacing ?? 32;
+    this.beta = opts.emaBeta ?? 0.9;
+    if (!(Number.isInteger(this.maxSpacing) && this.maxSpacing >= 1) || !(this.beta >= 0 && this.beta < 1)) {
+      throw new MuonscopeError('INVALID_ARGUMENT', 'DiagnosticsScheduler: maxSpacing must be an integer ≥ 1 and emaBeta in [0, 1)', { ...opts });
+    }
+    this.settings = checkSettings(settings);
+  }
+
+  /** Applies a `set_diagnostics` change; measurements and the last run of each diagnostic are kept. */
+  configure(settings: SchedulerSettings): void {
+    this.settings = checkSettings(settings);
+  }
+
+  get current(): SchedulerSettings {
+    return { ...this.settings };
+  }
+
+  /** The time of one training step, diagnostics excluded. */
+  recordStep(ms: number): void {
+    this.stepMsEma = ema(this.stepMsEma, ms, this.beta);
+    this.totalStepMs += ms;
+  }
+
+  /** A diagnostic ran at `step` and took `ms` (all layers together). */
+  recordRun(name: DiagnosticName, step: number, ms: number): void {
+    this.costEma.set(name, ema(this.costEma.get(name) ?? null, ms, this.beta));
+    this.lastRun.set(name, step);
+    this.totalDiagnosticsMs += ms;
+  }
+
+  /** The diagnostics to run at `step`, cheap ones first. */
+  due(step: number): DiagnosticName[] {
+    const { every, adaptive } = this.settings;
+    if (step % every !== 0) return [];
+    if (!adaptive) return [...ALL];
+    const out: DiagnosticName[] = [...CHEAP_DIAGNOSTICS];
+    let probed = false;
+    for (const name of EXPENSIVE_DIAGNOSTICS) {
+      const last = this.lastRun.get(name);
+      if (!this.costEma.has(name) || last === undefined) {
+        if (!probed) out.push(name);
+        probed = true;
+      } else if (step - last >= this.spacing(name) * every) out.push(name);
+    }
+    return out;
+  }
+
+  /**
+   * How many multiples of K apart a diagnostic runs. The budget of one K-step window, budget·K·stepTime,
+   * minus the cheap diagnostics' cost, is shared by water-filling: in order of rising cost each expensive
+   * diagnostic takes at most an equal share of what is left, at the smallest spacing that fits it, and
+   * what it leaves unused passes on to the costlier ones.
+   */
+  spacing(name: DiagnosticName): number {
+    if (!this.settings.adaptive || (CHEAP_DIAGNOSTICS as readonly string[]).includes(name)) return 1;
+    return this.plan().get(name) ?? this.maxSpacing;
+  }
+
+  private plan(): Map<DiagnosticName, number> {
+    const plan = new Map<DiagnosticName, number>();
+    if (this.stepMsEma === null) return plan;
+    const cheap = CHEAP_DIAGNOSTICS.reduce((s, n) => s + (this.costEma.get(n) ?? 0), 0);
+    let remaining = (this.settings.budgetPct / 100) * this.settings.every * this.stepMsEma - cheap;
+    const measured = EXPENSIVE_DIAGNOSTICS.filter((n) => this.costEma.has(n)).sort((a, b) => this.costEma.get(a)! - this.costEma.get(b)! || a.localeCompare(b));
+    // Diagnostics not yet measured count as the costliest: their shares stay reserved until they are.
+    measured.forEach((name, i) => {
+      const cost = this.costEma.get(name)!;
+      const share = remaining / (EXPENSIVE_DIAGNOSTICS.length - i);
+      const spacing = share > 0 ? Math.min(this.maxSpacing, Math.max(1, Math.ceil(cost / share))) : this.maxSpacing;
+      plan.set(name, spacing);
+      remaining -= cost / spacing;
+    });
+    return plan;
+  }
+
+  /** Expected diagnostics time as a percentage of training time under the current plan; null before any step time. */
+  plannedOverheadPct(): number | null {
+    if (this.stepMsEma === null || this.stepMsEma <= 0) return null;
+    let perWindow = 0;
+    for (const name of ALL) {
+      const cost = this.costEma.get(name);
+      if (cost !== undefined) perWindow += cost / this.spacing(name);
+    }
+    return (100 * perWindow) / (this.settings.every * this.stepMsEma);
+  }
+
+  /** Diagnostics time so far as a percentage of training time so far. */
+  measuredOverheadPct(): number {
+    return this.totalStepMs > 0 ? (100 * this.totalDiagnosticsMs) / this.totalStepMs : 0;
+  }
+
+  /** The cost fields of a `diagnostics_cost` record: each diagnostic's cost EMA, measured overhead, K. */
+  costSummary(): Pick<RecordOf<'diagnostics_cost'>, 'costsMs' | 'overheadPct' | 'every'> {
+    return { costsMs: Object.fromEntries(this.costEma), overheadPct: this.measuredOverheadPct(), every: this.settings.every };
+  }
+}
+
+function ema(previous: number | null, x: number, beta: number): number {
+  return previous === null ? x : beta * previous + (1 - beta) * x;
+}
+
+function checkSettings(s: SchedulerSettings): SchedulerSettings {
+  if (!(Number.isInteger(s.every) && s.every >= 1) || !(s.budgetPct > 0 && s.budgetPct <= 100)) {
+    throw new MuonscopeError('INVALID_ARGUMENT', 'diagnostics: every must be an integer ≥ 1 and budgetPct in (0, 100]', { ...s });
+  }
+  return { ...s };
+}
