@@ -30,6 +30,25 @@ const builds = [
     mainFields: ['module', 'main'],
     banner: { js: '#!/usr/bin/env node' },
   },
+  {
+    ...common,
+    entryPoints: { extension: join(root, 'extension/extension.ts') },
+    outdir: dist,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external: ['vscode', ...nodeExternals],
+    mainFields: ['module', 'main'],
+  },
+  {
+    ...common,
+    entryPoints: { main: join(root, 'webview/main.ts') },
+    outdir: join(dist, 'webview'),
+    platform: 'browser',
+    format: 'iife',
+    target: 'es2022',
+    loader: { '.css': 'css' },
+  },
 ].filter((b) => Object.values(b.entryPoints).every((p) => existsSync(p)));
 
 function copyWasmBinaries() {
