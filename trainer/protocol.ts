@@ -177,7 +177,8 @@ export const LogRecordSchema = Type.Union([
     step: Int(),
     /** null: the whole model. */
     layer: Type.Union([Str(), Type.Null()]),
-    kappaUpdate: Finite(),
+    /** κ = dᵀHd/‖d‖² along the applied update (absent when only other probes ran at this step). */
+    kappaUpdate: Type.Optional(Finite()),
     etaActual: Finite(),
     etaStar: Type.Union([Finite(), Type.Null()]),
     edgeReference: Finite(),

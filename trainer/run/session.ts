@@ -15,6 +15,7 @@ import { latestCheckpoint, readCheckpoint, type Checkpoint } from './checkpoint.
 import type { RunConfig } from './config.js';
 import { RunLog } from './run-log.js';
 import { createRunDir, removeTrainerInfo, runDirOf, writeTrainerInfo, type RunPaths } from './run-dir.js';
+import { DiagnosticsRunner } from './diagnostics-runner.js';
 import { Trainer, type ProgressReport } from './trainer.js';
 import type { Workload } from './workload.js';
 import { createWorkload } from './workloads.js';
@@ -135,6 +136,10 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
     log,
     startStep,
     opts.onProgress,
+  );
+
+  trainer.observers.push(
+    new DiagnosticsRunner(workload, optimizer, config.diagnostics, () => trainer.diagnosticsSettings, (r) => log.append(r), config.batchSize),
   );
 
   const token = generateToken();

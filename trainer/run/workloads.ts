@@ -3,8 +3,12 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import type { TokenTask } from '../data/index.js';
+import { MarkovSource } from '../data/markov.js';
 import { TeacherStudentTask } from '../data/teacher-student.js';
+import { TextFileTask } from '../data/text-file.js';
 import { Mlp } from '../models/mlp.js';
+import { Transformer } from '../models/transformer.js';
 import type { RunConfig } from './config.js';
 import type { Workload, WorkloadBatch } from './workload.js';
 
@@ -68,8 +72,49 @@ export function resolveTaskPath(configDir: string, path: string): string {
   return isAbsolute(path) ? path : resolve(configDir, path);
 }
 
+/** Sequences of the fixed validation set; enough for a stable estimate at a small cost. */
+const VALIDATION_SEQUENCES = 64;
+
+function tokenTask(config: RunConfig, configDir: string, contextLength: number): TokenTask {
+  const common = { contextLength, batchSize: config.batchSize, validationSize: VALIDATION_SEQUENCES, seed: config.seed };
+  if (config.task.type === 'markov') return new MarkovSource({ ...common, vocabSize: config.task.vocabSize });
+  if (config.task.type === 'textFile') return new TextFileTask({ ...common, path: resolveTaskPath(configDir, config.task.path) });
+  throw new Error(`tokenTask: task ${config.task.type} is not a token task`);
+}
+
+function transformerWorkload(config: RunConfig, configDir: string): Workload {
+  if (config.model.type !== 'transformer') throw new Error('transformerWorkload: config mismatch');
+  const m = config.model;
+  const task = tokenTask(config, configDir, m.contextLength);
+  const model = new Transformer({ vocabSize: task.vocabSize, contextLength: m.contextLength, width: m.width, layers: m.layers, heads: m.heads, mlpRatio: 4, seed: config.seed + 1 });
+  const rows = (ids: Int32Array) => ids.length / (m.contextLength + 1);
+  const toBatch = (ids: Int32Array) => new TensorBatch([tf.tensor2d(ids, [rows(ids), m.contextLength + 1], 'int32')]);
+  const validation = toBatch(task.validation);
+  const loss = (batch: WorkloadBatch) => model.loss((batch as TensorBatch).tensors[0] as tf.Tensor2D);
+  const taskLabel = config.task.type === 'markov' ? `order-2 Markov source (${task.vocabSize} characters)` : `text file (${task.vocabSize} characters)`;
+  return {
+    description: `transformer (width ${m.width}, ${m.layers} layers, ${m.heads} heads, context ${m.contextLength}; ${model.parameterCount.toLocaleString('en-US')} parameters) on ${taskLabel}`,
+    taskName: config.task.type,
+    variables: model.variables,
+    layouts: model.layouts,
+    lossFloor: task.lossFloor,
+    lossFloorLabel: task.lossFloor === null ? 'unknown for your text' : 'entropy floor of the source (exact, nats/char)',
+    tokensPerBatch: config.batchSize * m.contextLength,
+    batch: (index) => toBatch(task.batch(index)),
+    loss,
+    validationLoss: async () => {
+      const l = tf.tidy(() => loss(validation));
+      const v = (await l.data())[0];
+      l.dispose();
+      return v;
+    },
+    dispose: () => {
+      validation.dispose();
+      model.dispose();
+    },
+  };
+}
+
 export function createWorkload(config: RunConfig, configDir: string): Workload {
-  void configDir;
-  if (config.model.type === 'mlp') return mlpWorkload(config);
-  throw new Error(`model ${config.model.type} is not wired yet`);
+  return config.model.type === 'mlp' ? mlpWorkload(config) : transformerWorkload(config, configDir);
 }

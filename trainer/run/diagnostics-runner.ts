@@ -1,0 +1,265 @@
+/**
+ * Runs the per-layer diagnostics inside the training loop, when the scheduler says they are due, and
+ * logs what they find. Everything is measured on the step that was just taken: G is that step's
+ * gradient, M the momentum after it, O the direction it applied (recovered from the weight change, so
+ * it is exactly what moved the weights, whichever optimizer or mode ran), and curvature is probed at
+ * the new weights on the same batch.
+ *
+ * Per-layer probes that cost many gradient evaluations (top Hessian eigenvalue, curvature and SNR along
+ * singular directions) visit one layer per run, round robin, so their cost does not grow with depth.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  criticalSharpness,
+  curvatureAlongSingularDirections,
+  DiagnosticsScheduler,
+  directionalCurvature,
+  directionSnr,
+  edgeReference,
+  layerSpectra,
+  microbatchNoise,
+  NoiseScaleEma,
+  readTheta,
+  restrictDirection,
+  tfLandscape,
+  topEigenvalue,
+  type DiagnosticName,
+  type Direction,
+  type SingularPairs,
+} from '../diagnostics/index.js';
+import { svd } from '../linalg/svd.js';
+import type { HybridOptimizer } from '../optim/hybrid.js';
+import { adjustLrScale } from '../optim/muon.js';
+import type { AdjustLr, Layout } from '../optim/types.js';
+import type { NewLogRecord, RecordOf } from '../protocol.js';
+import type { StepContext, StepObserver } from './trainer.js';
+import type { Workload } from './workload.js';
+
+export interface DiagnosticsOptions {
+  curvature: boolean;
+  noise: boolean;
+  microbatches: number;
+  /** Singular directions probed at each end of the spectrum. */
+  topK: number;
+}
+
+interface MatrixLayer {
+  name: string;
+  rows: number;
+  cols: number;
+  variable: tf.Variable;
+  scale: number;
+}
+
+/** Above this short side, singular vectors for direction probes come from the exact SVD of a smaller problem only. */
+const DIRECTION_PROBE_MAX_SIDE = 512;
+
+export class DiagnosticsRunner implements StepObserver {
+  readonly scheduler: DiagnosticsScheduler;
+  private readonly layers: MatrixLayer[];
+  private readonly noiseEma = new Map<string, NoiseScaleEma>();
+  private due: DiagnosticName[] = [];
+  private before: { weights: Map<string, Float32Array>; grads: Map<string, Float32Array> } | null = null;
+  private roundRobin = 0;
+
+  constructor(
+    private readonly workload: Workload,
+    private readonly optimizer: HybridOptimizer,
+    private readonly options: DiagnosticsOptions,
+    settings: () => { every: number; adaptive: boolean; budgetPct: number },
+    private readonly append: (r: NewLogRecord) => void,
+    private readonly batchSize: number,
+  ) {
+    this.settings = settings;
+    this.scheduler = new DiagnosticsScheduler(settings());
+    const matrix = optimizer.matrix;
+    const adjust = (matrix?.hyperparameters as { adjustLr?: AdjustLr } | undefined)?.adjustLr ?? 'original';
+    const routed = new Set(optimizer.routes.filter((r) => r.route === 'matrix').map((r) => r.name));
+    this.layers = workload.variables
+      .filter((v) => routed.has(v.name) && v.shape.length === 2)
+      .map((v) => {
+        const [rows, cols] = v.shape as [number, number];
+        const layout: Layout = workload.layouts[v.name] ?? 'outIn';
+        return { name: v.name, rows, cols, variable: v, scale: adjustLrScale(adjust, rows, cols, layout) };
+      });
+  }
+
+  private readonly settings: () => { every: number; adaptive: boolean; budgetPct: number };
+
+  async beforeUpdate(ctx: StepContext): Promise<void> {
+    const s = this.settings();
+    this.scheduler.configure(s);
+    this.due = this.layers.length ? this.scheduler.due(ctx.step) : [];
+    if (this.due.length === 0) {
+      this.before = null;
+      return;
+    }
+    const weights = new Map<string, Float32Array>();
+    const grads = new Map<string, Float32Array>();
+    for (const v of this.workload.variables) weights.set(v.name, (await v.data()) as Float32Array);
+    for (const l of this.layers) grads.set(l.name, (await ctx.grads[l.name].data()) as Float32Array);
+    this.before = { weights, grads };
+  }
+
+  async afterUpdate(ctx: StepContext): Promise<void> {
+    this.scheduler.recordStep(ctx.stepMs);
+    const before = this.before;
+    if (!before) return;
+    this.before = null;
+    const step = ctx.step;
+    const lr = this.optimizer.lr;
+    const theta = await readTheta(this.workload.variables);
+    // d: the update per unit learning rate, θ_next = θ − lr·d, for every parameter.
+    const d: Direction = {};
+    for (const [name, w0] of before.weights) d[name] = Float32Array.from(theta[name], (w, i) => (w0[i] - w) / lr);
+    const momentum = this.momentumBuffers();
+    const pairs = new Map<string, SingularPairs>();
+    const pairsOf = (l: MatrixLayer): SingularPairs | null => {
+      if (Math.min(l.rows, l.cols) > DIRECTION_PROBE_MAX_SIDE || !momentum[l.name]) return null;
+      if (!pairs.has(l.name)) pairs.set(l.name, { rows: l.rows, cols: l.cols, ...svd(momentum[l.name], l.rows, l.cols) });
+      return pairs.get(l.name)!;
+    };
+    const probe = this.layers[this.roundRobin++ % this.layers.length];
+
+    if (this.due.includes('spectra')) this.timed('spectra', step, () => this.spectra(step, before, theta, momentum, lr));
+    const landscape = tfLandscape(this.workload.variables, () => this.workload.loss(ctx.batch));
+    const curvature: Map<string | null, Partial<RecordOf<'curvature'>>> = new Map();
+    if (this.options.curvature) {
+      if (this.due.includes('curvature')) {
+        await this.timedAsync('curvature', step, async () => {
+          const whole = await directionalCurvature(landscape, theta, d);
+          curvature.set(null, { kappaUpdate: whole.kappa, etaStar: whole.etaStar, edgeReference: 2 / lr });
+          for (const l of this.layers) {
+            const c = await directionalCurvature(landscape, theta, restrictDirection(d, [l.name]));
+            curvature.set(l.name, { kappaUpdate: c.kappa, etaStar: c.etaStar, edgeReference: edgeReference(lr, l.scale) });
+          }
+        });
+      }
+      if (this.due.includes('topEigenvalue')) {
+        await this.timedAsync('topEigenvalue', step, async () => {
+          const whole = await topEigenvalue(landscape, theta, null, { maxIter: 30, seed: step });
+          const layer = await topEigenvalue(landscape, theta, [probe.name], { maxIter: 30, seed: step + 1 });
+          merge(curvature, null, { topEigenvalue: whole.eigenvalue, edgeReference: 2 / lr });
+          merge(curvature, probe.name, { topEigenvalue: layer.eigenvalue, edgeReference: edgeReference(lr, probe.scale) });
+        });
+      }
+      if (this.due.includes('singularCurvature')) {
+        const p = pairsOf(probe);
+        if (p) {
+          await this.timedAsync('singularCurvature', step, async () => {
+            const k = Math.min(this.options.topK, p.s.length);
+            const top = await curvatureAlongSingularDirections(landscape, theta, probe.name, p, range(0, k));
+            const bottom = await curvatureAlongSingularDirections(landscape, theta, probe.name, p, range(p.s.length - k, p.s.length));
+            merge(curvature, probe.name, { directions: { top: top.directions, bottom: bottom.directions }, edgeReference: edgeReference(lr, probe.scale) });
+          });
+        }
+      }
+      if (this.due.includes('criticalSharpness')) {
+        await this.timedAsync('criticalSharpness', step, async () => {
+          const c = await criticalSharpness((t) => landscape.loss(t), theta, d, { initialStep: lr });
+          if (c.lambdaC !== null) merge(curvature, null, { criticalSharpness: c.lambdaC, edgeReference: 2 / lr });
+        });
+      }
+    }
+    if (this.options.noise && this.due.includes('noise')) await this.timedAsync('noise', step, () => this.noise(step, ctx, momentum, pairsOf(probe), probe));
+
+    for (const [layer, c] of curvature) {
+      this.append({
+        kind: 'curvature',
+        step,
+        layer,
+        ...(c.kappaUpdate !== undefined ? { kappaUpdate: c.kappaUpdate } : {}),
+        etaActual: lr,
+        etaStar: c.etaStar ?? null,
+        edgeReference: c.edgeReference ?? 2 / lr,
+        ...(c.topEigenvalue !== undefined ? { topEigenvalue: c.topEigenvalue } : {}),
+        ...(c.criticalSharpness !== undefined ? { criticalSharpness: c.criticalSharpness } : {}),
+        ...(c.directions ? { directions: c.directions } : {}),
+      } as NewLogRecord);
+    }
+    this.append({ kind: 'diagnostics_cost', step, ...this.scheduler.costSummary() });
+  }
+
+  private momentumBuffers(): Record<string, Float32Array> {
+    const state = this.optimizer.matrix?.getState();
+    const out: Record<string, Float32Array> = {};
+    for (const [name, p] of Object.entries(state?.params ?? {})) if (p.buffers.momentum) out[name] = p.buffers.momentum;
+    return out;
+  }
+
+  private spectra(step: number, before: NonNullable<DiagnosticsRunner['before']>, theta: Record<string, Float32Array>, momentum: Record<string, Float32Array>, lr: number): void {
+    const info = new Map((this.optimizer.lastStepInfo?.matrices ?? []).map((m) => [m.name, m]));
+    const wd = (this.optimizer.matrix?.hyperparameters as { weightDecay?: number } | undefined)?.weightDecay ?? 0;
+    const layers: RecordOf<'layer_stats'>['layers'] = [];
+    for (const l of this.layers) {
+      const stepInfo = info.get(l.name);
+      if (!stepInfo || !momentum[l.name]) continue;
+      const w0 = before.weights.get(l.name)!;
+      const w1 = theta[l.name];
+      const deltaW = Float32Array.from(w1, (w, i) => w - w0[i]);
+      // ΔW = −lr·wd·W₀ − lr·scale·normPowP·O, so O is recovered exactly from what the weights did.
+      const unit = lr * l.scale * stepInfo.normPowP;
+      const o = Float32Array.from(deltaW, (dw, i) => (unit > 0 ? -(dw + lr * wd * w0[i]) / unit : 0));
+      const r = layerSpectra({ name: l.name, rows: l.rows, cols: l.cols, G: before.grads.get(l.name)!, M: momentum[l.name], O: o, W: w1, deltaW, stepInfo, scale: l.scale });
+      this.append({ kind: 'spectra', step, ...r.spectra });
+      layers.push(r.stats);
+    }
+    if (layers.length) this.append({ kind: 'layer_stats', step, layers });
+  }
+
+  private async noise(step: number, ctx: StepContext, momentum: Record<string, Float32Array>, pairs: SingularPairs | null, probe: MatrixLayer): Promise<void> {
+    const k = this.options.microbatches;
+    const size = Math.floor(ctx.batch.size / k);
+    if (size < 1) return;
+    const micro: Record<string, Float32Array>[] = [];
+    for (let i = 0; i < k; i++) {
+      const part = ctx.batch.slice(i * size, (i + 1) * size);
+      const { value, grads } = tf.variableGrads(() => this.workload.loss(part));
+      const out: Record<string, Float32Array> = {};
+      for (const [name, g] of Object.entries(grads)) out[name] = (await g.data()) as Float32Array;
+      tf.dispose([value, ...Object.values(grads)]);
+      part.dispose();
+      micro.push(out);
+    }
+    const { perParam, overall } = microbatchNoise(micro, size);
+    const ema = (key: string) => {
+      if (!this.noiseEma.has(key)) this.noiseEma.set(key, new NoiseScaleEma());
+      return this.noiseEma.get(key)!;
+    };
+    ema('').update(overall);
+    this.append({ kind: 'noise', step, layer: null, bSimple: ema('').bSimple, batchSize: this.batchSize });
+    for (const l of this.layers) {
+      if (!perParam[l.name]) continue;
+      ema(l.name).update(perParam[l.name]);
+      const snr = l === probe && pairs && momentum[l.name] ? directionSnr(micro.map((m) => m[l.name]), pairs, range(0, Math.min(this.options.topK, pairs.s.length))) : null;
+      this.append({
+        kind: 'noise',
+        step,
+        layer: l.name,
+        bSimple: ema(l.name).bSimple,
+        batchSize: this.batchSize,
+        ...(snr ? { snrTop: snr.map((s) => Math.min(s.snr, 1e12)) } : {}),
+      });
+    }
+  }
+
+  private timed(name: DiagnosticName, step: number, f: () => void): void {
+    const started = performance.now();
+    f();
+    this.scheduler.recordRun(name, step, performance.now() - started);
+  }
+
+  private async timedAsync(name: DiagnosticName, step: number, f: () => Promise<void>): Promise<void> {
+    const started = performance.now();
+    await f();
+    this.scheduler.recordRun(name, step, performance.now() - started);
+  }
+}
+
+function merge(map: Map<string | null, Partial<RecordOf<'curvature'>>>, key: string | null, fields: Partial<RecordOf<'curvature'>>): void {
+  map.set(key, { ...map.get(key), ...fields });
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i);
+}
