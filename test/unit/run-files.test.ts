@@ -159,3 +159,9 @@ describe('run config', () => {
     assert.ok(JSON.stringify(schema).includes('"logistic"'));
   });
 });
+
+test('a schedule given in the config is kept as given (defaults are not merged into it)', () => {
+  const r = validateRunConfig({ optimizer: { type: 'dynmuon', schedule: { type: 'constant', p: -0.25 } } });
+  assert.ok(r.ok, 'valid');
+  assert.deepEqual(r.config.optimizer.type === 'dynmuon' && r.config.optimizer.schedule, { type: 'constant', p: -0.25 });
+});

@@ -274,3 +274,38 @@ describe('a live run under a flood of malformed frames', () => {
     client.close();
   });
 });
+
+describe('diagnostics in the loop', () => {
+  test('logs spectra, layer stats, curvature, noise and costs; O recovered from the weights follows the shaping φ_p of M', async () => {
+    const config = mlpConfig({
+      steps: 64,
+      // Without Nesterov the shaped matrix is M itself, so O's spectrum can be predicted from M's.
+      optimizer: { type: 'dynmuon', mode: 'exact', method: 'exact', nesterov: false, schedule: { type: 'constant', p: -0.25 } },
+      diagnostics: { every: 4, adaptive: false, microbatches: 4, topK: 2 },
+    });
+    const { records } = await runToEnd(config);
+    const spectra = ofKind(records, 'spectra');
+    const layers = ['mlp.layer0.weight', 'mlp.layer1.weight'];
+    assert.deepEqual([...new Set(spectra.map((s) => s.layer))].sort(), layers, 'spectra for every matrix layer');
+    assert.ok(ofKind(records, 'layer_stats').length >= 8, 'layer stats at every diagnostics step');
+    const curv = ofKind(records, 'curvature');
+    assert.ok(curv.some((c) => c.layer === null && c.kappaUpdate !== undefined), 'whole-model curvature along the update');
+    assert.ok(curv.some((c) => c.topEigenvalue !== undefined), 'top Hessian eigenvalue');
+    assert.ok(curv.some((c) => c.directions && c.directions.top.length === 2), 'curvature along singular directions');
+    const noise = ofKind(records, 'noise');
+    assert.ok(noise.some((n) => n.layer === null && n.bSimple !== null), 'overall gradient noise scale');
+    assert.ok(ofKind(records, 'diagnostics_cost').length > 0, 'costs are reported');
+
+    // Exact shaping maps each σ of M to φ(σ) = σ·(σ² + δ)^((p−1)/2), δ = (1e-3·σ_max)², then rescales:
+    // the sorted spectrum of O, normalised by its largest value, equals the sorted φ(σ_M), normalised.
+    // (For p < 0, φ is decreasing, so O's largest values come from M's smallest.)
+    const last = spectra.filter((s) => s.layer === 'mlp.layer1.weight').at(-1)!;
+    const delta = (1e-3 * last.M[0]) ** 2;
+    const phi = last.M.map((s) => s * (s * s + delta) ** ((-0.25 - 1) / 2)).sort((a, b) => b - a);
+    for (let i = 0; i < last.O.length; i++) {
+      const want = phi[i] / phi[0];
+      const got = last.O[i] / last.O[0];
+      assert.ok(Math.abs(got - want) <= 1e-4, `σ_${i}: ${got} vs ${want}`);
+    }
+  });
+});

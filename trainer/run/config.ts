@@ -164,6 +164,18 @@ const UNIONS: Record<string, TSchema[]> = {
   optimizer: [DynMuonOptimizer, MuonOptimizer, AdamWOptimizer],
 };
 
+/**
+ * Value.Default merges a default object into a provided one, which for a discriminated union (the
+ * schedule) mixes the default's fields into the user's; a schedule the user gave is kept as given.
+ */
+function withDefaults<T>(schema: TSchema, raw: T): T {
+  const filled = Value.Default(schema, structuredClone(raw)) as T;
+  const given = (raw as { optimizer?: { schedule?: unknown }; schedule?: unknown }) ?? {};
+  if (given.optimizer?.schedule !== undefined) (filled as { optimizer: { schedule: unknown } }).optimizer.schedule = structuredClone(given.optimizer.schedule);
+  if (given.schedule !== undefined) (filled as { schedule: unknown }).schedule = structuredClone(given.schedule);
+  return filled;
+}
+
 function typesOf(members: TSchema[]): string[] {
   return members.map((m) => (m.properties.type as { const: string }).const);
 }
@@ -175,11 +187,11 @@ function unionIssues(key: string, value: unknown): ConfigIssue[] {
   if (!member) {
     return [{ path: `$.${key}.type`, message: `unknown ${key} type ${JSON.stringify(type)}`, hint: `use one of: ${typesOf(members).join(', ')}` }];
   }
-  const withDefaults = Value.Default(member, structuredClone(value)) as Record<string, unknown>;
-  const issues = [...Value.Errors(member, withDefaults)]
+  const filled = withDefaults(member, value) as Record<string, unknown>;
+  const issues = [...Value.Errors(member, filled)]
     .filter((e) => !e.path.startsWith('/schedule'))
     .map((e) => issueFor(`/${key}${e.path}`, e.message, e.schema));
-  if ('schedule' in withDefaults) issues.push(...scheduleIssues(withDefaults.schedule, `$.${key}.schedule`));
+  if ('schedule' in filled) issues.push(...scheduleIssues(filled.schedule, `$.${key}.schedule`));
   return issues;
 }
 
@@ -211,16 +223,16 @@ export function validateRunConfig(raw: unknown): { ok: true; config: RunConfig }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return { ok: false, issues: [{ path: '$', message: 'a run config must be a JSON object', hint: 'start from `{}`: every field has a default' }] };
   }
-  const withDefaults = Value.Default(RunConfigSchema, structuredClone(raw)) as Record<string, unknown>;
+  const filled = withDefaults(RunConfigSchema, raw) as Record<string, unknown>;
   const issues: ConfigIssue[] = [];
-  for (const key of Object.keys(UNIONS)) issues.push(...unionIssues(key, withDefaults[key]));
-  for (const e of Value.Errors(RunConfigSchema, withDefaults)) {
+  for (const key of Object.keys(UNIONS)) issues.push(...unionIssues(key, filled[key]));
+  for (const e of Value.Errors(RunConfigSchema, filled)) {
     const top = e.path.split('/')[1];
     if (top in UNIONS) continue; // reported precisely above
     issues.push(issueFor(e.path, e.message, e.schema));
   }
   if (issues.length === 0) {
-    const config = withDefaults as RunConfig;
+    const config = filled as RunConfig;
     const allowed = COMPATIBLE[config.model.type];
     if (!allowed.includes(config.task.type)) {
       issues.push({ path: '$.task.type', message: `a ${config.model.type} model cannot train on task "${config.task.type}"`, hint: `use one of: ${allowed.join(', ')}` });
