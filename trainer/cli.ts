@@ -95,6 +95,7 @@ async function train(argv: string[]): Promise<number> {
   process.stdout.write(JSON.stringify({ event: 'listening', url: session.url, token: session.token, runDir: session.paths.dir }) + '\n');
   const report = (kind: string, r: { chosen: string; skipped: { name: string; reason: string }[] }) =>
     progress.log([`${kind}: ${r.chosen}`, ...r.skipped.map((s) => `  skipped ${s.name}: ${s.reason}`)].join('\n'));
+  progress.log(`dashboard: ${session.dashboardUrl}`);
   report('TF.js backend', session.backend);
   report('optimizer kernels', session.kernels);
   progress.log(`${session.workload.description}; ${config.optimizer.type}${config.optimizer.type === 'dynmuon' ? ` (${config.optimizer.mode})` : ''}; run folder ${session.paths.dir}`);

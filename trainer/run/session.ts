@@ -9,6 +9,7 @@ import { MuonscopeError } from '../errors.js';
 import { loadKernels, type KernelPreference, type LoadedKernels } from '../kernels/index.js';
 import { HybridOptimizer, type HybridConfig } from '../optim/hybrid.js';
 import { PROTOCOL_VERSION } from '../protocol.js';
+import { dashboardHandler } from '../server/dashboard-page.js';
 import { generateToken, startServer, type TrainerServer } from '../server/server.js';
 import type { ProviderReport } from '../kernels/types.js';
 import { latestCheckpoint, readCheckpoint, type Checkpoint } from './checkpoint.js';
@@ -38,6 +39,8 @@ export interface Session {
   paths: RunPaths;
   url: string;
   token: string;
+  /** The dashboard in a browser, token in the fragment. */
+  dashboardUrl: string;
   trainer: Trainer;
   backend: ProviderReport<TfBackendName>;
   kernels: LoadedKernels['report'];
@@ -143,7 +146,7 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
   );
 
   const token = generateToken();
-  let server: TrainerServer;
+  let server: TrainerServer | undefined;
   try {
     server = await startServer({
       host: opts.host ?? '127.0.0.1',
@@ -154,24 +157,26 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
       source: log,
       onCommand: (msg) => trainer.enqueue(msg.command, { id: msg.id, source: msg.source ?? 'client' }),
       log: opts.onLine,
+      httpHandler: dashboardHandler(() => server?.url ?? ''),
     });
   } catch (e) {
     log.close();
     throw e;
   }
-  writeTrainerInfo(paths, { pid: process.pid, url: server.url, token });
+  const live = server;
+  writeTrainerInfo(paths, { pid: process.pid, url: live.url, token });
 
   const done = (async () => {
     try {
       return await trainer.run();
     } finally {
       removeTrainerInfo(paths);
-      await server.close();
+      await live.close();
       log.close();
       workload.dispose();
       await loaded.kernels.dispose();
     }
   })();
 
-  return { runId, paths, url: server.url, token, trainer, backend, kernels: loaded.report, workload, done };
+  return { runId, paths, url: live.url, token, dashboardUrl: `${live.url.replace(/^ws/, 'http')}/#token=${token}`, trainer, backend, kernels: loaded.report, workload, done };
 }
