@@ -122,13 +122,13 @@ export const RunConfigSchema = Type.Object(
     checkpointEvery: Type.Integer({ minimum: 1, default: 500, ...d('Checkpoint every N steps (also on stop and on demand).') }),
     diagnostics: Type.Object(
       {
-        every: Type.Integer({ minimum: 1, default: 25, ...d('Per-layer diagnostics every K steps.') }),
+        every: Type.Integer({ minimum: 1, default: 50, ...d('Per-layer spectra every K steps; the expensive probes are spaced further apart to stay within the budget.') }),
         adaptive: Type.Boolean({ default: true, ...d('Space out expensive diagnostics to stay within the overhead budget.') }),
         budgetPct: Type.Number({ exclusiveMinimum: 0, maximum: 100, default: 10, ...d('Diagnostics overhead budget, percent of training time.') }),
         curvature: Type.Boolean({ default: true }),
         noise: Type.Boolean({ default: true }),
         microbatches: Type.Integer({ minimum: 2, maximum: 64, default: 4, ...d('Microbatches for the gradient-noise estimators.') }),
-        topK: Type.Integer({ minimum: 1, maximum: 512, default: 4, ...d('Singular directions probed for curvature and SNR (top k and bottom k).') }),
+        topK: Type.Integer({ minimum: 1, maximum: 512, default: 2, ...d('Singular directions probed for curvature and SNR (top k and bottom k).') }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -5,8 +5,9 @@
  * it is exactly what moved the weights, whichever optimizer or mode ran), and curvature is probed at
  * the new weights on the same batch.
  *
- * Per-layer probes that cost many gradient evaluations (top Hessian eigenvalue, curvature and SNR along
- * singular directions) visit one layer per run, round robin, so their cost does not grow with depth.
+ * Per-layer probes (curvature along the update, top Hessian eigenvalue, curvature and SNR along singular
+ * directions) visit one layer per run, round robin, so their cost does not grow with depth; the
+ * whole-model curvature runs every time, the whole-model eigenvalue once per round.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -50,6 +51,12 @@ interface MatrixLayer {
   variable: tf.Variable;
   scale: number;
 }
+
+/**
+ * Power-iteration steps for the top Hessian eigenvalue: each costs two gradient evaluations, and the
+ * Rayleigh quotient is already within a few percent after this many on the models here.
+ */
+const EIGEN_ITERATIONS = 10;
 
 /** Above this short side, singular vectors for direction probes come from the exact SVD of a smaller problem only. */
 const DIRECTION_PROBE_MAX_SIDE = 512;
@@ -129,18 +136,19 @@ export class DiagnosticsRunner implements StepObserver {
         await this.timedAsync('curvature', step, async () => {
           const whole = await directionalCurvature(landscape, theta, d);
           curvature.set(null, { kappaUpdate: whole.kappa, etaStar: whole.etaStar, edgeReference: 2 / lr });
-          for (const l of this.layers) {
-            const c = await directionalCurvature(landscape, theta, restrictDirection(d, [l.name]));
-            curvature.set(l.name, { kappaUpdate: c.kappa, etaStar: c.etaStar, edgeReference: edgeReference(lr, l.scale) });
-          }
+          const layer = await directionalCurvature(landscape, theta, restrictDirection(d, [probe.name]));
+          merge(curvature, probe.name, { kappaUpdate: layer.kappa, etaStar: layer.etaStar, edgeReference: edgeReference(lr, probe.scale) });
         });
       }
       if (this.due.includes('topEigenvalue')) {
         await this.timedAsync('topEigenvalue', step, async () => {
-          const whole = await topEigenvalue(landscape, theta, null, { maxIter: 30, seed: step });
-          const layer = await topEigenvalue(landscape, theta, [probe.name], { maxIter: 30, seed: step + 1 });
-          merge(curvature, null, { topEigenvalue: whole.eigenvalue, edgeReference: 2 / lr });
+          const layer = await topEigenvalue(landscape, theta, [probe.name], { maxIter: EIGEN_ITERATIONS, seed: step });
           merge(curvature, probe.name, { topEigenvalue: layer.eigenvalue, edgeReference: edgeReference(lr, probe.scale) });
+          // The whole model's once per round of the layers: it costs as much as one layer's.
+          if (probe === this.layers[0]) {
+            const whole = await topEigenvalue(landscape, theta, null, { maxIter: EIGEN_ITERATIONS, seed: step + 1 });
+            merge(curvature, null, { topEigenvalue: whole.eigenvalue, edgeReference: 2 / lr });
+          }
         });
       }
       if (this.due.includes('singularCurvature')) {
