@@ -7,22 +7,14 @@ import { MuonscopeError } from '../../trainer/errors.js';
 import { PROTOCOL_VERSION, validateCommand, validateServerMessage, type LogRecord, type NewLogRecord, type ServerMessage } from '../../trainer/protocol.js';
 import { Outbox, toOutgoing } from '../../trainer/server/outbox.js';
 import { MemoryRecordSource } from '../../trainer/server/record-source.js';
+import { mulberry32 } from '../../trainer/data/random.js';
 import { generateToken, startServer, type CommandHandler, type ServerOptions, type TrainerServer } from '../../trainer/server/server.js';
 
 const TOKEN = generateToken();
 const AUTH = { Authorization: `Bearer ${TOKEN}` };
 
-/** Small seeded generator, so a failing fuzz case reproduces. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded, so a failing fuzz case reproduces. */
+const rng = mulberry32;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const tick = () => new Promise((r) => setImmediate(r));

@@ -29,6 +29,16 @@ class TensorBatch implements WorkloadBatch {
   }
 }
 
+/** Evaluates a scalar without keeping any tensor alive. */
+async function scalarValue(f: () => tf.Scalar): Promise<number> {
+  const t = tf.tidy(f);
+  try {
+    return (await t.data())[0];
+  } finally {
+    t.dispose();
+  }
+}
+
 function meanSquaredError(pred: tf.Tensor, target: tf.Tensor): tf.Scalar {
   return tf.mean(tf.squaredDifference(pred, target));
 }
@@ -55,12 +65,7 @@ function mlpWorkload(config: RunConfig): Workload {
     tokensPerBatch: config.batchSize,
     batch: (index) => toBatch(task.batch(index)),
     loss,
-    validationLoss: async () => {
-      const l = tf.tidy(() => loss(validation));
-      const v = (await l.data())[0];
-      l.dispose();
-      return v;
-    },
+    validationLoss: () => scalarValue(() => loss(validation)),
     dispose: () => {
       validation.dispose();
       model.dispose();
@@ -102,12 +107,7 @@ function transformerWorkload(config: RunConfig, configDir: string): Workload {
     tokensPerBatch: config.batchSize * m.contextLength,
     batch: (index) => toBatch(task.batch(index)),
     loss,
-    validationLoss: async () => {
-      const l = tf.tidy(() => loss(validation));
-      const v = (await l.data())[0];
-      l.dispose();
-      return v;
-    },
+    validationLoss: () => scalarValue(() => loss(validation)),
     dispose: () => {
       validation.dispose();
       model.dispose();
