@@ -155,7 +155,7 @@ describe('run config', () => {
   test('the shipped JSON Schema is the validator\'s own definition', () => {
     const schema = runConfigJsonSchema() as { properties: Record<string, { default?: unknown }>; additionalProperties: boolean };
     assert.equal(schema.additionalProperties, false);
-    assert.equal(schema.properties.steps.default, 1500);
+    assert.equal(schema.properties.steps.default, 600);
     assert.ok(JSON.stringify(schema).includes('"logistic"'));
   });
 });

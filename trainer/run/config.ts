@@ -101,7 +101,7 @@ export const RunConfigSchema = Type.Object(
     $schema: Type.Optional(Type.String()),
     name: Type.String({ minLength: 1, maxLength: 100, default: 'run', ...d('A name for the run (used in its folder name).') }),
     seed: Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 1 }),
-    steps: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 1500, ...d('Training steps.') }),
+    steps: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 600, ...d('Training steps.') }),
     batchSize: Type.Integer({ minimum: 1, maximum: 65536, default: 16 }),
     model: Type.Union([TransformerModel, MlpModel], { default: { type: 'transformer' } }),
     task: Type.Union([MarkovTask, TextFileTask, TeacherStudentTask], { default: { type: 'markov' } }),
