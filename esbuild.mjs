@@ -4,7 +4,7 @@
 // modules (`mainFields`), so the bundle holds exactly one copy of core. A native TF.js package loaded at
 // runtime brings its own copy, which shares the engine and registries: tfjs-core keeps them global.
 import * as esbuild from 'esbuild';
-import { cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,6 +63,10 @@ function writeConfigSchema() {
   const trainer = createRequire(import.meta.url)(join(dist, 'trainer', 'index.js'));
   writeFileSync(join(dist, 'run-config.schema.json'), JSON.stringify(trainer.runConfigJsonSchema(), null, 1) + '\n');
 }
+
+// `vsce package` stages onnxruntime-node into dist/node_modules (extension/scripts/stage-native-runtime.mjs);
+// a development build drops that copy so the trainer loads the installed package, never a stale one.
+if (!production) rmSync(join(dist, 'node_modules'), { recursive: true, force: true });
 
 if (watch) {
   for (const b of builds) await (await esbuild.context(b)).watch();

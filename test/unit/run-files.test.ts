@@ -156,7 +156,10 @@ describe('run config', () => {
     const schema = runConfigJsonSchema() as { properties: Record<string, { default?: unknown }>; additionalProperties: boolean };
     assert.equal(schema.additionalProperties, false);
     assert.equal(schema.properties.steps.default, 600);
-    assert.ok(JSON.stringify(schema).includes('"logistic"'));
+    assert.ok(JSON.stringify(schema).includes('"logistic"'), 'schedule types are in the schema');
+    assert.equal((schema as { required?: string[] }).required, undefined, 'fields with defaults are not required of the file');
+    const optimizer = (schema.properties.optimizer as unknown as { anyOf: { required?: string[] }[] }).anyOf;
+    assert.deepEqual(optimizer.map((o) => o.required), [['type'], ['type'], ['type']], 'only the discriminator is required');
   });
 });
 

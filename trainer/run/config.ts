@@ -256,7 +256,25 @@ export function formatConfigIssues(file: string, issues: ConfigIssue[]): string 
   return [`${file}: ${issues.length} problem${issues.length > 1 ? 's' : ''}; nothing was started`, ...issues.map((i) => `  ${i.path}: ${i.message}${i.hint ? ` (${i.hint})` : ''}`)].join('\n');
 }
 
+/**
+ * Editors read `required` literally, but every field here has a default the trainer fills in; a field
+ * with a default is therefore not required of the file (the discriminator `type` still is).
+ */
+function relaxDefaults(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(relaxDefaults);
+  if (typeof node !== 'object' || node === null) return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) out[k] = relaxDefaults(v);
+  const props = out.properties as Record<string, { default?: unknown }> | undefined;
+  if (Array.isArray(out.required) && props) {
+    const required = (out.required as string[]).filter((name) => props[name]?.default === undefined);
+    if (required.length) out.required = required;
+    else delete out.required;
+  }
+  return out;
+}
+
 /** The JSON Schema shipped for editors: TypeBox schemas are JSON Schema already, minus its symbols. */
 export function runConfigJsonSchema(): object {
-  return { $schema: 'http://json-schema.org/draft-07/schema#', ...JSON.parse(JSON.stringify(RunConfigSchema)) };
+  return { $schema: 'http://json-schema.org/draft-07/schema#', ...(relaxDefaults(JSON.parse(JSON.stringify(RunConfigSchema))) as object) };
 }
