@@ -2,6 +2,8 @@
  * The dashboard's HTML shell, shared by the extension's webview panels and the page the trainer serves
  * in a browser: a strict CSP with a per-load nonce, one script, one stylesheet, no inline handlers and
  * no remote resources. Everything dynamic is added by the script with textContent, never as HTML.
+ * The `csp-nonce` meta tag is where the webview UI toolkit looks for the nonce for the styles it
+ * injects (vscode-webview-ui-toolkit#545).
  */
 import { randomBytes } from 'node:crypto';
 
@@ -42,6 +44,7 @@ export function dashboardHtml(o: DashboardHtmlOptions): string {
 <meta charset="UTF-8">
 <meta http-equiv="Content-Security-Policy" content="${attr(csp)}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
+<meta property="csp-nonce" content="${attr(nonce)}">
 ${o.styleUri ? `<link rel="stylesheet" href="${attr(o.styleUri)}" nonce="${attr(nonce)}">` : ''}
 <title>${attr(o.title ?? 'Muonscope')}</title>
 </head>

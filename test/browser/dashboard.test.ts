@@ -1,0 +1,272 @@
+// The dashboard in headless Chromium against a recorded stream (test/fixtures/dashboard), served with its
+// real HTML shell and CSP, talking to a fake extension host: every view renders real data, every control
+// sends the right command and shows the reply, schedule edits become markers, a reload replays history
+// whole, and axe finds no serious accessibility violations. Screenshots go to test/browser/artifacts/.
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import type { LogRecord } from '../../trainer/protocol.js';
+import { FakeHost, loadStream, serveDashboard, type RunFixture } from './host.js';
+
+const artifacts = join(import.meta.dirname, 'artifacts');
+mkdirSync(artifacts, { recursive: true });
+const axeSource = readFileSync(join(import.meta.dirname, '../../node_modules/axe-core/axe.min.js'), 'utf8');
+
+/** Run A is live: the recorded stream up to step 150 of 200 (after the fixture's edit at 100). Run B finished. */
+const LIVE_STEPS = 150;
+function fixtures(): RunFixture[] {
+  const a = loadStream('stream.ndjson');
+  const end = a.findIndex((r) => r.kind === 'step' && r.step === LIVE_STEPS);
+  const b = loadStream('stream-b.ndjson');
+  const id = (rs: LogRecord[]): string => (rs[0] as Extract<LogRecord, { kind: 'run_started' }>).runId;
+  return [
+    { runId: id(a), label: 'dynmuon-live', records: a.slice(0, end), live: true },
+    { runId: id(b), label: 'muon-baseline', records: b, live: false },
+  ];
+}
+
+interface ChartInfo {
+  labels: string[];
+  columns: number[];
+  markers: number[];
+  summary: string;
+  finite: number[];
+}
+
+function chart(page: Page, id: string): Promise<ChartInfo> {
+  return page.evaluate((id) => {
+    const c = (window as unknown as { __muonscope: { charts: Record<string, { alignedData: ArrayLike<number | null>[]; markers: number[]; seriesLabels: string[]; summary: string }> } }).__muonscope.charts[id];
+    return {
+      labels: c.seriesLabels,
+      columns: c.alignedData.map((a) => a.length),
+      markers: [...c.markers],
+      summary: c.summary,
+      finite: c.alignedData.map((a) => Array.from(a).filter((v) => v !== null && Number.isFinite(v)).length),
+    };
+  }, id);
+}
+
+function store<T>(page: Page, fn: string): Promise<T> {
+  return page.evaluate((fn) => new Function('s', `return ${fn}`)((window as unknown as { __muonscope: { store: unknown } }).__muonscope.store) as T, fn);
+}
+
+async function showView(page: Page, id: string): Promise<void> {
+  await page.click(`#tab-${id}`);
+  await page.waitForFunction((id) => (window as unknown as { __muonscope: { view: string } }).__muonscope.view === id, id);
+  // Two frames: one to render, one for uPlot's deferred commit.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+}
+
+async function axe(page: Page, name: string): Promise<void> {
+  await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const r = await (window as unknown as { axe: { run: (ctx: unknown, o: unknown) => Promise<{ violations: { id: string; impact: string; nodes: { target: unknown }[] }[] }> } }).axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}) at ${JSON.stringify(v.nodes.slice(0, 3).map((n) => n.target))}`);
+  });
+  assert.deepEqual(violations, [], `axe found serious violations in ${name}: ${violations.join('; ')}`);
+}
+
+describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
+  let browser: Browser;
+  let server: Server;
+  let host: FakeHost;
+  let runs: RunFixture[];
+  let page: Page;
+
+  before(async () => {
+    const served = await serveDashboard();
+    server = served.server;
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+    runs = fixtures();
+    host = await FakeHost.open(browser, served.origin, runs);
+    page = host.page;
+    const total = runs[0].records.length;
+    await page.waitForFunction((n) => (window as unknown as { __muonscope: { store: { focused: { lastSeq: number } | null } } }).__muonscope.store.focused?.lastSeq === n, total);
+  });
+
+  after(async () => {
+    await browser?.close();
+    server?.close();
+  });
+
+  test('Overview: loss with validation and floor, lr, p planned vs actual, steps/s, alerts, markers on every chart', async () => {
+    await showView(page, 'overview');
+    const text = await page.locator('#view-overview').innerText();
+    assert.match(text, /wasm/, 'backend shown');
+    assert.match(text, /teacherStudent/, 'task shown');
+    assert.match(text, /label-noise variance/, 'loss floor shown with its label');
+    assert.match(text, /SPIKE/, 'alert listed');
+    const loss = await chart(page, 'loss');
+    assert.deepEqual(loss.labels, ['train', 'train (smoothed)', 'validation'], 'loss series');
+    assert.ok(loss.finite[1] === LIVE_STEPS && loss.finite[3] === 7, `train loss has every step and validation its 7 evals: ${loss.finite}`);
+    for (const id of ['loss', 'lr', 'p', 'speed']) {
+      const c = await chart(page, id);
+      assert.ok(c.markers.includes(100), `${id} carries the fixture's schedule edit marker: ${c.markers}`);
+      assert.ok(c.finite[1] > 0, `${id} has data`);
+      assert.match(c.summary, /control change/, `${id} summary mentions markers`);
+    }
+    const p = await chart(page, 'p');
+    assert.ok(p.finite[1] > 0 && p.finite[2] === LIVE_STEPS, `p planned and actual: ${p.finite}`);
+    await page.screenshot({ path: join(artifacts, 'overview.png'), fullPage: true });
+  });
+
+  test('Layers: a sortable table of matrix layers with sparklines; a name opens the detail', async () => {
+    await showView(page, 'layers');
+    const rows = page.locator('#layers-table tbody tr');
+    assert.equal(await rows.count(), 2, 'two matrix layers');
+    const names = async (): Promise<string[]> => page.locator('#layers-table tbody th').allInnerTexts();
+    assert.deepEqual(await names(), ['mlp.layer0.weight', 'mlp.layer1.weight'], 'sorted by name');
+    await page.click('button.sort[data-key="effectiveRank"]');
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(r)));
+    assert.equal(await page.locator('th:has(button[data-key="effectiveRank"])').getAttribute('aria-sort'), 'descending', 'aria-sort follows');
+    const ranks = await store<number[]>(page, `[...s.focused.layers.values()].map(l => l.series.effectiveRank.last)`);
+    const expected = ranks[0] >= ranks[1] ? ['mlp.layer0.weight', 'mlp.layer1.weight'] : ['mlp.layer1.weight', 'mlp.layer0.weight'];
+    assert.deepEqual(await names(), expected, 'rows ordered by effective rank, descending');
+    await page.waitForFunction(() => document.querySelectorAll('#layers-table .spark canvas').length >= 14);
+    assert.match(await rows.first().innerText(), /64×64/, 'shape shown');
+    await page.screenshot({ path: join(artifacts, 'layers.png'), fullPage: true });
+    await page.click('button[aria-label="Open layer mlp.layer1.weight"]');
+    await page.waitForFunction(() => (window as unknown as { __muonscope: { view: string } }).__muonscope.view === 'layer');
+  });
+
+  test('Layer detail: spectra at a scrubbed step, heatmap over time, shaping curve, directions', async () => {
+    await showView(page, 'layer');
+    const spectrum = await chart(page, 'spectrum');
+    assert.deepEqual(spectrum.finite, [64, 64, 64, 64, 64], `64 singular values of G, M, O, W: ${spectrum.finite}`);
+    assert.match(spectrum.summary, /mlp\.layer1\.weight at step 149/, 'latest spectrum of the chosen layer');
+    const heat = await chart(page, 'heatmap');
+    assert.equal(heat.columns[0], 15, 'one heatmap column per recorded spectrum');
+    await page.locator('#scrubber').fill('3');
+    await page.waitForFunction(() => document.querySelector('#scrub-step')?.textContent === 'step 39');
+    assert.match((await chart(page, 'spectrum')).summary, /at step 39/, 'scrubbing picks the spectrum at that step');
+    const shaping = await chart(page, 'shaping');
+    assert.ok(shaping.finite[1] === 64 && shaping.finite[0] === 64, `shaping curve over the momentum spectrum: ${shaping.finite}`);
+    assert.equal(await page.locator('#directions-table tbody tr').count(), 8, 'top and bottom 4 directions');
+    await page.screenshot({ path: join(artifacts, 'layer-detail.png'), fullPage: true });
+  });
+
+  test('Curvature & noise: κ vs 2/η_eff, sharpness, η ratio, noise scale vs batch, cost', async () => {
+    await showView(page, 'curvature');
+    for (const id of ['kappa-edge', 'sharpness', 'eta-ratio', 'noise-scale', 'overhead']) {
+      const c = await chart(page, id);
+      assert.ok(c.finite.slice(1).every((n) => n === 15), `${id} has the 15 diagnostics rounds: ${c.finite}`);
+    }
+    assert.match(await page.locator('#diagnostics-costs').innerText(), /curvature \d/, 'costs listed');
+    await page.screenshot({ path: join(artifacts, 'curvature.png'), fullPage: true });
+  });
+
+  test('Controls: each sends its command and shows the reply; enabled states follow the run state', async () => {
+    const click = async (id: string): Promise<number> => {
+      const before = host.commands().length;
+      const t0 = Date.now();
+      await page.click(`#control-${id}`);
+      await page.waitForFunction((id) => /done at step|refused/.test(document.querySelector(`#reply-${id}`)?.textContent ?? ''), id);
+      assert.equal(host.commands().length, before + 1, `${id} sent one command`);
+      return Date.now() - t0;
+    };
+    const disabled = (id: string): Promise<boolean> => page.locator(`#control-${id}`).evaluate((e) => (e as HTMLElement & { disabled: boolean }).disabled);
+    assert.ok(!(await disabled('pause')) && (await disabled('resume')) && (await disabled('step')), 'running: pause enabled, resume and step disabled');
+    const latency = await click('pause');
+    assert.ok(latency < 1000, `click to visible ack in ${latency} ms`);
+    console.log(`# click → visible ack: ${latency} ms`);
+    assert.deepEqual(host.commands().at(-1)!.command, { kind: 'pause' }, 'pause command');
+    assert.match(await page.locator('#reply-pause').innerText(), /Pause: done at step 150/, 'ack shown with its step');
+    await page.waitForFunction(() => !(document.querySelector('#control-resume') as HTMLElement & { disabled: boolean }).disabled);
+    assert.ok(await disabled('pause'), 'paused: pause disabled');
+    await page.locator('#step-count input').fill('3');
+    await click('step');
+    assert.deepEqual(host.commands().at(-1)!.command, { kind: 'step', n: 3 }, 'step 3 command');
+    await click('checkpoint');
+    assert.match(await page.locator('#reply-checkpoint').innerText(), /ckpt-150/, 'checkpoint ack shows its file');
+    host.script = (c) => (c.kind === 'resume' ? { error: 'cannot resume: the trainer is busy' } : null);
+    await click('resume');
+    assert.match(await page.locator('#reply-resume').innerText(), /refused: cannot resume: the trainer is busy/, 'error shown next to the control');
+    host.script = null;
+    await click('resume');
+    assert.deepEqual(host.commands().at(-1)!.command, { kind: 'resume' }, 'resume command');
+    await page.waitForFunction(() => !(document.querySelector('#control-pause') as HTMLElement & { disabled: boolean }).disabled);
+    const ids = new Set(host.commands().map((c) => c.id));
+    assert.equal(ids.size, host.commands().length, 'every command has a fresh id');
+  });
+
+  test('Schedule editor: preview, apply sends set_schedule, the control record becomes a marker; undo; lr; audit', async () => {
+    await showView(page, 'schedule');
+    await page.locator('#schedule-type').evaluate((e) => {
+      (e as HTMLElement & { value: string }).value = 'cosine';
+      e.dispatchEvent(new Event('change'));
+    });
+    await page.locator('#param-from input').fill('0.2');
+    await page.locator('#param-to input').fill('-0.3');
+    await page.locator('#schedule-reason input').fill('test edit');
+    await page.waitForFunction(() => /New cosine\(from=0\.2, to=-0\.3\)/.test((window as unknown as { __muonscope: { charts: Record<string, { summary: string }> } }).__muonscope.charts['schedule-preview'].summary));
+    const preview = await chart(page, 'schedule-preview');
+    assert.ok(preview.finite[2] > 100, `new curve previewed: ${preview.finite}`);
+    await page.locator('#param-to input').fill('-3');
+    await page.waitForFunction(() => /outside \[-1, 1\]/.test(document.querySelector('#schedule-error')?.textContent ?? ''));
+    assert.ok(await page.locator('#schedule-apply').evaluate((e) => (e as HTMLElement & { disabled: boolean }).disabled), 'invalid schedule cannot be applied');
+    await page.locator('#param-to input').fill('-0.3');
+    await page.waitForFunction(() => !(document.querySelector('#schedule-apply') as HTMLElement & { disabled: boolean }).disabled);
+    await page.click('#schedule-apply');
+    await page.waitForFunction(() => /done at step 150/.test(document.querySelector('#schedule-reply')?.textContent ?? ''));
+    assert.deepEqual(host.commands().at(-1)!.command, { kind: 'set_schedule', schedule: { type: 'cosine', from: 0.2, to: -0.3 }, reason: 'test edit' }, 'set_schedule command');
+    await page.waitForFunction(() => document.querySelector('#audit-table tbody')?.textContent?.includes('cosine(from=0.2, to=-0.3)'));
+    assert.match(await page.locator('#audit-table tbody tr').first().innerText(), /150\s+set_schedule \(schedule\)\s+linear\(from=-0\.1, to=0\.1\) → cosine\(from=0\.2, to=-0\.3\) from step 150\s+dashboard\s+test edit/, 'audit row');
+    assert.ok((await chart(page, 'schedule-preview')).markers.includes(LIVE_STEPS), 'marker on the preview');
+    await showView(page, 'overview');
+    for (const id of ['loss', 'p', 'lr']) assert.ok((await chart(page, id)).markers.includes(LIVE_STEPS), `marker at step ${LIVE_STEPS} on ${id}`);
+    await showView(page, 'schedule');
+    await page.click('#schedule-undo');
+    await page.waitForFunction(() => /undo: done/.test(document.querySelector('#schedule-reply')?.textContent ?? ''));
+    assert.deepEqual(host.commands().at(-1)!.command, { kind: 'set_schedule', schedule: { type: 'linear', from: -0.1, to: 0.1 }, reason: 'undo of the edit at step 150' }, 'undo re-applies the previous spec');
+    await page.locator('#lr-input input').fill('0.01');
+    await page.click('#lr-apply');
+    await page.waitForFunction(() => /set lr: done/.test(document.querySelector('#lr-reply')?.textContent ?? ''));
+    assert.deepEqual(host.commands().at(-1)!.command, { kind: 'set_lr', lr: 0.01 }, 'set_lr command');
+    await page.screenshot({ path: join(artifacts, 'schedule.png'), fullPage: true });
+  });
+
+  test('Suggestions: says plainly that the advisor is not running', async () => {
+    await showView(page, 'suggestions');
+    assert.match(await page.locator('#view-suggestions').innerText(), /no suggestions yet — the advisor is not running/i, 'empty note');
+  });
+
+  test('Compare: both runs overlaid in stable colours, with a config diff', async () => {
+    await showView(page, 'compare');
+    const c = await chart(page, 'compare-loss');
+    assert.deepEqual(c.labels, ['dynmuon-live', 'muon-baseline'], 'one series per run');
+    assert.ok(c.finite[1] > 100 && c.finite[2] > 100, `both runs drawn: ${c.finite}`);
+    const diff = await page.locator('#config-diff').innerText();
+    assert.match(diff, /optimizer\.type\s+"dynmuon"\s+"muon"/, 'optimizer difference listed');
+    assert.match(diff, /name\s+"run"\s+"muon-baseline"/, 'name difference listed');
+    await page.screenshot({ path: join(artifacts, 'compare.png'), fullPage: true });
+  });
+
+  test('axe: no serious or critical violations in any view', async () => {
+    for (const id of ['overview', 'layers', 'layer', 'curvature', 'schedule', 'suggestions', 'compare']) {
+      await showView(page, id);
+      await axe(page, id);
+    }
+  });
+
+  test('reload replays the whole history with no gaps and keeps the UI state', async () => {
+    await showView(page, 'curvature');
+    const total = runs[0].records.length;
+    const readies = host.posted.filter((m) => m.type === 'ready').length;
+    await page.reload();
+    await host.waitFor(() => host.posted.filter((m) => m.type === 'ready').length === readies + 1);
+    await page.waitForFunction((n) => (window as unknown as { __muonscope: { store: { focused: { lastSeq: number } | null } } }).__muonscope.store.focused?.lastSeq === n, total);
+    const s = await store<{ records: number; gaps: number; controls: number }>(page, `({ records: s.focused.records, gaps: s.focused.gaps, controls: s.focused.controls.length })`);
+    assert.deepEqual(s, { records: total, gaps: 0, controls: runs[0].records.filter((r) => r.kind === 'control').length }, 'every record, once, no gaps');
+    assert.equal(await page.evaluate(() => (window as unknown as { __muonscope: { view: string } }).__muonscope.view), 'curvature', 'the selected view survives');
+    // The host may resend what the page already has: it keeps the first copy.
+    await host.send({ type: 'records', runId: runs[0].runId, records: runs[0].records.slice(-50) });
+    assert.equal(await store<number>(page, 's.focused.records'), total, 'duplicates ignored');
+    assert.deepEqual(host.errors, [], `no page errors: ${host.errors.join('\n')}`);
+  });
+});

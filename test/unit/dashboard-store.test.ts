@@ -1,0 +1,103 @@
+// The dashboard's pure parts: per-pixel min/max downsampling keeps spikes, compaction keeps extremes,
+// the store drops repeated seqs, counts gaps, and stays within its memory bound on a long run.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { RELEASED_IDENTITY_FROM as TRAINER_IDENTITY_FROM } from '../../trainer/optim/dynmuon.js';
+import type { LogRecord } from '../../trainer/protocol.js';
+import { compactMinMax, downsampleMinMax, emaSmooth } from '../../webview/downsample.js';
+import { exactCurve, RELEASED_IDENTITY_FROM, releasedCurve } from '../../webview/shaping-curves.js';
+import { LAYER_SERIES_CAP, RunStore, SERIES_CAP, SPECTRA_HISTORY_CAP, Series } from '../../webview/store.js';
+import { synthDiagnostics } from '../fixtures/dashboard/synth.js';
+
+test('downsampleMinMax keeps a one-point spike and a one-point dip among 100k points', () => {
+  const n = 100_000;
+  const x = Float64Array.from({ length: n }, (_, i) => i);
+  const y = Float64Array.from({ length: n }, (_, i) => Math.sin(i / 1000));
+  y[31_337] = 50;
+  y[77_777] = -50;
+  const d = downsampleMinMax(x, y, n, 300);
+  assert.ok(d.x.length <= 600, `at most two points per bucket, got ${d.x.length}`);
+  assert.ok(d.y.includes(50) && d.y.includes(-50), 'spike and dip survive');
+  assert.ok(d.x.includes(31_337) && d.x.includes(77_777), 'at their own steps');
+  for (let i = 1; i < d.x.length; i++) assert.ok(d.x[i] > d.x[i - 1], `x ascending at ${i}`);
+});
+
+test('downsampleMinMax passes short series through and skips non-finite values', () => {
+  const d = downsampleMinMax([0, 1, 2, 3], [1, NaN, 3, Infinity], 4, 100);
+  assert.deepEqual([...d.x], [0, 2], 'finite points kept in order');
+  assert.deepEqual([...d.y], [1, 3], 'their values');
+  assert.equal(downsampleMinMax([], [], 0, 10).x.length, 0, 'empty in, empty out');
+});
+
+test('compactMinMax halves a series and keeps its extremes', () => {
+  const x = Float64Array.from({ length: 16 }, (_, i) => i);
+  const y = Float64Array.from([1, 2, 9, 3, 4, 4, 4, 4, 0, 5, 6, 7, -3, 1, 1, 1]);
+  const m = compactMinMax(x, y, 16);
+  assert.equal(m, 7, 'two points per group of four, one where min and max coincide');
+  assert.deepEqual([...y.subarray(0, m)], [1, 9, 4, 0, 7, -3, 1], 'min and max of each group, in x order');
+});
+
+test('emaSmooth follows a constant and passes gaps through', () => {
+  const s = emaSmooth([1, 1, NaN, 1], 4, 0.9);
+  assert.equal(s[0], 1, 'first value');
+  assert.ok(Number.isNaN(s[2]) && s[3] === 1, 'gap passes through, smoothing carries on');
+});
+
+test('Series stays within its cap and keeps a spike through compactions', () => {
+  const s = new Series(1024);
+  for (let i = 0; i < 100_000; i++) s.push(i, i === 54_321 ? 1e6 : Math.cos(i));
+  assert.ok(s.length <= 1024, `bounded: ${s.length}`);
+  assert.ok(s.bytes <= 1024 * 16, `bytes bounded: ${s.bytes}`);
+  assert.ok(s.y.subarray(0, s.length).includes(1e6), 'spike kept');
+  assert.equal(s.x[s.length - 1], 99_999, 'latest point kept');
+});
+
+const base = { t: 0 };
+function step(seq: number, n: number): LogRecord {
+  return { ...base, seq, kind: 'step', step: n, loss: 1 / (n + 1), lr: 0.02, p: 0.1, stepMs: 10 };
+}
+
+test('RunStore keeps the first copy of every seq and counts gaps', () => {
+  const r = new RunStore('a');
+  assert.equal(r.apply([step(1, 0), step(2, 1)]), 2, 'two new');
+  assert.equal(r.apply([step(1, 0), step(2, 1), step(3, 2)]), 1, 'resent history ignored');
+  assert.equal(r.loss.length, 3, 'one point per step');
+  assert.equal(r.gaps, 0, 'no gaps yet');
+  r.apply([step(5, 4)]);
+  assert.equal(r.gaps, 1, 'a jump in seq is a gap');
+  const v = r.version;
+  r.apply([step(5, 4)]);
+  assert.equal(r.version, v, 'nothing new, no redraw');
+});
+
+test('RunStore memory is bounded over a long run with many layers', () => {
+  const r = new RunStore('a');
+  const layers = Array.from({ length: 20 }, (_, i) => ({ name: `l${i}`, rows: 32, cols: 32 }));
+  let seq = 0;
+  const total = 20_000;
+  for (let s = 0; s < total; s++) {
+    const records: LogRecord[] = [step(++seq, s)];
+    if (s % 5 === 0) for (const d of synthDiagnostics(layers, s, { totalSteps: total, batchSize: 32, p: 0.1 })) records.push({ ...d, seq: ++seq, t: 0 } as LogRecord);
+    r.apply(records);
+  }
+  for (const l of r.layers.values()) {
+    assert.ok(l.spectra.columns.length <= SPECTRA_HISTORY_CAP, `spectra history bounded: ${l.spectra.columns.length}`);
+    assert.ok(l.series.stableRank.length <= LAYER_SERIES_CAP, 'layer series bounded');
+  }
+  assert.ok(r.loss.length <= SERIES_CAP, 'step series bounded');
+  const first = r.layers.get('l0')!.spectra.columns;
+  assert.ok(first[0].step === 0 && first[first.length - 1].step > total * 0.9, `heatmap spans the whole run: ${first[0].step}…${first[first.length - 1].step}`);
+  const bound = 20 * (7 * LAYER_SERIES_CAP * 16 + SPECTRA_HISTORY_CAP * 4 * 32 * 4) + 13 * SERIES_CAP * 16;
+  assert.ok(r.bytes <= bound, `${r.bytes} bytes within ${bound}`);
+});
+
+test('shaping curves: φ_p flattens at p = 0, tilts at p < 0; the released Taylor tilt is milder', () => {
+  const sigma = [1, 0.5, 0.1, 0.01];
+  const flat = exactCurve(sigma, 0, 0);
+  assert.ok(flat.every((v) => Math.abs(v - 1) < 1e-12), `p = 0 is the polar factor: ${flat}`);
+  const exact = exactCurve(sigma, -0.25, 1e-3);
+  assert.ok(exact[3] > exact[2] && exact[2] > 1, `negative p amplifies small directions: ${exact}`);
+  const released = releasedCurve(sigma, -0.25);
+  assert.ok(released[3] < exact[3], `Taylor tilts less: ${released} vs ${exact}`);
+  assert.equal(RELEASED_IDENTITY_FROM, TRAINER_IDENTITY_FROM, 'the dashboard mirrors the optimizer constant');
+});

@@ -1,0 +1,330 @@
+/**
+ * The dashboard's memory of every run it shows: columnar typed arrays per scalar (x = step), per-layer
+ * series, the latest spectra per layer and a thinned history of them for the heatmap. It is fed only by
+ * `ToDashboard` messages, keeps the first copy of every seq (hosts may resend history), and stays within
+ * fixed bounds however long a run is: series halve themselves keeping min and max, spectra history thins
+ * to every other column, and lists keep their latest entries.
+ */
+import type { LayerStats, LogRecord, RecordOf, RunDescriptor, RunState, ToDashboard } from '../trainer/protocol.js';
+import { compactMinMax } from './downsample.js';
+
+export type ConnectionState = Extract<ToDashboard, { type: 'connection' }>['state'];
+export type Reply = Extract<ToDashboard, { type: 'reply' }>['reply'];
+export type ControlRecord = RecordOf<'control'>;
+export type AlertRecord = RecordOf<'alert'>;
+export type RunStarted = RecordOf<'run_started'>;
+export type DirectionCurvature = NonNullable<RecordOf<'curvature'>['directions']>;
+
+/** Points per scalar series before it halves itself; a per-step scalar over 10⁵ steps still fits. */
+export const SERIES_CAP = 1 << 16;
+/** Points per per-layer series (diagnostics come every K steps, and there may be hundreds of layers). */
+export const LAYER_SERIES_CAP = 2048;
+/** Spectra kept per layer for the heatmap. */
+export const SPECTRA_HISTORY_CAP = 128;
+const CONTROLS_CAP = 1000;
+const ALERTS_CAP = 200;
+
+/** A growable (x, y) column pair with a fixed upper bound, halved by min/max compaction when reached. */
+export class Series {
+  x: Float64Array;
+  y: Float64Array;
+  length = 0;
+
+  constructor(readonly cap = SERIES_CAP, initial = 64) {
+    this.x = new Float64Array(Math.min(initial, cap));
+    this.y = new Float64Array(this.x.length);
+  }
+
+  push(x: number, y: number): void {
+    if (this.length === this.x.length) {
+      if (this.length >= this.cap) this.length = compactMinMax(this.x, this.y, this.length);
+      else {
+        const size = Math.min(this.cap, this.x.length * 2);
+        const nx = new Float64Array(size);
+        const ny = new Float64Array(size);
+        nx.set(this.x);
+        ny.set(this.y);
+        this.x = nx;
+        this.y = ny;
+      }
+    }
+    this.x[this.length] = x;
+    this.y[this.length++] = y;
+  }
+
+  get last(): number {
+    return this.length ? this.y[this.length - 1] : NaN;
+  }
+
+  /** Bytes held, for the memory bound's tests and the benchmark. */
+  get bytes(): number {
+    return this.x.byteLength + this.y.byteLength;
+  }
+}
+
+export interface SpectraColumn {
+  step: number;
+  exact: boolean;
+  G: Float32Array;
+  M: Float32Array;
+  O: Float32Array;
+  W: Float32Array;
+}
+export const MATRICES = ['G', 'M', 'O', 'W'] as const;
+export type MatrixName = (typeof MATRICES)[number];
+
+/**
+ * Spectra over time for one layer, at most `cap` columns spread over the whole run: when full, every
+ * other column is dropped and from then on only every `stride`-th arriving spectrum is kept.
+ */
+export class SpectraHistory {
+  readonly columns: SpectraColumn[] = [];
+  private stride = 1;
+  private arrivals = 0;
+
+  constructor(readonly cap = SPECTRA_HISTORY_CAP) {}
+
+  push(c: SpectraColumn): void {
+    if (this.arrivals++ % this.stride !== 0) return;
+    if (this.columns.length >= this.cap) {
+      const kept = this.columns.filter((_, i) => i % 2 === 0);
+      this.columns.splice(0, this.columns.length, ...kept);
+      this.stride *= 2;
+    }
+    this.columns.push(c);
+  }
+}
+
+export const LAYER_METRICS = ['stableRank', 'effectiveRank', 'updateRms', 'kappa', 'noiseScale', 'updateWeightRatio', 'p'] as const;
+export type LayerMetric = (typeof LAYER_METRICS)[number];
+
+export class LayerHistory {
+  stats: LayerStats | null = null;
+  readonly series: Record<LayerMetric, Series>;
+  latestSpectra: SpectraColumn | null = null;
+  readonly spectra = new SpectraHistory();
+  directions: DirectionCurvature | null = null;
+  directionsStep = -1;
+  snrTop: number[] | null = null;
+
+  constructor(readonly name: string) {
+    this.series = Object.fromEntries(LAYER_METRICS.map((m) => [m, new Series(LAYER_SERIES_CAP, 16)])) as Record<LayerMetric, Series>;
+  }
+}
+
+const f32 = (a: readonly number[]): Float32Array => Float32Array.from(a);
+
+export class RunStore {
+  started: RunStarted | null = null;
+  lastSeq = 0;
+  /** Seqs that arrived after a jump (seq > lastSeq + 1): 0 when the history came through whole. */
+  gaps = 0;
+  records = 0;
+  /** Bumped on every accepted record; views redraw only when it moved. */
+  version = 0;
+  state: RunState | null = null;
+  stateReason = '';
+  /** The last completed step (−1 before the first). */
+  step = -1;
+  connection: ConnectionState = 'connecting';
+  connectionDetail = '';
+
+  readonly loss = new Series();
+  readonly lr = new Series();
+  readonly p = new Series();
+  readonly stepMs = new Series();
+  readonly valLoss = new Series();
+  readonly model = {
+    kappaUpdate: new Series(),
+    edgeReference: new Series(),
+    topEigenvalue: new Series(),
+    criticalSharpness: new Series(),
+    etaRatio: new Series(),
+    noiseScale: new Series(),
+    batchSize: new Series(),
+    overheadPct: new Series(),
+  };
+  costsMs: Record<string, number> = {};
+  diagnosticsEvery = 0;
+  readonly layers = new Map<string, LayerHistory>();
+  readonly controls: ControlRecord[] = [];
+  readonly alerts: AlertRecord[] = [];
+  lastCheckpoint: RecordOf<'checkpoint'> | null = null;
+
+  constructor(readonly runId: string) {}
+
+  layer(name: string): LayerHistory {
+    let l = this.layers.get(name);
+    if (!l) this.layers.set(name, (l = new LayerHistory(name)));
+    return l;
+  }
+
+  /** Applies records in seq order, keeping the first copy of each seq. Returns how many were new. */
+  apply(records: readonly LogRecord[]): number {
+    let added = 0;
+    for (const r of records) {
+      if (r.seq <= this.lastSeq) continue;
+      if (r.seq !== this.lastSeq + 1 && this.lastSeq !== 0) this.gaps++;
+      this.lastSeq = r.seq;
+      this.records++;
+      added++;
+      this.applyOne(r);
+    }
+    if (added) this.version++;
+    return added;
+  }
+
+  private applyOne(r: LogRecord): void {
+    switch (r.kind) {
+      case 'run_started':
+        this.started = r;
+        this.state = 'running';
+        return;
+      case 'step':
+        this.step = r.step;
+        this.loss.push(r.step, r.loss);
+        this.lr.push(r.step, r.lr);
+        this.p.push(r.step, r.p ?? NaN);
+        this.stepMs.push(r.step, r.stepMs);
+        return;
+      case 'eval':
+        this.valLoss.push(r.step, r.valLoss);
+        return;
+      case 'layer_stats':
+        for (const s of r.layers) {
+          const l = this.layer(s.name);
+          l.stats = s;
+          l.series.stableRank.push(r.step, s.G.stableRank);
+          l.series.effectiveRank.push(r.step, s.G.effectiveRank);
+          l.series.updateRms.push(r.step, s.updateRms);
+          l.series.updateWeightRatio.push(r.step, s.updateWeightRatio);
+          l.series.p.push(r.step, s.p);
+        }
+        return;
+      case 'spectra': {
+        const column: SpectraColumn = { step: r.step, exact: r.exact, G: f32(r.G), M: f32(r.M), O: f32(r.O), W: f32(r.W) };
+        const l = this.layer(r.layer);
+        l.latestSpectra = column;
+        l.spectra.push(column);
+        return;
+      }
+      case 'curvature':
+        if (r.layer === null) {
+          if (r.kappaUpdate !== undefined) this.model.kappaUpdate.push(r.step, r.kappaUpdate);
+          this.model.edgeReference.push(r.step, r.edgeReference);
+          if (r.topEigenvalue !== undefined) this.model.topEigenvalue.push(r.step, r.topEigenvalue);
+          if (r.criticalSharpness !== undefined) this.model.criticalSharpness.push(r.step, r.criticalSharpness);
+          this.model.etaRatio.push(r.step, r.etaStar ? r.etaActual / r.etaStar : NaN);
+        } else {
+          const l = this.layer(r.layer);
+          if (r.kappaUpdate !== undefined) l.series.kappa.push(r.step, r.kappaUpdate);
+          if (r.directions) {
+            l.directions = r.directions;
+            l.directionsStep = r.step;
+          }
+        }
+        return;
+      case 'noise':
+        if (r.layer === null) {
+          this.model.noiseScale.push(r.step, r.bSimple ?? NaN);
+          this.model.batchSize.push(r.step, r.batchSize);
+        } else {
+          const l = this.layer(r.layer);
+          l.series.noiseScale.push(r.step, r.bSimple ?? NaN);
+          if (r.snrTop) l.snrTop = r.snrTop;
+        }
+        return;
+      case 'diagnostics_cost':
+        this.model.overheadPct.push(r.step, r.overheadPct);
+        this.costsMs = r.costsMs;
+        this.diagnosticsEvery = r.every;
+        return;
+      case 'control':
+        this.controls.push(r);
+        if (this.controls.length > CONTROLS_CAP) this.controls.shift();
+        return;
+      case 'state':
+        this.state = r.state;
+        this.stateReason = r.reason;
+        return;
+      case 'alert':
+        this.alerts.push(r);
+        if (this.alerts.length > ALERTS_CAP) this.alerts.shift();
+        return;
+      case 'checkpoint':
+        this.lastCheckpoint = r;
+        return;
+    }
+  }
+
+  /** Steps at which something changed the run (every control record): the markers on time charts. */
+  markerSteps(): number[] {
+    return this.controls.map((c) => c.step);
+  }
+
+  /** Bytes held in typed arrays (series and spectra), for the memory bound. */
+  get bytes(): number {
+    let b = 0;
+    const add = (s: Series): void => void (b += s.bytes);
+    [this.loss, this.lr, this.p, this.stepMs, this.valLoss, ...Object.values(this.model)].forEach(add);
+    for (const l of this.layers.values()) {
+      Object.values(l.series).forEach(add);
+      for (const c of l.spectra.columns) b += c.G.byteLength + c.M.byteLength + c.O.byteLength + c.W.byteLength;
+    }
+    return b;
+  }
+}
+
+type Listener = () => void;
+
+/** All runs of this panel, in the host's order (the first is the focused run). */
+export class Store {
+  readonly runs = new Map<string, RunStore>();
+  descriptors: RunDescriptor[] = [];
+  version = 0;
+  private readonly replyListeners = new Set<(runId: string, reply: Reply) => void>();
+  private readonly changeListeners = new Set<Listener>();
+
+  run(runId: string): RunStore {
+    let r = this.runs.get(runId);
+    if (!r) this.runs.set(runId, (r = new RunStore(runId)));
+    return r;
+  }
+
+  get focused(): RunStore | null {
+    const id = this.descriptors[0]?.runId;
+    return id ? this.run(id) : null;
+  }
+
+  onReply(fn: (runId: string, reply: Reply) => void): void {
+    this.replyListeners.add(fn);
+  }
+
+  onChange(fn: Listener): void {
+    this.changeListeners.add(fn);
+  }
+
+  handle(msg: ToDashboard): void {
+    switch (msg.type) {
+      case 'runs':
+        this.descriptors = msg.runs;
+        for (const d of msg.runs) this.run(d.runId);
+        break;
+      case 'records':
+        if (!this.run(msg.runId).apply(msg.records)) return;
+        break;
+      case 'connection': {
+        const r = this.run(msg.runId);
+        r.connection = msg.state;
+        r.connectionDetail = msg.detail ?? '';
+        r.version++;
+        break;
+      }
+      case 'reply':
+        for (const fn of this.replyListeners) fn(msg.runId, msg.reply);
+        return;
+    }
+    this.version++;
+    for (const fn of this.changeListeners) fn();
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Curvature & noise for the whole model: curvature along the update against the stability edge 2/η_eff,
+ * the top Hessian eigenvalue and critical sharpness, η_actual/η*, the gradient noise scale against the
+ * batch size, and what the diagnostics cost.
+ */
+import { Chart } from '../charts/chart.js';
+import { alignSeries } from '../charts/align.js';
+import { fmt, h, setText } from '../dom.js';
+import type { RunStore } from '../store.js';
+import { describeSeries, markerText, points, type View, type ViewContext } from './view.js';
+
+export class CurvatureView implements View {
+  readonly id = 'curvature' as const;
+  readonly title = 'Curvature & noise';
+  readonly el = h('section', { class: 'view', 'aria-label': 'Curvature and noise' });
+  private readonly edge: Chart;
+  private readonly sharpness: Chart;
+  private readonly eta: Chart;
+  private readonly noise: Chart;
+  private readonly cost: Chart;
+  private readonly costs = h('p', { id: 'diagnostics-costs' });
+  private drawn = -1;
+
+  constructor() {
+    const charts = h('div', { class: 'charts' });
+    this.edge = new Chart(charts, {
+      id: 'kappa-edge',
+      title: 'Curvature along the update κ vs the stability edge 2/η_eff',
+      xLabel: 'step',
+      logY: true,
+      series: [
+        { label: 'κ along update', color: 'blue', width: 2 },
+        { label: '2/η_eff', color: 'red', dash: [5, 4] },
+      ],
+    });
+    this.sharpness = new Chart(charts, {
+      id: 'sharpness',
+      title: 'Top Hessian eigenvalue and critical sharpness',
+      xLabel: 'step',
+      series: [
+        { label: 'top eigenvalue', color: 'purple', width: 2 },
+        { label: 'critical sharpness', color: 'orange' },
+      ],
+    });
+    this.eta = new Chart(charts, { id: 'eta-ratio', title: 'η_actual / η* (above 1: steps longer than the local optimum)', xLabel: 'step', series: [{ label: 'η_actual/η*', color: 'green', width: 2 }] });
+    this.noise = new Chart(charts, {
+      id: 'noise-scale',
+      title: 'Gradient noise scale B_simple vs the batch size',
+      xLabel: 'step',
+      logY: true,
+      series: [
+        { label: 'B_simple', color: 'yellow', width: 2 },
+        { label: 'batch size', color: 'foreground', dash: [5, 4] },
+      ],
+    });
+    this.cost = new Chart(charts, { id: 'overhead', title: 'Diagnostics overhead (% of training time)', xLabel: 'step', series: [{ label: 'overhead %', color: 'red' }] });
+    this.el.append(charts, this.costs);
+  }
+
+  render(ctx: ViewContext, force: boolean): void {
+    const run = ctx.store.focused;
+    if (!run || (!force && run.version === this.drawn)) return;
+    this.drawn = run.version;
+    const m = run.model;
+    const markers = run.markerSteps();
+    const marks = markerText(run);
+    const w = this.edge.width;
+    this.edge.update(alignSeries([points(m.kappaUpdate, w), points(m.edgeReference, w)]), `${describeSeries('κ along the update', m.kappaUpdate, fmt)} ${describeSeries('2/η_eff', m.edgeReference, fmt)}${marks}`, markers);
+    this.sharpness.update(alignSeries([points(m.topEigenvalue, w), points(m.criticalSharpness, w)]), `${describeSeries('Top eigenvalue', m.topEigenvalue, fmt)} ${describeSeries('Critical sharpness', m.criticalSharpness, fmt)}${marks}`, markers);
+    const eta = points(m.etaRatio, w);
+    this.eta.update([eta.x, eta.y], describeSeries('η_actual/η*', m.etaRatio, fmt) + marks, markers, [{ value: 1, label: 'η* (optimal)' }]);
+    this.noise.update(alignSeries([points(m.noiseScale, w), points(m.batchSize, w)]), `${describeSeries('Noise scale', m.noiseScale, fmt)} Batch size ${fmt(m.batchSize.last)}.${marks}`, markers);
+    const cost = points(m.overheadPct, w);
+    this.cost.update([cost.x, cost.y], describeSeries('Diagnostics overhead %', m.overheadPct, fmt) + marks, markers);
+    setText(this.costs, costText(run));
+  }
+}
+
+function costText(run: RunStore): string {
+  const entries = Object.entries(run.costsMs);
+  if (!entries.length) return 'No diagnostics cost reported yet.';
+  return `Latest diagnostics cost (every ${run.diagnosticsEvery} steps): ${entries.map(([k, v]) => `${k} ${fmt(v)} ms`).join(', ')}.`;
+}
