@@ -36,6 +36,10 @@ export function dashboardHandler(wsUrl: () => string, dir = webviewDir()): (req:
       res.writeHead(200, { ...headers, 'Content-Type': 'text/html; charset=utf-8' }).end(html);
       return true;
     }
+    if (path === '/favicon.ico') {
+      res.writeHead(204, headers).end();
+      return true;
+    }
     const type = ASSETS[path];
     if (!type) return false;
     const file = join(dir, path.slice('/webview/'.length));
