@@ -73,11 +73,10 @@ export class DiagnosticsRunner implements StepObserver {
     private readonly workload: Workload,
     private readonly optimizer: HybridOptimizer,
     private readonly options: DiagnosticsOptions,
-    settings: () => { every: number; adaptive: boolean; budgetPct: number },
+    private readonly settings: () => { every: number; adaptive: boolean; budgetPct: number },
     private readonly append: (r: NewLogRecord) => void,
     private readonly batchSize: number,
   ) {
-    this.settings = settings;
     this.scheduler = new DiagnosticsScheduler(settings());
     const matrix = optimizer.matrix;
     const adjust = (matrix?.hyperparameters as { adjustLr?: AdjustLr } | undefined)?.adjustLr ?? 'original';
@@ -90,8 +89,6 @@ export class DiagnosticsRunner implements StepObserver {
         return { name: v.name, rows, cols, variable: v, scale: adjustLrScale(adjust, rows, cols, layout) };
       });
   }
-
-  private readonly settings: () => { every: number; adaptive: boolean; budgetPct: number };
 
   async beforeUpdate(ctx: StepContext): Promise<void> {
     const s = this.settings();

@@ -84,7 +84,6 @@ export class Trainer {
   private stepsBeforePause: number | null = null;
   private stopRequested: { reason: string } | null = null;
   private stepRateEma = 0;
-  private lastLoss = NaN;
   readonly observers: StepObserver[] = [];
 
   constructor(
@@ -315,7 +314,6 @@ export class Trainer {
         throw e;
       }
       this.nextStep = step + 1;
-      this.lastLoss = loss;
       const stepMs = performance.now() - started;
       ctx.stepMs = stepMs;
       const rate = 1000 / stepMs;
@@ -339,9 +337,5 @@ export class Trainer {
       tf.dispose([value, ...Object.values(grads)]);
       batch.dispose();
     }
-  }
-
-  get latestLoss(): number {
-    return this.lastLoss;
   }
 }
