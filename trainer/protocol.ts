@@ -49,18 +49,22 @@ void scheduleTypesAgree;
 
 // ---------- commands (client → trainer) ----------
 
+const SetLrCommand = Type.Object({ kind: Type.Literal('set_lr'), lr: Finite({ exclusiveMinimum: 0, maximum: 10 }), reason: Reason }, { additionalProperties: false });
+/** Replace the p schedule from `fromStep` (default: the next step) on. */
+const SetScheduleCommand = Type.Object(
+  { kind: Type.Literal('set_schedule'), schedule: ScheduleSpecSchema, fromStep: Type.Optional(Int({ minimum: 0 })), reason: Reason },
+  { additionalProperties: false },
+);
+const SuggestionId = Type.String({ minLength: 1, maxLength: 64 });
+
 export const CommandSchema = Type.Union([
   Type.Object({ kind: Type.Literal('pause'), reason: Reason }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('resume'), reason: Reason }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('stop'), reason: Reason }, { additionalProperties: false }),
   /** Run exactly n steps, then pause again (only while paused). */
   Type.Object({ kind: Type.Literal('step'), n: Int({ minimum: 1, maximum: 100000 }), reason: Reason }, { additionalProperties: false }),
-  Type.Object({ kind: Type.Literal('set_lr'), lr: Finite({ exclusiveMinimum: 0, maximum: 10 }), reason: Reason }, { additionalProperties: false }),
-  /** Replace the p schedule from `fromStep` (default: the next step) on. */
-  Type.Object(
-    { kind: Type.Literal('set_schedule'), schedule: ScheduleSpecSchema, fromStep: Type.Optional(Int({ minimum: 0 })), reason: Reason },
-    { additionalProperties: false },
-  ),
+  SetLrCommand,
+  SetScheduleCommand,
   Type.Object(
     {
       kind: Type.Literal('set_diagnostics'),
@@ -72,8 +76,15 @@ export const CommandSchema = Type.Union([
     { additionalProperties: false },
   ),
   Type.Object({ kind: Type.Literal('checkpoint'), reason: Reason }, { additionalProperties: false }),
+  /** Carry out one of the advisor's pending suggestions (its change, audited as coming from it). */
+  Type.Object({ kind: Type.Literal('apply_suggestion'), id: SuggestionId, reason: Reason }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('dismiss_suggestion'), id: SuggestionId, reason: Reason }, { additionalProperties: false }),
 ]);
 export type Command = Static<typeof CommandSchema>;
+
+/** What a suggestion would change: exactly a `set_lr` or `set_schedule` command. */
+export const SuggestedChangeSchema = Type.Union([SetLrCommand, SetScheduleCommand]);
+export type SuggestedChange = Static<typeof SuggestedChangeSchema>;
 export type CommandKind = Command['kind'];
 
 // ---------- client → trainer messages ----------
@@ -131,6 +142,34 @@ export type LayerStats = Static<typeof LayerStatsSchema>;
 const DirectionCurvatureSchema = Type.Object({ index: Int(), sigma: Finite(), kappa: Finite(), snr: Type.Optional(Finite()) });
 
 const RecordBase = { seq: Int({ minimum: 1 }), t: Finite() };
+
+export const ADVISOR_RULES = ['instability', 'keep_p_positive', 'move_p_negative', 'p_probe', 'plateau'] as const;
+export type AdvisorRule = (typeof ADVISOR_RULES)[number];
+export const SUGGESTION_OUTCOMES = ['applied', 'dismissed', 'superseded', 'refused'] as const;
+export type SuggestionOutcome = (typeof SUGGESTION_OUTCOMES)[number];
+
+/** One measured value behind a suggestion, with the threshold it crossed. */
+const EvidenceSchema = Type.Object({
+  name: Str(100),
+  value: Finite(),
+  /** The threshold it was compared with, and how (`value > threshold` triggered). */
+  threshold: Type.Optional(Finite()),
+  comparison: Type.Optional(Type.Union([Type.Literal('>'), Type.Literal('<')])),
+  /** Step of the measurement (it may be older than the suggestion). */
+  step: Type.Optional(Int()),
+  layer: Type.Optional(Str()),
+  note: Type.Optional(Str(300)),
+});
+export type Evidence = Static<typeof EvidenceSchema>;
+
+const ProbeCandidateSchema = Type.Object({
+  p: Finite(),
+  /** η·gᵀd − ½η²·dᵀHd on the held-out batch. */
+  predictedDecrease: Finite(),
+  gd: Finite(),
+  dHd: Finite(),
+});
+export type ProbeCandidate = Static<typeof ProbeCandidateSchema>;
 
 export const LogRecordSchema = Type.Union([
   Type.Object({
@@ -193,7 +232,10 @@ export const LogRecordSchema = Type.Union([
     layer: Type.Union([Str(), Type.Null()]),
     bSimple: Type.Union([Finite(), Type.Null()]),
     batchSize: Int(),
+    /** SNR along the top-k singular directions of M (largest σ first). */
     snrTop: Type.Optional(Type.Array(Finite())),
+    /** SNR along the bottom-k singular directions of M (smallest σ last). */
+    snrBottom: Type.Optional(Type.Array(Finite())),
   }),
   Type.Object({
     ...RecordBase,
@@ -227,6 +269,46 @@ export const LogRecordSchema = Type.Union([
     layer: Type.Optional(Str()),
   }),
   Type.Object({ ...RecordBase, kind: Type.Literal('checkpoint'), step: Int(), file: Str(4096), reason: Str(500) }),
+  /** The p-probe: the local quadratic model's predicted one-step decrease for each candidate p. */
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('p_probe'),
+    step: Int(),
+    /** The p the run is using now. */
+    currentP: Finite(),
+    /** The step size the prediction assumes (the run's lr). */
+    eta: Finite(),
+    candidates: Type.Array(ProbeCandidateSchema, { minItems: 1, maxItems: 16 }),
+    /** The candidate with the largest predicted decrease. */
+    bestP: Finite(),
+    /** Examples in the held-out batch the probe measured on. */
+    heldOutExamples: Int(),
+    costMs: Finite(),
+  }),
+  /** A suggested change with the measurements that triggered it (see trainer/advisor). */
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('suggestion'),
+    step: Int(),
+    id: Str(64),
+    rule: Type.Union(ADVISOR_RULES.map((r) => Type.Literal(r))),
+    title: Str(300),
+    change: SuggestedChangeSchema,
+    evidence: Type.Array(EvidenceSchema, { maxItems: 20 }),
+    /** 0–1: how strongly the measurements support it. */
+    confidence: Finite({ minimum: 0, maximum: 1 }),
+    expectedEffect: Str(500),
+  }),
+  /** What became of a suggestion: applied (by whom), dismissed, superseded by a newer one, or refused. */
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('suggestion_outcome'),
+    step: Int(),
+    id: Str(64),
+    outcome: Type.Union(SUGGESTION_OUTCOMES.map((o) => Type.Literal(o))),
+    source: Str(64),
+    reason: Str(500),
+  }),
 ]);
 export type LogRecord = Static<typeof LogRecordSchema>;
 export type LogRecordKind = LogRecord['kind'];

@@ -132,6 +132,19 @@ export const RunConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    advisor: Type.Object(
+      {
+        mode: Type.Union([Type.Literal('off'), Type.Literal('suggest'), Type.Literal('auto')], {
+          default: 'suggest',
+          ...d('`suggest`: suggestions appear in the dashboard with Apply / Dismiss. `auto`: confident ones are applied at once (logged as the advisor\'s). `off`: no suggestions.'),
+        }),
+        probeEvery: Type.Integer({ minimum: 0, default: 100, ...d('Steps between p-probes (DynMuon only): the quadratic model\'s predicted decrease for p ∈ {−0.25, 0, 0.25, 0.5} and the p in force. 0 turns the probe off.') }),
+        probeBatches: Type.Integer({ minimum: 1, maximum: 64, default: 4, ...d('Training-size batches pooled into the probe\'s held-out batch.') }),
+        cooldownSteps: Type.Integer({ minimum: 1, default: 50, ...d('Steps between two suggestions for the same target (lr, p).') }),
+        autoMinConfidence: Type.Number({ minimum: 0, maximum: 1, default: 0.5, ...d('In `auto` mode, suggestions at least this confident are applied.') }),
+      },
+      { additionalProperties: false, default: {}, ...d('The schedule advisor: suggestions for p and lr from the measured curvature and noise.') },
+    ),
     compute: Type.Object(
       {
         backend: Type.Union(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'].map((b) => Type.Literal(b)), { default: 'auto', ...d('TF.js backend for the model.') }),

@@ -236,14 +236,16 @@ export class DiagnosticsRunner implements StepObserver {
     for (const l of this.layers) {
       if (!perParam[l.name]) continue;
       ema(l.name).update(perParam[l.name]);
-      const snr = l === probe && pairs && momentum[l.name] ? directionSnr(micro.map((m) => m[l.name]), pairs, range(0, Math.min(this.options.topK, pairs.s.length))) : null;
+      const probed = l === probe && pairs && momentum[l.name] ? pairs : null;
+      const snrAt = (indices: number[]) => directionSnr(micro.map((m) => m[l.name]), probed!, indices).map((s) => Math.min(s.snr, 1e12));
+      const k = probed ? Math.min(this.options.topK, probed.s.length) : 0;
       this.append({
         kind: 'noise',
         step,
         layer: l.name,
         bSimple: ema(l.name).bSimple,
         batchSize: this.batchSize,
-        ...(snr ? { snrTop: snr.map((s) => Math.min(s.snr, 1e12)) } : {}),
+        ...(probed ? { snrTop: snrAt(range(0, k)), snrBottom: snrAt(range(probed.s.length - k, probed.s.length)) } : {}),
       });
     }
   }

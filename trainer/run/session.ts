@@ -16,6 +16,7 @@ import { latestCheckpoint, readCheckpoint, type Checkpoint } from './checkpoint.
 import type { RunConfig } from './config.js';
 import { RunLog } from './run-log.js';
 import { createRunDir, removeTrainerInfo, runDirOf, writeTrainerInfo, type RunPaths } from './run-dir.js';
+import { AdvisorRunner, type AdvisorRunnerOptions } from './advisor-runner.js';
 import { DiagnosticsRunner } from './diagnostics-runner.js';
 import { Trainer, type ProgressReport } from './trainer.js';
 import type { Workload } from './workload.js';
@@ -56,6 +57,14 @@ export function optimizerConfig(config: RunConfig): HybridConfig {
   if (o.type === 'adamw') return { matrix: { type: 'adamw' }, adamw, routing };
   if (o.type === 'muon') return { matrix: { ...o }, adamw, routing };
   return { matrix: { ...o, totalSteps: config.steps }, adamw, routing };
+}
+
+export function advisorOptions(config: RunConfig): AdvisorRunnerOptions {
+  const a = config.advisor;
+  // Two diagnostics rounds (the expensive probes may be spaced out further by the budget): older
+  // measurements describe another phase of training.
+  const maxAge = Math.max(2 * config.diagnostics.every + 1, 200);
+  return { mode: a.mode, probeEvery: a.probeEvery, probeBatches: a.probeBatches, cooldownSteps: a.cooldownSteps, maxAge, autoMinConfidence: a.autoMinConfidence };
 }
 
 /** Puts checkpointed weights into the variables, checking every name and shape before writing any. */
@@ -144,6 +153,9 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
   trainer.observers.push(
     new DiagnosticsRunner(workload, optimizer, config.diagnostics, () => trainer.diagnosticsSettings, (r) => log.append(r), config.batchSize),
   );
+  // After the diagnostics: the advisor reads what they just logged.
+  const advisor = new AdvisorRunner(workload, optimizer, log, advisorOptions(config), (command, meta) => trainer.enqueue(command, meta), opts.resume ? startStep : null);
+  trainer.observers.push(advisor);
 
   const token = generateToken();
   let server: TrainerServer | undefined;
@@ -170,6 +182,7 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
     try {
       return await trainer.run();
     } finally {
+      advisor.dispose();
       removeTrainerInfo(paths);
       await live.close();
       log.close();

@@ -9,6 +9,7 @@
  * layer; the last good checkpoint is never touched.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { SuggestionBook } from '../advisor/advisor.js';
 import { isMuonscopeError, MuonscopeError } from '../errors.js';
 import type { DynMuon } from '../optim/dynmuon.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
@@ -85,6 +86,8 @@ export class Trainer {
   private stopRequested: { reason: string } | null = null;
   private stepRateEma = 0;
   readonly observers: StepObserver[] = [];
+  /** The advisor's pending suggestions, kept from the log's own records (see `apply_suggestion`). */
+  readonly suggestions = new SuggestionBook();
 
   constructor(
     private readonly settings: TrainerSettings,
@@ -95,6 +98,7 @@ export class Trainer {
     private readonly onProgress: (r: ProgressReport) => void = () => undefined,
   ) {
     this.nextStep = startStep;
+    log.subscribe((r) => this.suggestions.ingest(r));
   }
 
   get currentState(): RunState {
@@ -215,7 +219,35 @@ export class Trainer {
         const file = this.checkpoint(command.reason ?? `requested by ${meta.source}`);
         return { step, detail: file };
       }
+      case 'apply_suggestion': {
+        const s = this.pendingSuggestion(command.id);
+        const reason = command.reason ?? `suggestion ${s.id}: ${s.title}`.slice(0, 500);
+        // A suggestion for "from the next step" that waited is applied from now, never backdated.
+        const change: Command = s.change.kind === 'set_schedule' ? { ...s.change, fromStep: Math.max(s.change.fromStep ?? step, step), reason } : { ...s.change, reason };
+        let result: CommandResult;
+        try {
+          result = this.apply(change, meta);
+        } catch (e) {
+          this.record({ kind: 'suggestion_outcome', step, id: s.id, outcome: 'refused', source: meta.source, reason: String((e as Error).message).slice(0, 500) });
+          throw e;
+        }
+        this.record({ kind: 'suggestion_outcome', step, id: s.id, outcome: 'applied', source: meta.source, reason: command.reason ?? '' });
+        return { step, detail: `applied ${s.id}${result.detail ? `; ${result.detail}` : ''}`.slice(0, 1000) };
+      }
+      case 'dismiss_suggestion': {
+        const s = this.pendingSuggestion(command.id);
+        this.record({ kind: 'suggestion_outcome', step, id: s.id, outcome: 'dismissed', source: meta.source, reason: command.reason ?? '' });
+        return { step, detail: `dismissed ${s.id}` };
+      }
     }
+  }
+
+  private pendingSuggestion(id: string) {
+    const s = this.suggestions.get(id);
+    if (s) return s;
+    const outcome = this.suggestions.outcome(id);
+    if (outcome) refuse(`suggestion "${id}" was already ${outcome.outcome} at step ${outcome.step}`);
+    throw new MuonscopeError('INVALID_ARGUMENT', `no suggestion "${id}" in this run`, { id });
   }
 
   private drainQueue(): void {

@@ -26,6 +26,11 @@ export interface Workload {
   readonly tokensPerBatch: number;
   /** Training batch number `index`, reproducible from (seed, index). */
   batch(index: number): WorkloadBatch;
+  /**
+   * `count` batches pooled from a stream training never reads (the advisor's p-probe measures there),
+   * reproducible from (seed, index).
+   */
+  heldOutBatch(index: number, count: number): WorkloadBatch;
   /** Mean loss on a batch; call inside tf.tidy or variableGrads. */
   loss(batch: WorkloadBatch): tf.Scalar;
   /** Mean loss on the fixed validation set. */

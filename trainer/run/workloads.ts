@@ -39,6 +39,20 @@ async function scalarValue(f: () => tf.Scalar): Promise<number> {
   }
 }
 
+/**
+ * Held-out batches are training-stream batches from an index range no run reaches (2^29 on: a run of
+ * 10 million steps reads 0 … 10^7), so they follow the training distribution without ever being trained on.
+ */
+const HELD_OUT_FIRST_INDEX = 2 ** 29;
+
+function pooledBatches(batch: (index: number) => TensorBatch, index: number, count: number): TensorBatch {
+  const parts = Array.from({ length: count }, (_, i) => batch(HELD_OUT_FIRST_INDEX + index * count + i));
+  if (parts.length === 1) return parts[0];
+  const pooled = new TensorBatch(parts[0].tensors.map((_, k) => tf.concat(parts.map((p) => p.tensors[k]), 0)));
+  parts.forEach((p) => p.dispose());
+  return pooled;
+}
+
 function meanSquaredError(pred: tf.Tensor, target: tf.Tensor): tf.Scalar {
   return tf.mean(tf.squaredDifference(pred, target));
 }
@@ -64,6 +78,7 @@ function mlpWorkload(config: RunConfig): Workload {
     lossFloorLabel: 'label-noise variance',
     tokensPerBatch: config.batchSize,
     batch: (index) => toBatch(task.batch(index)),
+    heldOutBatch: (index, count) => pooledBatches((i) => toBatch(task.batch(i)), index, count),
     loss,
     validationLoss: () => scalarValue(() => loss(validation)),
     dispose: () => {
@@ -106,6 +121,7 @@ function transformerWorkload(config: RunConfig, configDir: string): Workload {
     lossFloorLabel: task.lossFloor === null ? 'unknown for your text' : 'entropy floor of the source (exact, nats/char)',
     tokensPerBatch: config.batchSize * m.contextLength,
     batch: (index) => toBatch(task.batch(index)),
+    heldOutBatch: (index, count) => pooledBatches((i) => toBatch(task.batch(i)), index, count),
     loss,
     validationLoss: () => scalarValue(() => loss(validation)),
     dispose: () => {

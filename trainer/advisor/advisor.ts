@@ -1,0 +1,112 @@
+/**
+ * The advisor: reads the run's records, runs the rules when asked, and turns at most one proposal per
+ * target (lr, p) into a suggestion, rate-limited and deduplicated. It returns records for the caller to
+ * log; it never changes the run itself. What became of each suggestion (applied, dismissed, superseded)
+ * comes back through the same record stream, so a resumed run, the trainer and every dashboard agree.
+ */
+import type { AdvisorRule, LogRecord, NewLogRecord, RecordOf, SuggestedChange } from '../protocol.js';
+import { Observations } from './observations.js';
+import { RULES, type Proposal, type RuleSettings } from './rules.js';
+
+export type AdvisorMode = 'off' | 'suggest' | 'auto';
+export type Suggestion = RecordOf<'suggestion'>;
+
+export interface AdvisorSettings {
+  /** Steps between two suggestions for the same target. */
+  cooldownSteps: number;
+  /** Measurements older than this many steps are not used. */
+  maxAge: number;
+}
+
+/** A dismissed change is not proposed again for this many cooldowns. */
+const DISMISS_MEMORY = 4;
+
+/** Pending suggestions, built only from `suggestion` and `suggestion_outcome` records. */
+export class SuggestionBook {
+  private readonly pending = new Map<string, Suggestion>();
+  private readonly resolved = new Map<string, RecordOf<'suggestion_outcome'>>();
+
+  ingest(r: LogRecord): void {
+    if (r.kind === 'suggestion') this.pending.set(r.id, r);
+    else if (r.kind === 'suggestion_outcome') {
+      this.pending.delete(r.id);
+      this.resolved.set(r.id, r);
+    }
+  }
+
+  get(id: string): Suggestion | undefined {
+    return this.pending.get(id);
+  }
+
+  outcome(id: string): RecordOf<'suggestion_outcome'> | undefined {
+    return this.resolved.get(id);
+  }
+
+  all(): Suggestion[] {
+    return [...this.pending.values()];
+  }
+}
+
+export function targetOf(change: SuggestedChange): 'lr' | 'p' {
+  return change.kind === 'set_lr' ? 'lr' : 'p';
+}
+
+/** Two changes are the same when they would set the same value (the reason and start step aside). */
+export function sameChange(a: SuggestedChange, b: SuggestedChange): boolean {
+  if (a.kind !== b.kind) return false;
+  if (a.kind === 'set_lr' && b.kind === 'set_lr') return Math.abs(a.lr - b.lr) <= 1e-12 * Math.max(a.lr, b.lr);
+  return JSON.stringify((a as { schedule: unknown }).schedule) === JSON.stringify((b as { schedule: unknown }).schedule);
+}
+
+export class Advisor {
+  readonly observations = new Observations();
+  readonly book = new SuggestionBook();
+  private readonly lastSuggested = new Map<'lr' | 'p', number>();
+  private readonly dismissed: { step: number; rule: AdvisorRule; change: SuggestedChange }[] = [];
+  private readonly suggestionById = new Map<string, Suggestion>();
+
+  constructor(private readonly settings: AdvisorSettings) {}
+
+  ingest(r: LogRecord): void {
+    this.observations.ingest(r);
+    this.book.ingest(r);
+    if (r.kind === 'suggestion') {
+      this.suggestionById.set(r.id, r);
+      this.lastSuggested.set(targetOf(r.change), Math.max(r.step, this.lastSuggested.get(targetOf(r.change)) ?? -Infinity));
+    }
+    if (r.kind === 'suggestion_outcome' && r.outcome === 'dismissed') {
+      const s = this.suggestionById.get(r.id);
+      if (s) this.dismissed.push({ step: r.step, rule: s.rule, change: s.change });
+    }
+  }
+
+  /** Runs the rules at `step` and returns the records to log: superseded outcomes, then new suggestions. */
+  evaluate(step: number): NewLogRecord[] {
+    const o = this.observations;
+    const ruleSettings: RuleSettings = { maxAge: this.settings.maxAge };
+    const chosen = new Map<'lr' | 'p', Proposal>();
+    for (const rule of RULES) {
+      const proposal = rule(o, ruleSettings);
+      if (proposal && !chosen.has(proposal.target)) chosen.set(proposal.target, proposal);
+    }
+    const out: NewLogRecord[] = [];
+    for (const [target, proposal] of chosen) {
+      if (!this.admissible(step, target, proposal)) continue;
+      for (const old of this.book.all().filter((s) => targetOf(s.change) === target)) {
+        out.push({ kind: 'suggestion_outcome', step, id: old.id, outcome: 'superseded', source: 'advisor', reason: `superseded by a newer ${proposal.rule} suggestion` });
+      }
+      const { target: _target, ...fields } = proposal;
+      void _target;
+      out.push({ kind: 'suggestion', step, id: `s${step}-${proposal.rule}`, ...fields });
+    }
+    return out;
+  }
+
+  private admissible(step: number, target: 'lr' | 'p', proposal: Proposal): boolean {
+    const last = this.lastSuggested.get(target);
+    if (last !== undefined && step - last < this.settings.cooldownSteps) return false;
+    if (this.book.all().some((s) => sameChange(s.change, proposal.change))) return false;
+    const forgetBefore = step - DISMISS_MEMORY * this.settings.cooldownSteps;
+    return !this.dismissed.some((d) => d.step >= forgetBefore && d.rule === proposal.rule && sameChange(d.change, proposal.change));
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * What the advisor knows about a run: a bounded summary of the record stream (the same records the
+ * dashboard sees), updated one record at a time. Pure: no clock, no I/O; the rules read it and nothing
+ * else, so a rule can be tested by feeding it records.
+ */
+import type { LogRecord, RecordOf } from '../protocol.js';
+
+export interface LossPoint {
+  step: number;
+  loss: number;
+}
+
+/** κ along the applied update for the whole model, with the quadratic model's optimal step. */
+export interface UpdateCurvature {
+  step: number;
+  kappa: number;
+  etaActual: number;
+  etaStar: number | null;
+  edgeReference: number;
+}
+
+export interface LayerDirections {
+  step: number;
+  top: { sigma: number; kappa: number }[];
+  bottom: { sigma: number; kappa: number }[];
+}
+
+export interface LayerSnr {
+  step: number;
+  top: number[];
+  bottom: number[];
+}
+
+export interface RunFacts {
+  totalSteps: number;
+  /** The matrix optimizer: `dynmuon` runs take p changes, every run takes lr changes. */
+  optimizer: string;
+  lossFloor: number | null;
+}
+
+/** Losses kept for spike and plateau detection. */
+const LOSS_WINDOW = 200;
+const EVAL_WINDOW = 50;
+const CURVATURE_WINDOW = 10;
+
+export class Observations {
+  run: RunFacts | null = null;
+  /** The last completed step, its p (null without a schedule) and lr. */
+  step = -1;
+  p: number | null = null;
+  lr: number | null = null;
+  readonly losses: LossPoint[] = [];
+  readonly evals: { step: number; valLoss: number }[] = [];
+  readonly updateCurvature: UpdateCurvature[] = [];
+  /** Whole-model critical sharpness λ_c (a step larger than 2/λ_c raised the loss), latest. */
+  criticalSharpness: { step: number; value: number; edgeReference: number } | null = null;
+  readonly directions = new Map<string, LayerDirections>();
+  readonly snr = new Map<string, LayerSnr>();
+  probe: RecordOf<'p_probe'> | null = null;
+  /** The p schedule currently in force was set at this step by a command (null: the config's). */
+  lastScheduleChange: number | null = null;
+
+  ingest(r: LogRecord): void {
+    switch (r.kind) {
+      case 'run_started': {
+        const optimizer = (r.config as { optimizer?: { type?: unknown } } | null)?.optimizer?.type;
+        this.run = { totalSteps: r.totalSteps, optimizer: typeof optimizer === 'string' ? optimizer : 'unknown', lossFloor: r.task.lossFloor };
+        break;
+      }
+      case 'step':
+        this.step = r.step;
+        this.p = r.p;
+        this.lr = r.lr;
+        push(this.losses, { step: r.step, loss: r.loss }, LOSS_WINDOW);
+        break;
+      case 'eval':
+        push(this.evals, { step: r.step, valLoss: r.valLoss }, EVAL_WINDOW);
+        break;
+      case 'curvature':
+        if (r.layer === null && r.kappaUpdate !== undefined) {
+          push(this.updateCurvature, { step: r.step, kappa: r.kappaUpdate, etaActual: r.etaActual, etaStar: r.etaStar, edgeReference: r.edgeReference }, CURVATURE_WINDOW);
+        }
+        if (r.layer === null && r.criticalSharpness !== undefined) this.criticalSharpness = { step: r.step, value: r.criticalSharpness, edgeReference: r.edgeReference };
+        if (r.layer !== null && r.directions) {
+          const pick = (ds: { sigma: number; kappa: number }[]) => ds.map((d) => ({ sigma: d.sigma, kappa: d.kappa }));
+          this.directions.set(r.layer, { step: r.step, top: pick(r.directions.top), bottom: pick(r.directions.bottom) });
+        }
+        break;
+      case 'noise':
+        if (r.layer !== null && r.snrTop) this.snr.set(r.layer, { step: r.step, top: r.snrTop, bottom: r.snrBottom ?? [] });
+        break;
+      case 'p_probe':
+        this.probe = r;
+        break;
+      case 'control':
+        if (r.command === 'set_schedule') this.lastScheduleChange = r.step;
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Measurements no older than `maxAge` steps. */
+  recentDirections(maxAge: number): [string, LayerDirections][] {
+    return [...this.directions].filter(([, d]) => this.step - d.step <= maxAge);
+  }
+
+  recentSnr(maxAge: number): [string, LayerSnr][] {
+    return [...this.snr].filter(([, s]) => this.step - s.step <= maxAge);
+  }
+}
+
+function push<T>(list: T[], item: T, max: number): void {
+  list.push(item);
+  if (list.length > max) list.splice(0, list.length - max);
+}
+
+export function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : 0.5 * (s[m - 1] + s[m]);
+}
+
+export function mean(values: number[]): number {
+  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN;
+}

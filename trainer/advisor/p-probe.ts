@@ -1,0 +1,57 @@
+/**
+ * The p-probe: for each candidate p, the direction DynMuon `exact` would take from the current momentum
+ * (U·φ_p(S)·Vᵀ at Muon's update size, times each layer's lr scale), and the local quadratic model's
+ * one-step decrease along it on a held-out batch,
+ *
+ *     ΔL(p) ≈ η·gᵀd_p − ½·η²·d_pᵀ H d_p,
+ *
+ * with g and H·d_p from one finite-difference Hessian-vector product (two gradients) per candidate
+ * (algorithms.md §4). Only the matrix layers move; everything else stays at θ. The held-out batch keeps
+ * the measurement independent of the batch the step was fitted on.
+ */
+import { directionalCurvature, type Direction, type Landscape, type Theta } from '../diagnostics/index.js';
+import { exactShapedDirection } from '../optim/dynmuon.js';
+import type { ProbeCandidate } from '../protocol.js';
+
+export const DEFAULT_PROBE_CANDIDATES = [-0.25, 0, 0.25, 0.5];
+
+export interface ProbeLayer {
+  name: string;
+  rows: number;
+  cols: number;
+  /** The momentum buffer, rows×cols row-major. */
+  momentum: Float32Array;
+  /** Muon's per-layer lr scale. */
+  scale: number;
+}
+
+export interface ProbeResult {
+  candidates: ProbeCandidate[];
+  bestP: number;
+}
+
+/** The update per unit lr DynMuon `exact` would apply at p, over the matrix layers. */
+export function shapedDirection(layers: ProbeLayer[], p: number, damping: number): Direction {
+  const d: Direction = {};
+  for (const l of layers) {
+    const shaped = exactShapedDirection(l.momentum, l.rows, l.cols, p, damping);
+    for (let i = 0; i < shaped.length; i++) shaped[i] *= l.scale;
+    d[l.name] = shaped;
+  }
+  return d;
+}
+
+/** The quadratic model's decrease for a step θ − η·d, from gᵀd and dᵀHd. */
+export function quadraticDecrease(eta: number, gd: number, dHd: number): number {
+  return eta * gd - 0.5 * eta * eta * dHd;
+}
+
+export async function probeP(landscape: Landscape, theta: Theta, layers: ProbeLayer[], eta: number, damping: number, candidates = DEFAULT_PROBE_CANDIDATES): Promise<ProbeResult> {
+  const out: ProbeCandidate[] = [];
+  for (const p of candidates) {
+    const c = await directionalCurvature(landscape, theta, shapedDirection(layers, p, damping));
+    out.push({ p, predictedDecrease: quadraticDecrease(eta, c.gd, c.dHd), gd: c.gd, dHd: c.dHd });
+  }
+  const best = out.reduce((a, b) => (b.predictedDecrease > a.predictedDecrease ? b : a));
+  return { candidates: out, bestP: best.p };
+}

@@ -1,0 +1,223 @@
+/**
+ * The advisor's rules (algorithms.md §2, §4, §5): each reads the observations and either proposes one
+ * change with the measurements behind it, or nothing. Pure functions; each is tested on its own.
+ *
+ * The premise they encode is DynMuon's: p > 0 emphasises large-σ directions, worth it while those are
+ * high-curvature directions that still carry signal; once they have converged (their gradient is mostly
+ * noise) a mildly negative p moves update strength to the low-curvature directions that still learn.
+ * The p-probe measures the same trade-off directly with the local quadratic model, so when a fresh probe
+ * exists it outranks the heuristics. Instability overrides everything.
+ */
+import type { AdvisorRule, Evidence, SuggestedChange } from '../protocol.js';
+import { mean, median, type Observations } from './observations.js';
+
+export interface Proposal {
+  rule: AdvisorRule;
+  /** What the change acts on; at most one pending suggestion per target. */
+  target: 'lr' | 'p';
+  title: string;
+  change: SuggestedChange;
+  evidence: Evidence[];
+  confidence: number;
+  expectedEffect: string;
+}
+
+export interface RuleSettings {
+  /** Measurements older than this many steps are not used. */
+  maxAge: number;
+}
+
+/** A step beyond 2η* increases the quadratic model's loss along the update (§4). */
+export const ETA_RATIO_UNSTABLE = 2;
+/** Loss spike: the mean of the last few losses this many times the median of the window before. */
+export const LOSS_SPIKE_FACTOR = 1.5;
+const SPIKE_RECENT = 5;
+const SPIKE_BASELINE = 30;
+/** |mean|/std of the gradient along a direction: above this it carries signal, below SNR_LOW mostly noise. */
+export const SNR_HIGH = 2;
+export const SNR_LOW = 1;
+/** κ_top/κ_bottom above this: curvature rises with σ, DynMuon's premise for p > 0. */
+export const KAPPA_RISING_RATIO = 2;
+/** The probe's best p must beat the current p's predicted decrease by this fraction. */
+export const PROBE_MARGIN = 0.1;
+/** Plateau: the validation loss improved by less than this fraction over the last evaluations. */
+export const PLATEAU_IMPROVEMENT = 0.005;
+const PLATEAU_EVALS = 4;
+/** Plateau with steps far below the quadratic optimum: η_actual/η* under this. */
+export const ETA_RATIO_TIMID = 0.25;
+
+/** p the heuristics move to: the published schedule's end points (Track-3 logistic, §2). */
+export const P_POSITIVE = 0.25;
+export const P_NEGATIVE = -0.25;
+/** Below this |p| the run is treated as at p = 0 (plain Muon). */
+const P_EPS = 0.05;
+
+const clamp01 = (x: number) => Math.max(0, Math.min(1, x));
+const round = (x: number, digits = 4) => Number(x.toPrecision(digits));
+
+function constantP(p: number, fromStep: number, reason: string): SuggestedChange {
+  return { kind: 'set_schedule', schedule: { type: 'constant', p }, fromStep, reason };
+}
+
+/** Instability: the step overshoots the local quadratic optimum, exceeds the critical step, or the loss spiked. */
+export function instabilityRule(o: Observations, s: RuleSettings): Proposal | null {
+  if (o.lr === null) return null;
+  const evidence: Evidence[] = [];
+  const recent = o.updateCurvature.filter((c) => o.step - c.step <= s.maxAge).slice(-2);
+  const ratios = recent.map((c) => (c.etaStar !== null && c.etaStar > 0 ? c.etaActual / c.etaStar : null));
+  if (recent.length === 2 && ratios.every((r) => r !== null && r > ETA_RATIO_UNSTABLE)) {
+    recent.forEach((c, i) => evidence.push({ name: 'η_actual/η*', value: round(ratios[i]!), threshold: ETA_RATIO_UNSTABLE, comparison: '>', step: c.step, note: 'the step overshoots the quadratic optimum along the update' }));
+  }
+  const latest = o.updateCurvature.at(-1);
+  if (latest && o.step - latest.step <= s.maxAge && latest.kappa > latest.edgeReference) {
+    evidence.push({ name: 'κ along the update', value: round(latest.kappa), threshold: round(latest.edgeReference), comparison: '>', step: latest.step, note: 'past the 2/η_eff reference' });
+  }
+  const cs = o.criticalSharpness;
+  if (cs && o.step - cs.step <= s.maxAge && cs.value > cs.edgeReference) {
+    evidence.push({ name: 'critical sharpness λ_c', value: round(cs.value), threshold: round(cs.edgeReference), comparison: '>', step: cs.step, note: 'a step of this lr already raises the loss' });
+  }
+  const losses = o.losses.map((l) => l.loss);
+  if (losses.length >= SPIKE_RECENT + SPIKE_BASELINE) {
+    const recentMean = mean(losses.slice(-SPIKE_RECENT));
+    const baseline = median(losses.slice(-(SPIKE_RECENT + SPIKE_BASELINE), -SPIKE_RECENT));
+    if (recentMean > LOSS_SPIKE_FACTOR * baseline) {
+      evidence.push({ name: `mean loss of the last ${SPIKE_RECENT} steps / median of the ${SPIKE_BASELINE} before`, value: round(recentMean / baseline), threshold: LOSS_SPIKE_FACTOR, comparison: '>', step: o.step, note: 'loss spike' });
+    }
+  }
+  // One curvature signal alone is common in noisy early training; ask for two kinds of evidence.
+  const kinds = new Set(evidence.map((e) => e.name)).size;
+  if (kinds < 2) return null;
+  const lr = o.lr * 0.5;
+  return {
+    rule: 'instability',
+    target: 'lr',
+    title: `Halve the learning rate (${fmt(o.lr)} → ${fmt(lr)}): the step is past the stable size`,
+    change: { kind: 'set_lr', lr, reason: 'advisor: instability' },
+    evidence,
+    confidence: clamp01(0.3 + 0.2 * kinds),
+    expectedEffect: 'the step falls back inside the quadratic model\'s stable range (η < 2η*); the loss resumes decreasing instead of oscillating',
+  };
+}
+
+/** Large-σ directions: their curvature ratio and SNR, over the layers measured recently. */
+function topDirectionSummary(o: Observations, s: RuleSettings) {
+  const dirs = o.recentDirections(s.maxAge);
+  const kappaRatios = dirs
+    .map(([layer, d]) => {
+      const top = mean(d.top.map((x) => x.kappa));
+      const bottom = mean(d.bottom.map((x) => x.kappa));
+      return { layer, step: d.step, ratio: bottom > 0 ? top / bottom : top > 0 ? Infinity : 0 };
+    })
+    .filter((r) => Number.isFinite(r.ratio) || r.ratio === Infinity);
+  const snrs = o.recentSnr(s.maxAge).map(([layer, x]) => ({ layer, step: x.step, top: x.top[0] ?? NaN, bottom: median(x.bottom) }));
+  return { kappaRatios, snrs };
+}
+
+/** Keep p positive while high-curvature directions still carry signal and κ rises with σ. */
+export function keepPPositiveRule(o: Observations, s: RuleSettings): Proposal | null {
+  if (o.run?.optimizer !== 'dynmuon' || o.p === null || o.p > P_EPS) return null;
+  const { kappaRatios, snrs } = topDirectionSummary(o, s);
+  if (kappaRatios.length === 0 || snrs.length === 0) return null;
+  const ratio = median(kappaRatios.map((r) => Math.min(r.ratio, 1e6)));
+  const snr = median(snrs.map((x) => x.top).filter(Number.isFinite));
+  if (!(ratio > KAPPA_RISING_RATIO && snr > SNR_HIGH)) return null;
+  return {
+    rule: 'keep_p_positive',
+    target: 'p',
+    title: `Keep p positive (${fmt(o.p)} → ${P_POSITIVE}): the top directions are high-curvature and still carry signal`,
+    change: constantP(P_POSITIVE, o.step + 1, 'advisor: top directions still learning'),
+    evidence: [
+      { name: 'κ_top/κ_bottom (median over layers)', value: round(ratio), threshold: KAPPA_RISING_RATIO, comparison: '>', step: Math.max(...kappaRatios.map((r) => r.step)), note: 'curvature rises with σ' },
+      { name: 'SNR along the top direction (median over layers)', value: round(snr), threshold: SNR_HIGH, comparison: '>', step: Math.max(...snrs.map((x) => x.step)) },
+      { name: 'p now', value: o.p, threshold: P_EPS, comparison: '<' },
+    ],
+    confidence: clamp01(0.25 * Math.min(2, ratio / KAPPA_RISING_RATIO) + 0.25 * Math.min(2, snr / SNR_HIGH)) * 0.8,
+    expectedEffect: 'larger steps along the high-curvature, high-signal directions while they still reduce the loss fastest',
+  };
+}
+
+/** Move p mildly negative once the top directions are noise and the low-σ directions carry relatively more signal. */
+export function movePNegativeRule(o: Observations, s: RuleSettings): Proposal | null {
+  if (o.run?.optimizer !== 'dynmuon' || o.p === null || o.p < -P_EPS) return null;
+  const { kappaRatios, snrs } = topDirectionSummary(o, s);
+  const usable = snrs.filter((x) => Number.isFinite(x.top) && Number.isFinite(x.bottom));
+  if (usable.length === 0) return null;
+  const top = median(usable.map((x) => x.top));
+  const bottom = median(usable.map((x) => x.bottom));
+  const ratio = kappaRatios.length ? median(kappaRatios.map((r) => Math.min(r.ratio, 1e6))) : null;
+  if (!(top < SNR_LOW && bottom > top && (ratio === null || ratio <= KAPPA_RISING_RATIO))) return null;
+  const evidence: Evidence[] = [
+    { name: 'SNR along the top direction (median over layers)', value: round(top), threshold: SNR_LOW, comparison: '<', step: Math.max(...usable.map((x) => x.step)), note: 'the top directions have converged: their gradient is mostly noise' },
+    { name: 'SNR along the bottom directions (median over layers)', value: round(bottom), threshold: round(top), comparison: '>', note: 'the remaining signal lies in low-σ directions' },
+  ];
+  if (ratio !== null) evidence.push({ name: 'κ_top/κ_bottom (median over layers)', value: round(ratio), threshold: KAPPA_RISING_RATIO, comparison: '<' });
+  return {
+    rule: 'move_p_negative',
+    target: 'p',
+    title: `Move p mildly negative (${fmt(o.p)} → ${P_NEGATIVE}): the top directions have converged`,
+    change: constantP(P_NEGATIVE, o.step + 1, 'advisor: top directions converged'),
+    evidence,
+    confidence: clamp01(0.3 + 0.3 * clamp01((SNR_LOW - top) / SNR_LOW) + 0.2 * clamp01(bottom / Math.max(top, 1e-9) - 1)),
+    expectedEffect: 'more of each step goes to the low-curvature directions that still learn; damping bounds how much noise directions are amplified',
+  };
+}
+
+/** The p-probe's measured best p, when it beats the current p by a clear margin. */
+export function pProbeRule(o: Observations, s: RuleSettings): Proposal | null {
+  const probe = o.probe;
+  if (o.run?.optimizer !== 'dynmuon' || !probe || o.p === null || o.step - probe.step > s.maxAge) return null;
+  // Only a probe taken at the p now in force compares like with like.
+  if (Math.abs(probe.currentP - o.p) > 1e-9 && o.lastScheduleChange !== null && o.lastScheduleChange > probe.step) return null;
+  const best = probe.candidates.reduce((a, b) => (b.predictedDecrease > a.predictedDecrease ? b : a));
+  const nearest = probe.candidates.reduce((a, b) => (Math.abs(b.p - probe.currentP) < Math.abs(a.p - probe.currentP) ? b : a));
+  if (Math.abs(best.p - o.p) < P_EPS || best.predictedDecrease <= 0) return null;
+  const gain = nearest.predictedDecrease > 0 ? best.predictedDecrease / nearest.predictedDecrease - 1 : Infinity;
+  if (!(gain > PROBE_MARGIN)) return null;
+  return {
+    rule: 'p_probe',
+    target: 'p',
+    title: `Set p to ${best.p} (now ${fmt(o.p)}): the p-probe predicts a ${Number.isFinite(gain) ? `${Math.round(gain * 100)}%` : 'much'} larger one-step decrease`,
+    change: constantP(best.p, o.step + 1, `advisor: p-probe at step ${probe.step}`),
+    evidence: [
+      ...probe.candidates.map((c) => ({ name: `predicted decrease at p = ${c.p}`, value: c.predictedDecrease, step: probe.step, note: `gᵀd ${c.gd.toPrecision(3)}, dᵀHd ${c.dHd.toPrecision(3)}` })),
+      { name: 'relative gain over the p in force', value: Number.isFinite(gain) ? round(gain) : 1e6, threshold: PROBE_MARGIN, comparison: '>' as const, step: probe.step },
+    ],
+    confidence: clamp01(0.4 + 0.5 * clamp01(Number.isFinite(gain) ? gain : 1)),
+    expectedEffect: `a ${Number.isFinite(gain) ? `${Math.round(gain * 100)}%` : ''} larger loss decrease per step while the local quadratic model holds (it was measured on ${probe.heldOutExamples} held-out examples)`,
+  };
+}
+
+/** Plateau with steps far below the quadratic optimum: a larger lr is supported by the curvature. */
+export function plateauRule(o: Observations, s: RuleSettings): Proposal | null {
+  if (o.lr === null || o.evals.length < PLATEAU_EVALS) return null;
+  const window = o.evals.slice(-PLATEAU_EVALS);
+  const first = window[0].valLoss;
+  const last = window[window.length - 1].valLoss;
+  const improvement = (first - last) / Math.abs(first);
+  if (!(improvement < PLATEAU_IMPROVEMENT)) return null;
+  const floor = o.run?.lossFloor;
+  if (floor !== null && floor !== undefined && last - floor < 0.05 * Math.max(Math.abs(floor), 1e-3)) return null; // at the floor: done, not stuck
+  const recent = o.updateCurvature.filter((c) => o.step - c.step <= s.maxAge && c.etaStar !== null).slice(-2);
+  if (recent.length < 2) return null;
+  const ratios = recent.map((c) => c.etaActual / c.etaStar!);
+  if (!ratios.every((r) => r < ETA_RATIO_TIMID)) return null;
+  const lr = o.lr * 1.5;
+  return {
+    rule: 'plateau',
+    target: 'lr',
+    title: `Raise the learning rate (${fmt(o.lr)} → ${fmt(lr)}): the loss has stalled and steps are far below the quadratic optimum`,
+    change: { kind: 'set_lr', lr, reason: 'advisor: plateau with timid steps' },
+    evidence: [
+      { name: `validation loss improvement over the last ${PLATEAU_EVALS} evaluations`, value: round(improvement), threshold: PLATEAU_IMPROVEMENT, comparison: '<', step: window[window.length - 1].step },
+      ...recent.map((c, i) => ({ name: 'η_actual/η*', value: round(ratios[i]), threshold: ETA_RATIO_TIMID, comparison: '<' as const, step: c.step })),
+    ],
+    confidence: 0.35,
+    expectedEffect: 'larger steps along directions where the quadratic model says a step this size is still far from overshooting',
+  };
+}
+
+export const RULES: ((o: Observations, s: RuleSettings) => Proposal | null)[] = [instabilityRule, pProbeRule, keepPPositiveRule, movePNegativeRule, plateauRule];
+
+function fmt(x: number): string {
+  return Number(x.toPrecision(3)).toString();
+}

@@ -1,0 +1,133 @@
+/**
+ * Runs the advisor inside the loop. It reads the run log like any client (every record, including its
+ * own), runs the p-probe when due, asks the advisor for suggestions after each step and logs them; in
+ * `auto` mode it applies the confident ones through the trainer's own command queue, so they are acked,
+ * audited and undoable exactly like a user's edit (source `advisor (auto)`).
+ *
+ * On resume the log's history is replayed into the advisor (its observations and cooldowns continue),
+ * and suggestions still pending from before are marked superseded: the measurements behind them are
+ * from another process's lifetime, and applying them blind would be worse than asking again.
+ */
+import { DEFAULT_PROBE_CANDIDATES, probeP, type ProbeLayer } from '../advisor/p-probe.js';
+import { Advisor, type AdvisorMode } from '../advisor/advisor.js';
+import { readTheta, tfLandscape } from '../diagnostics/index.js';
+import type { HybridOptimizer } from '../optim/hybrid.js';
+import { adjustLrScale } from '../optim/muon.js';
+import type { AdjustLr, Layout } from '../optim/types.js';
+import type { Command, LogRecord, NewLogRecord } from '../protocol.js';
+import type { StepContext, StepObserver } from './trainer.js';
+import type { Workload } from './workload.js';
+
+export interface AdvisorRunnerOptions {
+  mode: AdvisorMode;
+  /** Steps between p-probes; 0: never. */
+  probeEvery: number;
+  /** Training batches pooled into the probe's held-out batch. */
+  probeBatches: number;
+  cooldownSteps: number;
+  /** Measurements older than this many steps are not used. */
+  maxAge: number;
+  /** `auto` applies suggestions at least this confident. */
+  autoMinConfidence: number;
+}
+
+export interface AdvisorLog {
+  append(r: NewLogRecord): LogRecord;
+  subscribe(listener: (r: LogRecord) => void): () => void;
+  readAfter(afterSeq: number, limit: number): LogRecord[];
+  lastSeq(): number;
+}
+
+type Enqueue = (command: Command, meta: { source: string }) => Promise<unknown>;
+
+export class AdvisorRunner implements StepObserver {
+  readonly advisor: Advisor;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly workload: Workload,
+    private readonly optimizer: HybridOptimizer,
+    private readonly log: AdvisorLog,
+    private readonly options: AdvisorRunnerOptions,
+    private readonly enqueue: Enqueue,
+    resumedAtStep: number | null,
+  ) {
+    this.advisor = new Advisor({ cooldownSteps: options.cooldownSteps, maxAge: options.maxAge });
+    for (let seq = 0; seq < log.lastSeq(); ) {
+      const batch = log.readAfter(seq, 5000);
+      if (batch.length === 0) break;
+      for (const r of batch) this.advisor.ingest(r);
+      seq = batch[batch.length - 1].seq;
+    }
+    this.unsubscribe = log.subscribe((r) => this.advisor.ingest(r));
+    if (resumedAtStep !== null) {
+      for (const s of this.advisor.book.all()) {
+        log.append({ kind: 'suggestion_outcome', step: resumedAtStep, id: s.id, outcome: 'superseded', source: 'advisor', reason: 'the run was resumed; the measurements behind it are stale' });
+      }
+    }
+  }
+
+  dispose(): void {
+    this.unsubscribe();
+  }
+
+  private get isDynMuon(): boolean {
+    return !!this.optimizer.matrix && 'schedule' in this.optimizer.matrix;
+  }
+
+  async afterUpdate(ctx: StepContext): Promise<void> {
+    if (this.options.mode === 'off') return;
+    const done = ctx.step + 1;
+    if (this.options.probeEvery > 0 && done % this.options.probeEvery === 0 && this.isDynMuon) await this.probe(ctx.step);
+    for (const r of this.advisor.evaluate(ctx.step)) {
+      this.log.append(r);
+      if (this.options.mode === 'auto' && r.kind === 'suggestion' && r.confidence >= this.options.autoMinConfidence) {
+        // Applied between steps, before the next one; a refusal is logged by the trainer as the outcome.
+        this.enqueue({ kind: 'apply_suggestion', id: r.id, reason: `auto: ${r.title}`.slice(0, 500) }, { source: 'advisor (auto)' }).catch(() => undefined);
+      }
+    }
+  }
+
+  private probeLayers(): ProbeLayer[] {
+    const matrix = this.optimizer.matrix!;
+    const state = matrix.getState();
+    const adjust = (matrix.hyperparameters as { adjustLr?: AdjustLr }).adjustLr ?? 'original';
+    const layers: ProbeLayer[] = [];
+    for (const v of this.workload.variables) {
+      const momentum = state.params[v.name]?.buffers.momentum;
+      if (!momentum || v.shape.length !== 2) continue;
+      const [rows, cols] = v.shape as [number, number];
+      const layout: Layout = this.workload.layouts[v.name] ?? 'outIn';
+      layers.push({ name: v.name, rows, cols, momentum, scale: adjustLrScale(adjust, rows, cols, layout) });
+    }
+    return layers;
+  }
+
+  private async probe(step: number): Promise<void> {
+    const started = performance.now();
+    const layers = this.probeLayers();
+    if (layers.length === 0) return;
+    const batch = this.workload.heldOutBatch(step, this.options.probeBatches);
+    try {
+      const landscape = tfLandscape(this.workload.variables, () => this.workload.loss(batch));
+      const theta = await readTheta(this.workload.variables);
+      const damping = (this.optimizer.matrix!.hyperparameters as { damping?: number }).damping ?? 1e-3;
+      const currentP = this.advisor.observations.p ?? 0;
+      // The p in force is always a candidate, so the comparison is against what the run does now.
+      const candidates = [...new Set([...DEFAULT_PROBE_CANDIDATES, Number(currentP.toFixed(4))])].sort((a, b) => a - b);
+      const result = await probeP(landscape, theta, layers, this.optimizer.lr, damping, candidates);
+      this.log.append({
+        kind: 'p_probe',
+        step,
+        currentP,
+        eta: this.optimizer.lr,
+        candidates: result.candidates,
+        bestP: result.bestP,
+        heldOutExamples: batch.size,
+        costMs: performance.now() - started,
+      });
+    } finally {
+      batch.dispose();
+    }
+  }
+}
