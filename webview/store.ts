@@ -14,6 +14,15 @@ export type ControlRecord = RecordOf<'control'>;
 export type AlertRecord = RecordOf<'alert'>;
 export type RunStarted = RecordOf<'run_started'>;
 export type DirectionCurvature = NonNullable<RecordOf<'curvature'>['directions']>;
+export type SuggestionRecord = RecordOf<'suggestion'>;
+export type SuggestionOutcomeRecord = RecordOf<'suggestion_outcome'>;
+export type ProbeRecord = RecordOf<'p_probe'>;
+
+/** A suggestion and, once something happened to it, its outcome. */
+export interface SuggestionEntry {
+  suggestion: SuggestionRecord;
+  outcome: SuggestionOutcomeRecord | null;
+}
 
 /** Points per scalar series before it halves itself; a per-step scalar over 10⁵ steps still fits. */
 export const SERIES_CAP = 1 << 16;
@@ -23,6 +32,8 @@ export const LAYER_SERIES_CAP = 2048;
 export const SPECTRA_HISTORY_CAP = 128;
 const CONTROLS_CAP = 1000;
 const ALERTS_CAP = 200;
+const SUGGESTIONS_CAP = 500;
+const PROBES_CAP = 200;
 
 /** A growable (x, y) column pair with a fixed upper bound, halved by min/max compaction when reached. */
 export class Series {
@@ -106,6 +117,7 @@ export class LayerHistory {
   directions: DirectionCurvature | null = null;
   directionsStep = -1;
   snrTop: number[] | null = null;
+  snrBottom: number[] | null = null;
 
   constructor(readonly name: string) {
     this.series = Object.fromEntries(LAYER_METRICS.map((m) => [m, new Series(LAYER_SERIES_CAP, 16)])) as Record<LayerMetric, Series>;
@@ -150,8 +162,17 @@ export class RunStore {
   readonly controls: ControlRecord[] = [];
   readonly alerts: AlertRecord[] = [];
   lastCheckpoint: RecordOf<'checkpoint'> | null = null;
+  /** The advisor's suggestions in arrival order, each with its outcome once there is one. */
+  readonly suggestions: SuggestionEntry[] = [];
+  private readonly suggestionIndex = new Map<string, SuggestionEntry>();
+  readonly probes: ProbeRecord[] = [];
 
   constructor(readonly runId: string) {}
+
+  /** Suggestions nobody has acted on yet. */
+  pendingSuggestions(): SuggestionEntry[] {
+    return this.suggestions.filter((e) => e.outcome === null);
+  }
 
   layer(name: string): LayerHistory {
     let l = this.layers.get(name);
@@ -232,6 +253,7 @@ export class RunStore {
           const l = this.layer(r.layer);
           l.series.noiseScale.push(r.step, r.bSimple ?? NaN);
           if (r.snrTop) l.snrTop = r.snrTop;
+          if (r.snrBottom) l.snrBottom = r.snrBottom;
         }
         return;
       case 'diagnostics_cost':
@@ -253,6 +275,22 @@ export class RunStore {
         return;
       case 'checkpoint':
         this.lastCheckpoint = r;
+        return;
+      case 'suggestion': {
+        const entry = { suggestion: r, outcome: null };
+        this.suggestions.push(entry);
+        this.suggestionIndex.set(r.id, entry);
+        if (this.suggestions.length > SUGGESTIONS_CAP) this.suggestionIndex.delete(this.suggestions.shift()!.suggestion.id);
+        return;
+      }
+      case 'suggestion_outcome': {
+        const entry = this.suggestionIndex.get(r.id);
+        if (entry) entry.outcome = r;
+        return;
+      }
+      case 'p_probe':
+        this.probes.push(r);
+        if (this.probes.length > PROBES_CAP) this.probes.shift();
         return;
     }
   }

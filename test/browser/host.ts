@@ -5,12 +5,12 @@
  * the extension does after a reload); commands get scripted replies, and accepted ones are appended to the
  * run's log as the trainer would (control and state records), then streamed to the page.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import type { Command, FromDashboard, LogRecord, NewLogRecord, ToDashboard } from '../../trainer/protocol.js';
+import type { Command, FromDashboard, LogRecord, NewLogRecord, RecordOf, ToDashboard } from '../../trainer/protocol.js';
 import { dashboardHtml } from '../../webview/html.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -43,6 +43,9 @@ export async function serveDashboard(): Promise<{ origin: string; server: Server
       const [name, type] = files[url.pathname];
       res.writeHead(200, { 'content-type': type });
       res.end(readFileSync(join(dist, name)));
+    } else if (/^\/evidence\/[\w.-]+\.svg$/.test(url.pathname) && existsSync(join(dist, url.pathname))) {
+      res.writeHead(200, { 'content-type': 'image/svg+xml' });
+      res.end(readFileSync(join(dist, url.pathname)));
     } else {
       res.writeHead(404).end(); // favicon.ico: the page asks, nothing is served
     }
@@ -176,6 +179,24 @@ export class FakeHost {
       case 'set_diagnostics':
         records.push(control('set_diagnostics', 'diagnostics', null, { every: c.every }));
         break;
+      case 'apply_suggestion':
+      case 'dismiss_suggestion': {
+        const suggestion = run.records.find((r): r is RecordOf<'suggestion'> => r.kind === 'suggestion' && r.id === c.id);
+        const done = run.records.find((r): r is RecordOf<'suggestion_outcome'> => r.kind === 'suggestion_outcome' && r.id === c.id);
+        if (!suggestion || done) {
+          const message = done ? `suggestion "${c.id}" was already ${done.outcome} at step ${done.step}` : `no suggestion "${c.id}" in this run`;
+          await this.send({ type: 'reply', runId: run.runId, reply: { type: 'error', id: msg.id, code: done ? 'NOT_ALLOWED_NOW' : 'INVALID_COMMAND', message } });
+          return;
+        }
+        if (c.kind === 'apply_suggestion') {
+          const change = suggestion.change;
+          if (change.kind === 'set_lr') records.push(control('set_lr', 'lr', lastLr(run.records), change.lr));
+          else records.push(control('set_schedule', 'schedule', null, { fromStep: step, schedule: change.schedule }));
+        }
+        records.push({ kind: 'suggestion_outcome', step, id: c.id, outcome: c.kind === 'apply_suggestion' ? 'applied' : 'dismissed', source: 'dashboard', reason: c.reason ?? '' });
+        detail = `${c.kind === 'apply_suggestion' ? 'applied' : 'dismissed'} ${c.id}`;
+        break;
+      }
     }
     await this.send({ type: 'reply', runId: run.runId, reply: { type: 'ack', id: msg.id, kind: c.kind, step, ...(detail ? { detail } : {}) } });
     await this.append(run.runId, records);

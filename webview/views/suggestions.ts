@@ -1,18 +1,228 @@
 /**
- * Suggestions from the advisor, with their evidence and Apply / Dismiss. The advisor does not emit
- * suggestions yet (the protocol has no record for them), so the view says so plainly.
+ * The advisor's suggestions: pending ones as cards with their evidence (each measured value against the
+ * threshold it crossed), confidence and expected effect, with Apply / Dismiss answered in place; the
+ * history of what became of every earlier one; the latest p-probe; and the benchmark evidence on whether
+ * following the advisor helps at all (test/bench/results, bundled at build time).
  */
-import { h } from '../dom.js';
-import { emptyNote, type View } from './view.js';
+import { describeValue, fmt, h, setText } from '../dom.js';
+import { benchmarkEvidence, evidenceImageUrl } from '../evidence.js';
+import { canCommand } from '../controls.js';
+import type { RunStore, SuggestionEntry } from '../store.js';
+import { button, textField, type Control } from '../ui/toolkit.js';
+import { ReplyStatus } from '../ui/reply.js';
+import { emptyNote, type View, type ViewContext } from './view.js';
+
+const RULE_NAMES: Record<string, string> = {
+  instability: 'instability',
+  keep_p_positive: 'keep p positive',
+  move_p_negative: 'move p negative',
+  p_probe: 'p-probe',
+  plateau: 'plateau',
+};
+
+export function describeChange(change: SuggestionEntry['suggestion']['change']): string {
+  if (change.kind === 'set_lr') return `learning rate → ${fmt(change.lr)}`;
+  return `p schedule → ${describeValue(change.schedule)} from step ${change.fromStep ?? 'next'}`;
+}
+
+function outcomeText(e: SuggestionEntry): string {
+  const o = e.outcome;
+  if (!o) return 'pending';
+  return `${o.outcome} by ${o.source} at step ${o.step}${o.reason ? ` (${o.reason})` : ''}`;
+}
+
+class SuggestionCard {
+  readonly el: HTMLElement;
+  private readonly apply: Control;
+  private readonly dismiss: Control;
+  private readonly reply: ReplyStatus;
+
+  constructor(
+    readonly entry: SuggestionEntry,
+    send: (kind: 'apply_suggestion' | 'dismiss_suggestion', reply: ReplyStatus) => void,
+  ) {
+    const s = entry.suggestion;
+    const safeId = s.id.replace(/[^\w-]/g, '_');
+    this.el = h('article', { class: 'suggestion', id: `suggestion-${safeId}`, 'aria-label': s.title, 'data-rule': s.rule });
+    const meta = `${RULE_NAMES[s.rule] ?? s.rule} · step ${s.step} · confidence ${Math.round(s.confidence * 100)}%`;
+    const meter = h('meter', { min: '0', max: '1', value: String(s.confidence), 'aria-label': `confidence ${Math.round(s.confidence * 100)} percent` });
+    const evidence = h('table', { class: 'evidence' });
+    evidence.append(h('caption', {}, 'Evidence'));
+    const head = h('tr');
+    for (const c of ['Measurement', 'Value', 'Threshold', 'Step', 'Note']) head.append(h('th', { scope: 'col' }, c));
+    evidence.append(h('thead'), h('tbody'));
+    evidence.tHead!.append(head);
+    for (const e of s.evidence) {
+      const tr = h('tr');
+      const threshold = e.threshold !== undefined ? `${e.comparison ?? ''} ${fmt(e.threshold)}`.trim() : '';
+      for (const text of [e.layer ? `${e.name} (${e.layer})` : e.name, fmt(e.value), threshold, e.step !== undefined ? String(e.step) : '', e.note ?? '']) tr.append(h('td', {}, text));
+      evidence.tBodies[0].append(tr);
+    }
+    this.reply = new ReplyStatus(`suggestion-reply-${safeId}`);
+    this.apply = button('Apply', () => send('apply_suggestion', this.reply), { id: `apply-${safeId}`, ariaLabel: `Apply: ${s.title}` });
+    this.dismiss = button('Dismiss', () => send('dismiss_suggestion', this.reply), { id: `dismiss-${safeId}`, secondary: true, ariaLabel: `Dismiss: ${s.title}` });
+    const actions = h('div', { class: 'toolbar' });
+    actions.append(this.apply, this.dismiss, this.reply.el);
+    this.el.append(
+      h('h3', {}, s.title),
+      h('p', { class: 'meta' }, meta),
+      meter,
+      h('p', { class: 'change' }, `Change: ${describeChange(s.change)}`),
+      h('p', { class: 'effect' }, `Expected effect: ${s.expectedEffect}`),
+      evidence,
+      actions,
+    );
+  }
+
+  update(live: boolean): void {
+    const pending = this.entry.outcome === null;
+    this.apply.disabled = !pending || !live;
+    this.dismiss.disabled = !pending || !live;
+  }
+}
 
 export class SuggestionsView implements View {
   readonly id = 'suggestions' as const;
   readonly title = 'Suggestions';
   readonly el = h('section', { class: 'view', 'aria-label': 'Suggestions' });
+  private readonly mode = h('p', { id: 'advisor-mode' });
+  private readonly pendingBox = h('div', { id: 'suggestions-pending', class: 'suggestions' });
+  private readonly history = h('tbody');
+  private readonly probe = h('tbody');
+  private readonly probeCaption = h('caption', {}, 'Latest p-probe');
+  private readonly cards = new Map<string, SuggestionCard>();
+  private readonly reason: Control;
+  private runId: string | null = null;
+  private drawn = -1;
 
-  constructor() {
-    this.el.append(h('h2', {}, 'Suggestions'), emptyNote('No suggestions yet — the advisor is not running.'));
+  constructor(private readonly ctx: ViewContext) {
+    this.reason = textField('Reason for Apply / Dismiss (optional)', '', { id: 'suggestion-reason', size: 40 });
+    const historyTable = h('table', { class: 'audit', id: 'suggestions-history' });
+    historyTable.append(h('caption', {}, 'Every suggestion, newest first'), h('thead'), this.history);
+    const hh = h('tr');
+    for (const c of ['Step', 'Suggestion', 'Change', 'Confidence', 'Outcome']) hh.append(h('th', { scope: 'col' }, c));
+    historyTable.tHead!.append(hh);
+    const probeTable = h('table', { class: 'audit', id: 'probe-table' });
+    probeTable.append(this.probeCaption, h('thead'), this.probe);
+    const ph = h('tr');
+    for (const c of ['p', 'Predicted decrease', 'gᵀd', 'dᵀHd', '']) ph.append(h('th', { scope: 'col' }, c));
+    probeTable.tHead!.append(ph);
+    this.el.append(h('h2', {}, 'Suggestions'), this.mode, this.reason, this.pendingBox, h('h2', {}, 'History'), historyTable, h('h2', {}, 'p-probe'), probeTable, this.evidenceSection());
   }
 
-  render(): void {}
+  private send(entry: SuggestionEntry, kind: 'apply_suggestion' | 'dismiss_suggestion', reply: ReplyStatus): void {
+    const run = this.ctx.store.focused;
+    if (!run) return;
+    const reason = this.reason.value.trim();
+    const what = kind === 'apply_suggestion' ? 'apply' : 'dismiss';
+    reply.sent(what);
+    this.ctx.commands.send(run.runId, { kind, id: entry.suggestion.id, ...(reason ? { reason } : {}) }, (r) => reply.show(what, r));
+  }
+
+  render(_ctx: ViewContext, force: boolean): void {
+    const run = this.ctx.store.focused;
+    if (!run || (!force && run.version === this.drawn)) return;
+    this.drawn = run.version;
+    if (run.runId !== this.runId) {
+      this.runId = run.runId;
+      this.cards.clear();
+      this.pendingBox.replaceChildren();
+    }
+    const advisor = (run.started?.config as { advisor?: { mode?: string; probeEvery?: number } } | undefined)?.advisor;
+    setText(this.mode, advisor ? `Advisor: ${advisor.mode ?? 'suggest'}${advisor.probeEvery ? `, p-probe every ${advisor.probeEvery} steps` : ''}. ${run.pendingSuggestions().length} pending, ${run.suggestions.length} in all.` : 'Advisor: not reported by this run.');
+    this.renderPending(run);
+    this.renderHistory(run);
+    this.renderProbe(run);
+  }
+
+  private renderPending(run: RunStore): void {
+    const pending = run.pendingSuggestions();
+    const live = canCommand(run);
+    const ids = new Set(pending.map((e) => e.suggestion.id));
+    for (const [id, card] of this.cards) {
+      // A card stays one frame after its outcome arrives only if its own reply is showing; otherwise it goes.
+      if (!ids.has(id)) {
+        card.el.remove();
+        this.cards.delete(id);
+      }
+    }
+    for (const e of pending) {
+      let card = this.cards.get(e.suggestion.id);
+      if (!card) {
+        card = new SuggestionCard(e, (kind, reply) => this.send(e, kind, reply));
+        this.cards.set(e.suggestion.id, card);
+        this.pendingBox.prepend(card.el);
+      }
+      card.update(live);
+    }
+    const empty = this.pendingBox.querySelector(':scope > p.empty');
+    if (pending.length === 0 && !empty) this.pendingBox.append(emptyNote(run.suggestions.length ? 'Nothing pending: every suggestion has an outcome (see the history).' : 'No suggestions yet. The advisor speaks when the measurements cross a rule\'s thresholds.'));
+    if (pending.length > 0) empty?.remove();
+  }
+
+  private renderHistory(run: RunStore): void {
+    const rows = run.suggestions.slice(-100).reverse();
+    const signature = rows.map((e) => `${e.suggestion.id}:${e.outcome?.outcome ?? ''}`).join('|');
+    if (this.history.dataset.signature === signature) return;
+    this.history.dataset.signature = signature;
+    this.history.replaceChildren(
+      ...rows.map((e) => {
+        const tr = h('tr');
+        for (const text of [String(e.suggestion.step), e.suggestion.title, describeChange(e.suggestion.change), `${Math.round(e.suggestion.confidence * 100)}%`, outcomeText(e)]) tr.append(h('td', {}, text));
+        return tr;
+      }),
+    );
+  }
+
+  private renderProbe(run: RunStore): void {
+    const probe = run.probes.at(-1);
+    const key = probe ? String(probe.seq) : '';
+    if (this.probe.dataset.seq === key) return;
+    this.probe.dataset.seq = key;
+    if (!probe) {
+      setText(this.probeCaption, 'p-probe: none yet (DynMuon runs with advisor.probeEvery > 0)');
+      this.probe.replaceChildren();
+      return;
+    }
+    setText(this.probeCaption, `Latest p-probe at step ${probe.step}: predicted one-step decrease at η = ${fmt(probe.eta)} on ${probe.heldOutExamples} held-out examples (${fmt(probe.costMs)} ms)`);
+    this.probe.replaceChildren(
+      ...probe.candidates.map((c) => {
+        const tr = h('tr');
+        const tags = [c.p === probe.bestP ? 'best' : '', Math.abs(c.p - probe.currentP) < 1e-9 ? 'in force' : ''].filter(Boolean).join(', ');
+        for (const text of [fmt(c.p), fmt(c.predictedDecrease), fmt(c.gd), fmt(c.dHd), tags]) tr.append(h('td', {}, text));
+        if (c.p === probe.bestP) tr.className = 'best';
+        return tr;
+      }),
+    );
+  }
+
+  /** Whether following the advisor helps, from the last `npm run bench:advisor` (bundled at build time). */
+  private evidenceSection(): HTMLElement {
+    const section = h('section', { id: 'advisor-evidence', 'aria-label': 'Benchmark evidence' });
+    section.append(h('h2', {}, 'Does it help? Benchmark evidence'));
+    const ev = benchmarkEvidence();
+    if (!ev) {
+      section.append(emptyNote('No benchmark results were bundled with this build (run `npm run bench:advisor`).'));
+      return section;
+    }
+    section.append(h('p', {}, `From npm run bench:advisor (${ev.size}, ${ev.date.slice(0, 10)}): steps to the target loss relative to tuned Muon, paired by seed, median and 95% CI. A ratio below 1 is faster; a CI that contains 1 means no measurable difference.`));
+    const table = h('table', { class: 'audit', id: 'evidence-table' });
+    table.append(h('thead'), h('tbody'));
+    const head = h('tr');
+    for (const c of ['Task', 'Optimizer', 'Seeds', 'Ratio vs Muon', '95% CI', 'Verdict']) head.append(h('th', { scope: 'col' }, c));
+    table.tHead!.append(head);
+    for (const r of ev.rows.filter((x) => x.optimizer !== 'muon')) {
+      const tr = h('tr');
+      const verdict = r.ci_high < 1 ? 'faster' : r.ci_low > 1 ? 'slower' : 'no difference';
+      for (const text of [r.task, r.optimizer, String(r.n_seeds), fmt(r.ratio_vs_muon), `[${fmt(r.ci_low)}, ${fmt(r.ci_high)}]`, verdict]) tr.append(h('td', {}, text));
+      if (r.optimizer === 'advisor') tr.className = 'best';
+      table.tBodies[0].append(tr);
+    }
+    section.append(table);
+    for (const task of [...new Set(ev.rows.map((r) => r.task))]) {
+      const url = evidenceImageUrl(`advisor-${task}-ratios.svg`);
+      if (url) section.append(h('img', { src: url, alt: `Forest plot of the paired step ratios against Muon on ${task}`, class: 'evidence-plot', loading: 'lazy' }));
+    }
+    return section;
+  }
 }
