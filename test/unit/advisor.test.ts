@@ -27,6 +27,7 @@ import type { LogRecord, NewLogRecord, RecordOf } from '../../trainer/protocol.j
 import { validateRunConfig } from '../../trainer/run/config.js';
 import { readRunLog, RunLog } from '../../trainer/run/run-log.js';
 import { optimizerConfig, startSession } from '../../trainer/run/session.js';
+import { AdvisorRunner } from '../../trainer/run/advisor-runner.js';
 import { Trainer } from '../../trainer/run/trainer.js';
 import { createWorkload } from '../../trainer/run/workloads.js';
 import { bootstrapMedianCi, median, percentile, stepsToTarget } from '../bench/advisor/stats.js';
@@ -362,5 +363,28 @@ describe('suggestions through the trainer', () => {
       const nextStep = records.find((r): r is RecordOf<'step'> => r.kind === 'step' && r.seq > control!.seq);
       if (nextStep && s.change.kind === 'set_schedule') assert.equal(nextStep.p, (s.change.schedule as { p: number }).p, 'the suggested p is in force');
     }
+  });
+
+  test('on resume the history is replayed into the advisor and suggestions pending from before are superseded', async () => {
+    const config = mlpConfig();
+    await selectTfBackend('cpu');
+    const workload = createWorkload(config, process.cwd());
+    const { kernels } = await loadKernels('onnxruntime-cpu');
+    const optimizer = new HybridOptimizer(workload.variables, { ...optimizerConfig(config), layout: workload.layouts }, kernels);
+    const path = join(tmp(), 'log.ndjson');
+    const before = new RunLog(path);
+    before.append({ kind: 'run_started', step: 0, runId: 'r', protocol: 1, config: { optimizer: { type: 'dynmuon' } }, backend: { chosen: 'cpu', skipped: [] }, kernels: { chosen: 'x', skipped: [] }, totalSteps: 100, task: { name: 't', lossFloor: null, lossFloorLabel: '' }, params: [] });
+    before.append({ kind: 'step', step: 9, loss: 1, lr: 0.02, p: 0.1, stepMs: 1 });
+    before.append({ kind: 'suggestion', step: 9, id: 's9-plateau', rule: 'plateau', title: 't', change: { kind: 'set_lr', lr: 0.03 }, evidence: [], confidence: 0.3, expectedEffect: 'e' });
+    before.close();
+    const log = new RunLog(path);
+    const runner = new AdvisorRunner(workload, optimizer, log, { mode: 'suggest', probeEvery: 0, probeBatches: 1, cooldownSteps: 50, maxAge: 100, autoMinConfidence: 0.5 }, async () => undefined, 10);
+    assert.deepEqual([runner.advisor.observations.step, runner.advisor.observations.p], [9, 0.1], 'observations restored from the log');
+    const last = log.readAfter(3, 10);
+    assert.deepEqual(last.map((r) => [r.kind, (r as { id?: string }).id, (r as { outcome?: string }).outcome]), [['suggestion_outcome', 's9-plateau', 'superseded']]);
+    assert.deepEqual(runner.advisor.book.all(), [], 'nothing pending after the resume');
+    runner.dispose();
+    log.close();
+    workload.dispose();
   });
 });
