@@ -22,10 +22,12 @@ export interface RunSummary {
   lastSeq: number;
   /** The last error alert (e.g. the trainer's CRASH record). */
   lastError?: string;
+  /** Ids of the advisor's suggestions nobody has acted on yet. */
+  pendingSuggestions: string[];
 }
 
 export function emptySummary(): RunSummary {
-  return { step: 0, lastSeq: 0 };
+  return { step: 0, lastSeq: 0, pendingSuggestions: [] };
 }
 
 function optimizerLabel(config: unknown): string | undefined {
@@ -71,6 +73,12 @@ export function foldSummary(summary: RunSummary, records: readonly LogRecord[]):
         break;
       case 'alert':
         if (r.level === 'error') s.lastError = r.message;
+        break;
+      case 'suggestion':
+        s.pendingSuggestions = [...s.pendingSuggestions, r.id];
+        break;
+      case 'suggestion_outcome':
+        s.pendingSuggestions = s.pendingSuggestions.filter((id) => id !== r.id);
         break;
       default:
         break;

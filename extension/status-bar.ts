@@ -31,8 +31,11 @@ export class RunStatusBar implements vscode.Disposable {
     const state = s.state ?? 'starting';
     const backend = s.summary.backend ? ` · ${s.summary.backend}` : '';
     const offline = s.live && s.connection !== 'live' ? ` (${s.connection})` : '';
-    this.item.text = `${STATE_ICONS[state] ?? '$(pulse)'} Muonscope: ${state}${offline} · ${describeProgress(s.summary)}${backend}`;
-    this.item.tooltip = `${s.descriptor().label}\n${s.runDir}\nClick to open the dashboard`;
+    const pending = s.summary.pendingSuggestions.length;
+    const advice = pending ? ` · $(lightbulb) ${pending}` : '';
+    this.item.text = `${STATE_ICONS[state] ?? '$(pulse)'} Muonscope: ${state}${offline} · ${describeProgress(s.summary)}${backend}${advice}`;
+    const adviceLine = pending ? `\n${pending} pending suggestion${pending === 1 ? '' : 's'} from the advisor (Suggestions tab)` : '';
+    this.item.tooltip = `${s.descriptor().label}\n${s.runDir}${adviceLine}\nClick to open the dashboard`;
     this.item.backgroundColor = state === 'crashed' ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
     this.item.show();
   }

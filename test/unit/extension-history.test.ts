@@ -75,6 +75,15 @@ describe('run summary', () => {
     assert.equal(describeProgress(s), 'step 4/300 · loss 0.25 · p -0.25');
   });
 
+  test('counts the advisor\'s pending suggestions: added by suggestion records, removed by their outcome', () => {
+    const suggestion = (seq: number, id: string) => ({ kind: 'suggestion', seq, t: 0, step: seq, id, rule: 'plateau', title: 't', change: { kind: 'set_lr', lr: 0.1 }, evidence: [], confidence: 0.3, expectedEffect: 'e' }) as LogRecord;
+    const outcome = (seq: number, id: string) => ({ kind: 'suggestion_outcome', seq, t: 0, step: seq, id, outcome: 'applied', source: 'dashboard', reason: '' }) as LogRecord;
+    let s = foldSummary(emptySummary(), [started, suggestion(2, 'a'), suggestion(3, 'b')]);
+    assert.deepEqual(s.pendingSuggestions, ['a', 'b']);
+    s = foldSummary(s, [outcome(4, 'a')]);
+    assert.deepEqual(s.pendingSuggestions, ['b']);
+  });
+
   test('a started run is running until a state record says otherwise', () => {
     assert.equal(foldSummary(emptySummary(), [started]).state, 'running');
     assert.equal(foldSummary(emptySummary(), [started, state(2, 'paused')]).state, 'paused');
