@@ -7,10 +7,11 @@ import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { Commands } from './commands.js';
 import { ControlsBar } from './controls.js';
-import { debug } from './debug.js';
+import { debug, markFrameEnd, markFrameStart } from './debug.js';
 import { h, setText } from './dom.js';
 import { connectHost } from './host.js';
 import { Store } from './store.js';
+import { paintCharts } from './charts/chart.js';
 import { watchTheme } from './charts/theme.js';
 import { CompareView } from './views/compare.js';
 import { CurvatureView } from './views/curvature.js';
@@ -27,6 +28,9 @@ debug.store = store;
 const commands = new Commands(host, store);
 const saved = host.getState<Partial<UiState>>();
 const ui: UiState = { ...DEFAULT_UI, ...saved, view: VIEW_IDS.includes(saved?.view as ViewId) ? (saved!.view as ViewId) : DEFAULT_UI.view };
+
+/** Milliseconds of chart painting per frame; the rest of a 16 ms frame is for the views and the browser. */
+const CHART_PAINT_BUDGET_MS = 6;
 
 let frame = 0;
 let forceNext = true;
@@ -89,6 +93,7 @@ function showView(id: ViewId): void {
 
 function draw(): void {
   frame = 0;
+  markFrameStart();
   const force = forceNext;
   forceNext = false;
   debug.frames++;
@@ -100,6 +105,8 @@ function draw(): void {
   }
   controls.render();
   views.find((v) => v.id === ui.view)?.render(ctx, force);
+  if (paintCharts(CHART_PAINT_BUDGET_MS)) requestRender();
+  markFrameEnd();
 }
 
 store.onChange(() => requestRender());

@@ -36,6 +36,25 @@ export interface RefLine {
 
 const DEFAULT_HEIGHT = 170;
 
+/**
+ * Charts whose data changed and are not yet repainted, oldest first. A view hands every chart its data in
+ * one go, but painting them all in the same frame is what made the busiest views miss frames; the frame
+ * loop paints from here within a time budget instead (`paintCharts`), so each chart still repaints within
+ * a few frames of its data changing and no frame carries all of them.
+ */
+const unpainted = new Set<Chart>();
+
+/** Paints waiting charts, oldest first, until `budgetMs` is spent (at least one); true if some are left. */
+export function paintCharts(budgetMs: number): boolean {
+  const start = performance.now();
+  for (const chart of unpainted) {
+    unpainted.delete(chart);
+    chart.paint();
+    if (performance.now() - start >= budgetMs) break;
+  }
+  return unpainted.size > 0;
+}
+
 export class Chart {
   readonly el: HTMLElement;
   private readonly plotHost: HTMLElement;
@@ -103,8 +122,17 @@ export class Chart {
     this.markers = markers;
     this.refLines = refLines;
     if (this.summaryEl.textContent !== summary) this.summaryEl.textContent = summary;
+    unpainted.add(this);
+  }
+
+  /** Draws the latest data now (the frame loop calls this through `paintCharts`). */
+  paint(): void {
     if (!this.u) this.rebuild();
-    else this.u.setData(data);
+    else {
+      const u = this.u;
+      // batch: draw now rather than in a microtask, so the frame's paint budget sees the real cost.
+      u.batch(() => u.setData(this.data));
+    }
   }
 
   private resize(): void {

@@ -1,7 +1,8 @@
 /**
  * Layers: one row per matrix layer with its latest value and a sparkline per metric, sortable by any
  * column; a layer's name opens its detail. With hundreds of layers, sparklines are created only for rows
- * on screen and redrawn a few per frame within a time budget, so the table never stalls a frame.
+ * on screen and redrawn a few per frame within a time budget, and only rows on screen get new values, so
+ * the table never stalls a frame.
  */
 import { SPARK_WIDTH, Sparkline } from '../charts/sparkline.js';
 import type { ChartColor } from '../charts/theme.js';
@@ -72,7 +73,9 @@ export class LayersView implements View {
     this.observer = new IntersectionObserver((entries) => {
       for (const e of entries) {
         const row = this.rows.get((e.target as HTMLElement).dataset.layer ?? '');
-        if (row) row.visible = e.isIntersecting;
+        if (!row) continue;
+        row.visible = e.isIntersecting;
+        if (row.visible) this.renderValues(row);
       }
       ctx.requestRender();
     });
@@ -87,7 +90,8 @@ export class LayersView implements View {
       this.tableAt = now;
       this.syncRows(run);
       this.sortRows(ctx);
-      for (const row of this.rows.values()) this.renderValues(row);
+      // Only rows on screen: rewriting 700 off-screen cells costs a full table style and layout pass.
+      for (const row of this.rows.values()) if (row.visible) this.renderValues(row);
     }
     this.drawSparklines(run.version);
     if (run.version !== this.drawn) this.scheduleRetry();
