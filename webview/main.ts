@@ -56,7 +56,7 @@ const app = document.getElementById('app')!;
 const title = h('h1', { id: 'run-title' }, 'Muonscope');
 const status = h('p', { id: 'run-status', role: 'status' }, 'Waiting for the trainer…');
 const controls = new ControlsBar(commands, () => store.focused);
-const views: View[] = [new OverviewView(ctx), new LayersView(ctx), new LayerDetailView(ctx), new CurvatureView(), new ScheduleView(ctx), new SuggestionsView(ctx), new CompareView(ctx)];
+const views: View[] = [new OverviewView(ctx), new LayersView(ctx), new LayerDetailView(ctx), new CurvatureView(ctx), new ScheduleView(ctx), new SuggestionsView(ctx), new CompareView(ctx)];
 const tabs = h('div', { role: 'tablist', 'aria-label': 'Dashboard views', class: 'tabs' });
 const tabButtons = new Map<ViewId, HTMLButtonElement>();
 for (const v of views) {

@@ -170,6 +170,14 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
       assert.deepEqual(c.finite.slice(1, 1 + counts.length), counts, `${id} has one point per recorded measurement: ${c.finite}`);
     }
     assert.match(await page.locator('#diagnostics-costs').innerText(), /curvature \d/, 'costs listed');
+    assert.equal(await page.locator('#diagnostics-every').evaluate((e) => (e as HTMLInputElement).value), '10', 'cadence seeded from the run');
+    await page.locator('#diagnostics-every').locator('input').fill('0');
+    await page.click('#diagnostics-apply');
+    assert.match(await page.locator('#diagnostics-reply').innerText(), /whole number ≥ 1; got "0"/, 'a bad cadence is refused in place, nothing sent');
+    await page.locator('#diagnostics-every').locator('input').fill('25');
+    await page.click('#diagnostics-apply');
+    await page.waitForFunction(() => /set cadence: done at step/.test(document.querySelector('#diagnostics-reply')?.textContent ?? ''));
+    assert.deepEqual(host.commands().at(-1)!.command, { kind: 'set_diagnostics', every: 25, adaptive: false, budgetPct: 10 }, 'set_diagnostics as configured');
     await page.screenshot({ path: join(artifacts, 'curvature.png'), fullPage: true });
   });
 

@@ -7,7 +7,18 @@ import { Chart } from '../charts/chart.js';
 import { alignSeries } from '../charts/align.js';
 import { fmt, h, setText } from '../dom.js';
 import type { RunStore } from '../store.js';
+import { canCommand } from '../controls.js';
+import { button, checkbox, textField, type Checkbox, type Control } from '../ui/toolkit.js';
+import { ReplyStatus } from '../ui/reply.js';
 import { describeSeries, markerText, points, type View, type ViewContext } from './view.js';
+
+/** The diagnostics cadence as the run configured it (run_started) and as later changed (control records). */
+function diagnosticsSettings(run: RunStore): { every: number; adaptive: boolean; budgetPct: number } | null {
+  const last = run.controls.filter((c) => c.command === 'set_diagnostics').at(-1);
+  if (last && typeof last.new === 'object' && last.new !== null && 'every' in last.new) return last.new as { every: number; adaptive: boolean; budgetPct: number };
+  const d = (run.started?.config as { diagnostics?: { every?: number; adaptive?: boolean; budgetPct?: number } } | undefined)?.diagnostics;
+  return d && typeof d.every === 'number' ? { every: d.every, adaptive: d.adaptive ?? true, budgetPct: d.budgetPct ?? 10 } : null;
+}
 
 export class CurvatureView implements View {
   readonly id = 'curvature' as const;
@@ -19,9 +30,15 @@ export class CurvatureView implements View {
   private readonly noise: Chart;
   private readonly cost: Chart;
   private readonly costs = h('p', { id: 'diagnostics-costs' });
+  private readonly every: Control;
+  private readonly budget: Control;
+  private readonly adaptive: Checkbox;
+  private readonly apply: Control;
+  private readonly reply = new ReplyStatus('diagnostics-reply');
+  private seededFor = '';
   private drawn = -1;
 
-  constructor() {
+  constructor(private readonly ctx: ViewContext) {
     const charts = h('div', { class: 'charts' });
     this.edge = new Chart(charts, {
       id: 'kappa-edge',
@@ -54,7 +71,32 @@ export class CurvatureView implements View {
       ],
     });
     this.cost = new Chart(charts, { id: 'overhead', title: 'Diagnostics overhead (% of training time)', xLabel: 'step', series: [{ label: 'overhead %', color: 'red' }] });
-    this.el.append(charts, this.costs);
+    this.every = textField('Diagnostics every N steps', '', { id: 'diagnostics-every', size: 8 });
+    this.budget = textField('Overhead budget %', '', { id: 'diagnostics-budget', size: 6 });
+    this.adaptive = checkbox('Space out expensive probes to stay within the budget', true, () => undefined, 'diagnostics-adaptive');
+    this.apply = button('Set cadence', () => this.send(), { id: 'diagnostics-apply' });
+    const row = h('div', { class: 'toolbar' });
+    row.append(this.every, this.budget, this.adaptive, this.apply, this.reply.el);
+    this.el.append(charts, this.costs, h('h2', {}, 'Diagnostics cadence'), row);
+  }
+
+  private send(): void {
+    const run = this.ctx.store.focused;
+    if (!run) return;
+    const every = Number(this.every.value);
+    const budgetPct = Number(this.budget.value);
+    if (!Number.isInteger(every) || every < 1) {
+      this.reply.el.dataset.state = 'error';
+      this.reply.el.textContent = `every must be a whole number ≥ 1; got "${this.every.value}"`;
+      return;
+    }
+    if (!(budgetPct > 0 && budgetPct <= 100)) {
+      this.reply.el.dataset.state = 'error';
+      this.reply.el.textContent = `the budget must be a percentage in (0, 100]; got "${this.budget.value}"`;
+      return;
+    }
+    this.reply.sent('set cadence');
+    this.ctx.commands.send(run.runId, { kind: 'set_diagnostics', every, adaptive: this.adaptive.checked, budgetPct }, (r) => this.reply.show('set cadence', r));
   }
 
   render(ctx: ViewContext, force: boolean): void {
@@ -73,6 +115,14 @@ export class CurvatureView implements View {
     const cost = points(m.overheadPct, w);
     this.cost.update([cost.x, cost.y], describeSeries('Diagnostics overhead %', m.overheadPct, fmt) + marks, markers);
     setText(this.costs, costText(run));
+    const settings = diagnosticsSettings(run);
+    if (settings && this.seededFor !== run.runId) {
+      this.seededFor = run.runId;
+      this.every.value = String(settings.every);
+      this.budget.value = String(settings.budgetPct);
+      this.adaptive.checked = settings.adaptive;
+    }
+    this.apply.disabled = !canCommand(run);
   }
 }
 
