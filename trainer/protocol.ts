@@ -284,6 +284,8 @@ export const LogRecordSchema = Type.Union([
     /** Examples in the held-out batch the probe measured on. */
     heldOutExamples: Int(),
     costMs: Finite(),
+    /** All p-probes so far as a share of training time, percent (kept within the diagnostics budget). */
+    overheadPct: Finite(),
   }),
   /** A suggested change with the measurements that triggered it (see trainer/advisor). */
   Type.Object({

@@ -116,6 +116,7 @@ describe('rules', () => {
       bestP: cands.reduce((a, b) => (b[1] > a[1] ? b : a))[0],
       heldOutExamples: 64,
       costMs: 5,
+      overheadPct: 1,
     });
     const p = pProbeRule(observe('dynmuon', [probe([[-0.25, 1], [0, 1], [0.25, 1.2], [0.5, 0.5]]), stepRec(99, 1, 0)]), S)!;
     assert.deepEqual(p.change, { kind: 'set_schedule', schedule: { type: 'constant', p: 0.25 }, fromStep: 100, reason: 'advisor: p-probe at step 98' });
@@ -343,7 +344,7 @@ describe('suggestions through the trainer', () => {
     const config = mlpConfig({
       steps: 60,
       optimizer: { type: 'dynmuon', lr: 0.02, schedule: { type: 'constant', p: 0.5 } },
-      diagnostics: { every: 10 },
+      diagnostics: { every: 10, adaptive: false },
       advisor: { mode: 'auto', probeEvery: 20, cooldownSteps: 20 },
     });
     const session = await startSession({ config, configDir: process.cwd(), runsRoot: tmp() });
@@ -363,6 +364,20 @@ describe('suggestions through the trainer', () => {
       const nextStep = records.find((r): r is RecordOf<'step'> => r.kind === 'step' && r.seq > control!.seq);
       if (nextStep && s.change.kind === 'set_schedule') assert.equal(nextStep.p, (s.change.schedule as { p: number }).p, 'the suggested p is in force');
     }
+  });
+
+  test('the p-probe stays within the diagnostics budget: with 1% of training time only the first runs', async () => {
+    const config = mlpConfig({
+      steps: 60,
+      optimizer: { type: 'dynmuon', lr: 0.02 },
+      diagnostics: { every: 1000, adaptive: true, budgetPct: 1 },
+      advisor: { mode: 'suggest', probeEvery: 10 },
+    });
+    const session = await startSession({ config, configDir: process.cwd(), runsRoot: tmp() });
+    await session.done;
+    const probes = readRunLog(session.paths.log).records.filter((r): r is RecordOf<'p_probe'> => r.kind === 'p_probe');
+    assert.equal(probes.length, 1, `one probe, then over budget: ${probes.map((p) => `${p.step}: ${p.overheadPct.toFixed(1)}%`)}`);
+    assert.ok(probes[0].overheadPct > 1, `its cost is reported as a share of training time: ${probes[0].overheadPct}%`);
   });
 
   test('on resume the history is replayed into the advisor and suggestions pending from before are superseded', async () => {

@@ -39,10 +39,13 @@ export interface AdvisorLog {
 }
 
 type Enqueue = (command: Command, meta: { source: string }) => Promise<unknown>;
+type Budget = () => { adaptive: boolean; budgetPct: number };
 
 export class AdvisorRunner implements StepObserver {
   readonly advisor: Advisor;
   private readonly unsubscribe: () => void;
+  private trainMs = 0;
+  private probeMs = 0;
 
   constructor(
     private readonly workload: Workload,
@@ -51,6 +54,7 @@ export class AdvisorRunner implements StepObserver {
     private readonly options: AdvisorRunnerOptions,
     private readonly enqueue: Enqueue,
     resumedAtStep: number | null,
+    private readonly budget: Budget = () => ({ adaptive: false, budgetPct: 100 }),
   ) {
     this.advisor = new Advisor({ cooldownSteps: options.cooldownSteps, maxAge: options.maxAge });
     for (let seq = 0; seq < log.lastSeq(); ) {
@@ -78,7 +82,8 @@ export class AdvisorRunner implements StepObserver {
   async afterUpdate(ctx: StepContext): Promise<void> {
     if (this.options.mode === 'off') return;
     const done = ctx.step + 1;
-    if (this.options.probeEvery > 0 && done % this.options.probeEvery === 0 && this.isDynMuon) await this.probe(ctx.step);
+    this.trainMs += ctx.stepMs;
+    if (this.options.probeEvery > 0 && done % this.options.probeEvery === 0 && this.isDynMuon && this.withinBudget()) await this.probe(ctx.step);
     for (const r of this.advisor.evaluate(ctx.step)) {
       this.log.append(r);
       if (this.options.mode === 'auto' && r.kind === 'suggestion' && r.confidence >= this.options.autoMinConfidence) {
@@ -86,6 +91,15 @@ export class AdvisorRunner implements StepObserver {
         this.enqueue({ kind: 'apply_suggestion', id: r.id, reason: `auto: ${r.title}`.slice(0, 500) }, { source: 'advisor (auto)' }).catch(() => undefined);
       }
     }
+  }
+
+  /**
+   * With the adaptive diagnostics budget on, a due probe waits for the next cadence point while the
+   * probes so far cost more than the budget's share of training time (the first always runs).
+   */
+  private withinBudget(): boolean {
+    const { adaptive, budgetPct } = this.budget();
+    return !adaptive || this.probeMs === 0 || this.probeMs <= (budgetPct / 100) * this.trainMs;
   }
 
   private probeLayers(): ProbeLayer[] {
@@ -125,9 +139,11 @@ export class AdvisorRunner implements StepObserver {
         bestP: result.bestP,
         heldOutExamples: batch.size,
         costMs: performance.now() - started,
+        overheadPct: (100 * (this.probeMs + performance.now() - started)) / Math.max(this.trainMs, 1e-9),
       });
     } finally {
       batch.dispose();
+      this.probeMs += performance.now() - started;
     }
   }
 }

@@ -154,7 +154,7 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
     new DiagnosticsRunner(workload, optimizer, config.diagnostics, () => trainer.diagnosticsSettings, (r) => log.append(r), config.batchSize),
   );
   // After the diagnostics: the advisor reads what they just logged.
-  const advisor = new AdvisorRunner(workload, optimizer, log, advisorOptions(config), (command, meta) => trainer.enqueue(command, meta), opts.resume ? startStep : null);
+  const advisor = new AdvisorRunner(workload, optimizer, log, advisorOptions(config), (command, meta) => trainer.enqueue(command, meta), opts.resume ? startStep : null, () => trainer.diagnosticsSettings);
   trainer.observers.push(advisor);
 
   const token = generateToken();

@@ -184,7 +184,7 @@ export class SuggestionsView implements View {
       this.probe.replaceChildren();
       return;
     }
-    setText(this.probeCaption, `Latest p-probe at step ${probe.step}: predicted one-step decrease at η = ${fmt(probe.eta)} on ${probe.heldOutExamples} held-out examples (${fmt(probe.costMs)} ms)`);
+    setText(this.probeCaption, `Latest p-probe at step ${probe.step}: predicted one-step decrease at η = ${fmt(probe.eta)} on ${probe.heldOutExamples} held-out examples (${fmt(probe.costMs)} ms; all probes so far ${fmt(probe.overheadPct)}% of training time)`);
     this.probe.replaceChildren(
       ...probe.candidates.map((c) => {
         const tr = h('tr');
