@@ -75,15 +75,17 @@ export class AdvisorRunner implements StepObserver {
     this.unsubscribe();
   }
 
-  private get isDynMuon(): boolean {
-    return !!this.optimizer.matrix && 'schedule' in this.optimizer.matrix;
+  /** The probe predicts DynMuon `exact` directions; for `released` or `lrOnly` it would describe another optimizer. */
+  private get probeApplies(): boolean {
+    const m = this.optimizer.matrix;
+    return !!m && 'schedule' in m && (m.hyperparameters as { mode?: string }).mode === 'exact';
   }
 
   async afterUpdate(ctx: StepContext): Promise<void> {
     if (this.options.mode === 'off') return;
     const done = ctx.step + 1;
     this.trainMs += ctx.stepMs;
-    if (this.options.probeEvery > 0 && done % this.options.probeEvery === 0 && this.isDynMuon && this.withinBudget()) await this.probe(ctx.step);
+    if (this.options.probeEvery > 0 && done % this.options.probeEvery === 0 && this.probeApplies && this.withinBudget()) await this.probe(ctx.step);
     for (const r of this.advisor.evaluate(ctx.step)) {
       this.log.append(r);
       if (this.options.mode === 'auto' && r.kind === 'suggestion' && r.confidence >= this.options.autoMinConfidence) {
