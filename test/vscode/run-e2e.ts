@@ -76,6 +76,12 @@ async function statusText(page: Page): Promise<string> {
 
 const waitStatus = (page: Page, re: RegExp, what: string, ms = 90_000) => waitFor(`status bar ${what}`, async () => (re.test(await statusText(page)) ? statusText(page) : undefined), ms);
 
+/** The frame the dashboard runs in, once it exists. */
+async function dashboardFrame(page: Page): Promise<Frame | undefined> {
+  for (const frame of page.frames()) if ((await frameText(frame)) !== undefined) return frame;
+  return undefined;
+}
+
 /** The dashboard page: the innermost webview frame whose document has the dashboard's root element. */
 async function dashboardText(page: Page): Promise<string | undefined> {
   for (const frame of page.frames()) {
@@ -108,7 +114,8 @@ function writeWorkspace(dir: string): void {
   "batchSize": 32,
   "model": { "type": "mlp", "hiddenDims": [32, 32] },
   "task": { "type": "teacherStudent", "inputDim": 16, "outputDim": 4, "teacherWidth": 32 },
-  "diagnostics": { "every": 50 }
+  "diagnostics": { "every": 50 },
+  "advisor": { "mode": "suggest", "probeEvery": 20, "cooldownSteps": 20 }
 }
 `,
   );
@@ -196,6 +203,20 @@ async function main(): Promise<void> {
     await waitStatus(page, /Muonscope: running/, 'running again');
     log('resumed');
 
+    // 5b. Apply an advisor suggestion from the dashboard's Suggestions tab (the relay carries it to the trainer).
+    const frame = await waitFor('the dashboard frame', () => dashboardFrame(page), 30_000);
+    await frame.click('#tab-suggestions');
+    const applyButton = frame.locator('vscode-button[id^="apply-"]').first();
+    await applyButton.waitFor({ timeout: 90_000 });
+    const suggestionId = ((await applyButton.getAttribute('id')) ?? '').replace(/^apply-/, '');
+    await applyButton.click();
+    const applied = await waitFor('the apply acknowledgement', async () => {
+      const t = (await frame.locator(`#suggestion-reply-${suggestionId}, #suggestions-history`).allTextContents()).join(' ');
+      return /applied by/.test(t) ? t : undefined;
+    }, 30_000);
+    log(`applied suggestion ${suggestionId}: ${/applied by [^)]*\)?/.exec(applied)?.[0] ?? ''}`);
+    await screenshot(page, 'suggestion-applied');
+
     // 6. Stop.
     await runCommand(page, 'Muonscope: Stop');
     const stopped = await waitStatus(page, /Muonscope: stopped/, 'stopped');
@@ -203,7 +224,7 @@ async function main(): Promise<void> {
     const [firstRun] = runFolders(workspace);
     await waitFor('the trainer to leave its run folder', async () => !existsSync(join(firstRun, 'trainer.json')), 30_000);
     const log1 = readFileSync(join(firstRun, 'log.ndjson'), 'utf8');
-    for (const want of ['"state":"paused"', '"state":"running"', '"state":"stopped"']) {
+    for (const want of ['"state":"paused"', '"state":"running"', '"state":"stopped"', '"kind":"suggestion_outcome"', '"outcome":"applied"']) {
       if (!log1.includes(want)) throw new Error(`run log lacks ${want}`);
     }
     await screenshot(page, 'stopped');
