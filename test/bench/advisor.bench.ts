@@ -155,6 +155,9 @@ async function main() {
     writeFileSync(join(RESULTS, `advisor-${o.task.name}-ratios.svg`), forestPlotSvg(o));
   }
   writeFileSync(join(RESULTS, 'advisor.md'), markdownReport(outcomes, meta));
+  // Every run's validation curve, so the analysis can be redone without training again.
+  const compact = (r: JobResult) => ({ ...r, evals: r.evals.map(([s, l]) => [s, Number(l.toPrecision(5))]), wallMs: Math.round(r.wallMs) });
+  writeFileSync(join(RESULTS, 'advisor-runs.json'), JSON.stringify({ meta, tasks: outcomes.map((o) => ({ task: o.task.name, target: o.target, tunedLr: o.tunedLr, tuning: o.tuning.map(compact), evaluation: o.runs.map(compact) })) }) + '\n');
   console.table(rows.map((r) => ({ task: r.task, optimizer: r.optimizer, lr: r.lr, reached: `${r.n_reached}/${r.n_seeds}`, steps: Math.round(r.steps_to_target_median), ratio: r.ratio_vs_muon.toFixed(3), ci: `[${r.ci_low.toFixed(3)}, ${r.ci_high.toFixed(3)}]` })));
   console.log(`wrote ${join(RESULTS, 'advisor.json')}, advisor.md and plots (${meta.minutes.toFixed(1)} min)`);
 }

@@ -245,7 +245,7 @@ describe('the p-probe against numpy', () => {
         return { loss: await this.loss(t), grads: split(g) };
       },
     };
-    const layers = f.layers.map((l) => ({ name: l.name, rows: l.rows, cols: l.cols, scale: l.scale, momentum: loadF32('advisor', l.momentum) }));
+    const layers = f.layers.map((l) => ({ name: l.name, rows: l.rows, cols: l.cols, scale: l.scale, source: loadF32('advisor', l.momentum) }));
     const result = await probeP(quadratic, split(flat), layers, f.eta, f.damping, f.candidates.map((c) => c.p));
     // fp32 gradients differenced at ε ≈ 1e-3·(1+‖θ‖)/‖d‖: dᵀHd carries fp32 round-off amplified by 1/ε
     // (measured worst 1.6e-5 relative); gᵀd, the mean of the two gradients, is good to ~1e-8.
@@ -343,7 +343,7 @@ describe('suggestions through the trainer', () => {
   test('auto mode: the p-probe runs at its cadence and confident suggestions are applied by the advisor', async () => {
     const config = mlpConfig({
       steps: 60,
-      optimizer: { type: 'dynmuon', lr: 0.02, schedule: { type: 'constant', p: 0.5 } },
+      optimizer: { type: 'dynmuon', lr: 0.02, schedule: { type: 'constant', p: -0.25 } },
       diagnostics: { every: 10, adaptive: false },
       advisor: { mode: 'auto', probeEvery: 20, cooldownSteps: 20 },
     });
@@ -355,8 +355,11 @@ describe('suggestions through the trainer', () => {
     assert.deepEqual(probes[0].candidates.map((c) => c.p), [-0.25, 0, 0.25, 0.5]);
     assert.equal(probes[0].heldOutExamples, 4 * 32);
     const suggestions = records.filter((r): r is RecordOf<'suggestion'> => r.kind === 'suggestion');
-    assert.ok(suggestions.length >= 1, 'at p = 0.5 and lr 0.02 the probe finds a clearly better p');
-    for (const s of suggestions.filter((x) => x.confidence >= 0.5)) {
+    // Deterministic on the cpu backend: early on, κ rises with σ and the top directions carry signal, so
+    // keep_p_positive fires against p = −0.25 with confidence above the auto threshold.
+    const confident = suggestions.filter((x) => x.confidence >= 0.5);
+    assert.ok(confident.length >= 1, `a confident suggestion against p = −0.25: ${suggestions.map((x) => `${x.id} ${x.confidence.toFixed(2)}`)}`);
+    for (const s of confident) {
       const outcome = records.find((r): r is RecordOf<'suggestion_outcome'> => r.kind === 'suggestion_outcome' && r.id === s.id);
       assert.deepEqual([outcome?.outcome, outcome?.source], ['applied', 'advisor (auto)'], `${s.id} applied automatically`);
       const control = records.find((r): r is RecordOf<'control'> => r.kind === 'control' && r.seq > s.seq && r.command === s.change.kind);

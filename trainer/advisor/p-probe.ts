@@ -1,7 +1,7 @@
 /**
- * The p-probe: for each candidate p, the direction DynMuon `exact` would take from the current momentum
- * (U·φ_p(S)·Vᵀ at Muon's update size, times each layer's lr scale), and the local quadratic model's
- * one-step decrease along it on a held-out batch,
+ * The p-probe: for each candidate p, the direction DynMuon `exact` would take on its next step (U·φ_p(S)·Vᵀ
+ * of the matrix it shapes, at Muon's update size, times each layer's lr scale), and the local quadratic
+ * model's one-step decrease along it on a held-out batch,
  *
  *     ΔL(p) ≈ η·gᵀd_p − ½·η²·d_pᵀ H d_p,
  *
@@ -19,8 +19,11 @@ export interface ProbeLayer {
   name: string;
   rows: number;
   cols: number;
-  /** The momentum buffer, rows×cols row-major. */
-  momentum: Float32Array;
+  /**
+   * The matrix the next step shapes, rows×cols row-major: Muon's Nesterov blend of the momentum and a
+   * gradient (the runner uses the held-out gradient as the next step's).
+   */
+  source: Float32Array;
   /** Muon's per-layer lr scale. */
   scale: number;
 }
@@ -34,7 +37,7 @@ export interface ProbeResult {
 export function shapedDirection(layers: ProbeLayer[], p: number, damping: number): Direction {
   const d: Direction = {};
   for (const l of layers) {
-    const shaped = exactShapedDirection(l.momentum, l.rows, l.cols, p, damping);
+    const shaped = exactShapedDirection(l.source, l.rows, l.cols, p, damping);
     for (let i = 0; i < shaped.length; i++) shaped[i] *= l.scale;
     d[l.name] = shaped;
   }

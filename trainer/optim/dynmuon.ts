@@ -312,7 +312,7 @@ export class DynMuon extends OptimizerBase<DynMuonHyperparameters> {
 }
 
 /** Muon's EMA momentum B ← B + (1 − μ)(G − B) and U = G.lerp(B, μ) (or B without Nesterov). */
-function emaMomentum(old: Float32Array, g: Float32Array, mu: number, nesterov: boolean): { momentum: Float32Array; u: Float32Array } {
+export function emaMomentum(old: Float32Array, g: Float32Array, mu: number, nesterov: boolean): { momentum: Float32Array; u: Float32Array } {
   const momentum = new Float32Array(old.length);
   for (let i = 0; i < old.length; i++) momentum[i] = lerp(old[i], g[i], 1 - mu);
   if (!nesterov) return { momentum, u: momentum };

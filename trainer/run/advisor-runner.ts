@@ -12,6 +12,7 @@ import { DEFAULT_PROBE_CANDIDATES, probeP, type ProbeLayer } from '../advisor/p-
 import { Advisor, type AdvisorMode } from '../advisor/advisor.js';
 import { readTheta, tfLandscape } from '../diagnostics/index.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
+import { emaMomentum } from '../optim/dynmuon.js';
 import { adjustLrScale } from '../optim/muon.js';
 import type { AdjustLr, Layout } from '../optim/types.js';
 import type { Command, LogRecord, NewLogRecord } from '../protocol.js';
@@ -114,7 +115,7 @@ export class AdvisorRunner implements StepObserver {
       if (!momentum || v.shape.length !== 2) continue;
       const [rows, cols] = v.shape as [number, number];
       const layout: Layout = this.workload.layouts[v.name] ?? 'outIn';
-      layers.push({ name: v.name, rows, cols, momentum, scale: adjustLrScale(adjust, rows, cols, layout) });
+      layers.push({ name: v.name, rows, cols, source: momentum, scale: adjustLrScale(adjust, rows, cols, layout) });
     }
     return layers;
   }
@@ -127,10 +128,16 @@ export class AdvisorRunner implements StepObserver {
     try {
       const landscape = tfLandscape(this.workload.variables, () => this.workload.loss(batch));
       const theta = await readTheta(this.workload.variables);
-      const damping = (this.optimizer.matrix!.hyperparameters as { damping?: number }).damping ?? 1e-3;
-      const currentP = this.advisor.observations.p ?? 0;
+      const hp = this.optimizer.matrix!.hyperparameters as { damping?: number; momentum: number; nesterov: boolean };
+      const damping = hp.damping ?? 1e-3;
+      // The next step shapes the momentum updated with the next gradient (Nesterov-blended), not the
+      // momentum that just moved the weights: after a step that overshot along sharp directions, that one
+      // points uphill. The held-out gradient stands in for the next batch's.
+      const { grads } = await landscape.gradient(theta);
+      for (const l of layers) l.source = emaMomentum(l.source, grads[l.name], hp.momentum, hp.nesterov).u;
+      const currentP = Number((this.advisor.observations.p ?? 0).toFixed(4));
       // The p in force is always a candidate, so the comparison is against what the run does now.
-      const candidates = [...new Set([...DEFAULT_PROBE_CANDIDATES, Number(currentP.toFixed(4))])].sort((a, b) => a - b);
+      const candidates = [...new Set([...DEFAULT_PROBE_CANDIDATES, currentP])].sort((a, b) => a - b);
       const result = await probeP(landscape, theta, layers, this.optimizer.lr, damping, candidates);
       this.log.append({
         kind: 'p_probe',

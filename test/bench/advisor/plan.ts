@@ -83,7 +83,9 @@ export const OPTIMIZERS: OptimizerSpec[] = [
     config: (lr) => ({
       optimizer: { type: 'dynmuon', lr, mode: 'exact', schedule: PUBLISHED },
       advisor: { mode: 'auto', probeEvery: 40, cooldownSteps: 40 },
-      diagnostics: { every: 20 },
+      // Steps, not seconds, are compared here: a 50% diagnostics budget lets the probes and the curvature
+      // and noise measurements the rules read run at their cadence (the default 10% spaces them out).
+      diagnostics: { every: 20, budgetPct: 50 },
     }),
   },
 ];
