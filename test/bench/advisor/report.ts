@@ -13,6 +13,8 @@ export interface Row {
   optimizer: string;
   label: string;
   lr: number;
+  /** The tuned lr is the grid's smallest or largest: the optimum may lie outside it. */
+  lr_at_grid_edge: boolean;
   n_seeds: number;
   n_reached: number;
   steps_to_target_median: number;
@@ -139,7 +141,7 @@ export function markdownReport(outcomes: TaskOutcome[], meta: { date: string; si
     lines.push(`lr grid: Muon family ${o.grid.muon.join(', ')}; AdamW ${o.grid.adamw.join(', ')}; tuning seeds ${o.tuningSeeds.join(', ')}.`, '');
     lines.push('| optimizer | tuned lr | reached | median steps | ratio vs Muon | 95% CI | verdict |', '|---|---|---|---|---|---|---|');
     for (const r of o.rows) {
-      lines.push(`| ${r.label} | ${r.lr} | ${r.n_reached}/${r.n_seeds} | ${Number.isFinite(r.steps_to_target_median) ? Math.round(r.steps_to_target_median) : 'not reached'} | ${f3(r.ratio_vs_muon)} | [${f3(r.ci_low)}, ${f3(r.ci_high)}] | ${verdict(r)} |`);
+      lines.push(`| ${r.label} | ${r.lr}${r.lr_at_grid_edge ? ' (grid edge)' : ''} | ${r.n_reached}/${r.n_seeds} | ${Number.isFinite(r.steps_to_target_median) ? Math.round(r.steps_to_target_median) : 'not reached'} | ${f3(r.ratio_vs_muon)} | [${f3(r.ci_low)}, ${f3(r.ci_high)}] | ${verdict(r)} |`);
     }
     const adv = o.runs.filter((r) => r.optimizer === 'advisor');
     const byRule = new Map<string, number>();
