@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
+import { selectTfBackend } from '../../trainer/backend/tfjs-backend.js';
 import { loadKernels } from '../../trainer/kernels/index.js';
 import { HybridOptimizer } from '../../trainer/optim/hybrid.js';
 import type { LogRecord, RecordOf } from '../../trainer/protocol.js';
@@ -112,6 +113,7 @@ describe('live control', () => {
 describe('non-finite values', () => {
   async function trainerWith(lossHook: (step: number, loss: tf.Scalar, vars: tf.Variable[]) => tf.Scalar) {
     const config = mlpConfig({ steps: 30, checkpointEvery: 5 });
+    await selectTfBackend('cpu');
     const workload = createWorkload(config, process.cwd());
     const { kernels } = await loadKernels('onnxruntime-cpu');
     const optimizer = new HybridOptimizer(workload.variables, { ...optimizerConfig(config), layout: workload.layouts }, kernels);
@@ -142,6 +144,19 @@ describe('non-finite values', () => {
     await running;
     log.close();
     workload.dispose();
+  });
+
+  test('a failing observer (diagnostics) is a warning alert; training goes on', async () => {
+    const { trainer, log, workload } = await trainerWith((_step, loss) => loss);
+    trainer.observers.push({ afterUpdate: async (ctx) => { if (ctx.step === 5) throw new Error('probe exploded'); } });
+    assert.equal(await trainer.run(), 'finished');
+    log.close();
+    workload.dispose();
+    const records = readRunLog(log.path).records;
+    const alert = records.find((r): r is RecordOf<'alert'> => r.kind === 'alert')!;
+    assert.deepEqual([alert.level, alert.code, alert.step], ['warning', 'OBSERVER_FAILED', 5]);
+    assert.match(alert.message, /probe exploded/);
+    assert.equal(stepsOf(records).length, 30, 'every step ran');
   });
 
   test('a non-finite gradient pauses the run and names the layer', async () => {

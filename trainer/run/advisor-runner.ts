@@ -139,6 +139,12 @@ export class AdvisorRunner implements StepObserver {
       // The p in force is always a candidate, so the comparison is against what the run does now.
       const candidates = [...new Set([...DEFAULT_PROBE_CANDIDATES, currentP])].sort((a, b) => a - b);
       const result = await probeP(landscape, theta, layers, this.optimizer.lr, damping, candidates);
+      const bad = result.candidates.find((c) => ![c.predictedDecrease, c.gd, c.dHd].every(Number.isFinite));
+      if (bad) {
+        // A diverging run: the loop's own checks pause it at the next step; the probe just says why it is silent.
+        this.log.append({ kind: 'alert', step, level: 'warning', code: 'PROBE_NON_FINITE', message: `p-probe at step ${step}: non-finite values at p = ${bad.p} (gᵀd ${bad.gd}, dᵀHd ${bad.dHd}); no probe recorded` });
+        return;
+      }
       this.log.append({
         kind: 'p_probe',
         step,

@@ -316,6 +316,18 @@ export class Trainer {
     return this.state;
   }
 
+  /**
+   * Diagnostics and the advisor watch the run; a failure in one (a bug, or values a diverging run made
+   * non-finite) is reported as a warning and training goes on: it must never take the run down.
+   */
+  private async observe(step: number, call: () => Promise<void> | undefined): Promise<void> {
+    try {
+      await call();
+    } catch (e) {
+      this.record({ kind: 'alert', step, level: 'warning', code: 'OBSERVER_FAILED', message: `diagnostics failed at step ${step} (training goes on): ${String((e as Error)?.message ?? e)}`.slice(0, 2000) });
+    }
+  }
+
   private pauseWithAlert(code: string, message: string, layer?: string): void {
     this.record({ kind: 'alert', step: this.nextStep, level: 'error', code, message, ...(layer ? { layer } : {}) });
     this.stepsBeforePause = null;
@@ -334,7 +346,7 @@ export class Trainer {
         return;
       }
       const ctx: StepContext = { step, batch, grads, loss, stepMs: 0 };
-      for (const o of this.observers) await o.beforeUpdate?.(ctx);
+      for (const o of this.observers) await this.observe(step, () => o.beforeUpdate?.(ctx));
       try {
         await this.optimizer.step(grads);
       } catch (e) {
@@ -352,7 +364,7 @@ export class Trainer {
       this.stepRateEma = this.stepRateEma ? 0.9 * this.stepRateEma + 0.1 * rate : rate;
       const p = this.dynmuon ? this.dynmuon.schedule.pAt(step, this.settings.totalSteps) : null;
       this.record({ kind: 'step', step, loss, lr: this.optimizer.lr, p, stepMs, tokensPerS: (this.workload.tokensPerBatch * 1000) / stepMs });
-      for (const o of this.observers) await o.afterUpdate?.(ctx);
+      for (const o of this.observers) await this.observe(step, () => o.afterUpdate?.(ctx));
       let valLoss: number | undefined;
       const done = this.nextStep;
       if (done % this.settings.evalEvery === 0 || done === this.settings.totalSteps) {

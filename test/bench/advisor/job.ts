@@ -48,7 +48,16 @@ export function jobConfig(spec: JobSpec): Record<string, unknown> {
   };
 }
 
+/** A run that throws (a crash inside the trainer) is a failed run in the results, not the end of the harness. */
 export async function runJob(spec: JobSpec): Promise<JobResult> {
+  try {
+    return await runJobOrThrow(spec);
+  } catch (e) {
+    return { ...spec, evals: [], lossFloor: null, suggestions: 0, applied: [], wallMs: 0, failure: `crashed: ${String((e as Error)?.message ?? e).slice(0, 300)}` };
+  }
+}
+
+async function runJobOrThrow(spec: JobSpec): Promise<JobResult> {
   const checked = validateRunConfig(jobConfig(spec));
   if (!checked.ok) throw new Error(`harness config for ${JSON.stringify(spec)}: ${JSON.stringify(checked.issues)}`);
   const root = mkdtempSync(join(tmpdir(), 'muonscope-advisor-'));
