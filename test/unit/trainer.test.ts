@@ -180,7 +180,7 @@ describe('non-finite values', () => {
 
 describe('reproducibility', () => {
   test('same seed, same backend: the same losses step for step; a resumed run continues the same trajectory exactly', async () => {
-    const config = mlpConfig({ steps: 40, checkpointEvery: 20 });
+    const config = mlpConfig({ steps: 40, checkpointEvery: 20, diagnostics: { every: 10, adaptive: false } });
     const a = await runToEnd(config);
     const b = await runToEnd(config);
     const lossesA = stepsOf(a.records).map((s) => s.loss);
@@ -196,6 +196,11 @@ describe('reproducibility', () => {
     const afterResume = stepsOf(resumed.records.filter((r) => r.seq > starts[1].seq));
     assert.deepEqual(afterResume.map((s) => s.step), Array.from({ length: 20 }, (_, i) => 20 + i));
     assert.deepEqual(afterResume.map((s) => s.loss), lossesA.slice(20));
+    // The noise-scale EMAs come back from the checkpoint: the estimates continue, not restart.
+    const noiseAfter = (records: LogRecord[], from: number) => ofKind(records, 'noise').filter((r) => r.seq > from && r.step >= 20).map((r) => [r.step, r.layer, r.bSimple]);
+    const expected = noiseAfter(a.records, 0);
+    assert.ok(expected.length >= 2, `noise measured after step 20: ${expected.length}`);
+    assert.deepEqual(noiseAfter(resumed.records, starts[1].seq), expected, 'noise estimates after resume equal the uninterrupted run\'s');
   });
 });
 

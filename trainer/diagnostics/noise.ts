@@ -75,6 +75,22 @@ export class NoiseScaleEma {
     if (!(beta >= 0 && beta < 1)) throw new MuonscopeError('INVALID_ARGUMENT', `NoiseScaleEma: beta must be in [0, 1), got ${beta}`);
   }
 
+  /** The running sums, for checkpoints: a resumed run continues the same estimates. */
+  toJSON(): { gradSqEma: number; traceEma: number; count: number; beta: number } {
+    return { gradSqEma: this.gradSqEma, traceEma: this.traceEma, count: this.count, beta: this.beta };
+  }
+
+  static fromJSON(state: unknown): NoiseScaleEma {
+    const s = state as { gradSqEma?: unknown; traceEma?: unknown; count?: unknown; beta?: unknown } | null;
+    const ok = s && [s.gradSqEma, s.traceEma, s.count, s.beta].every((v) => typeof v === 'number' && Number.isFinite(v)) && Number.isInteger(s.count) && (s.count as number) >= 0;
+    if (!ok) throw new MuonscopeError('INVALID_STATE', `NoiseScaleEma: not a saved state: ${JSON.stringify(state)?.slice(0, 200)}`);
+    const ema = new NoiseScaleEma(s.beta as number);
+    ema.gradSqEma = s.gradSqEma as number;
+    ema.traceEma = s.traceEma as number;
+    ema.count = s.count as number;
+    return ema;
+  }
+
   update(sample: TwoBatchSample): void {
     this.gradSqEma = this.beta * this.gradSqEma + (1 - this.beta) * sample.gradSq;
     this.traceEma = this.beta * this.traceEma + (1 - this.beta) * sample.traceSigma;

@@ -62,6 +62,7 @@ const EIGEN_ITERATIONS = 10;
 const DIRECTION_PROBE_MAX_SIDE = 512;
 
 export class DiagnosticsRunner implements StepObserver {
+  readonly key = 'diagnostics';
   readonly scheduler: DiagnosticsScheduler;
   private readonly layers: MatrixLayer[];
   private readonly noiseEma = new Map<string, NoiseScaleEma>();
@@ -88,6 +89,16 @@ export class DiagnosticsRunner implements StepObserver {
         const layout: Layout = workload.layouts[v.name] ?? 'outIn';
         return { name: v.name, rows, cols, variable: v, scale: adjustLrScale(adjust, rows, cols, layout) };
       });
+  }
+
+  /** The noise-scale EMAs (per layer and overall) carry across a resume; everything else is re-measured. */
+  snapshot(): unknown {
+    return { noiseEma: Object.fromEntries([...this.noiseEma].map(([k, v]) => [k, v.toJSON()])) };
+  }
+
+  restore(state: unknown): void {
+    const saved = (state as { noiseEma?: Record<string, unknown> } | null)?.noiseEma ?? {};
+    for (const [k, v] of Object.entries(saved)) this.noiseEma.set(k, NoiseScaleEma.fromJSON(v));
   }
 
   async beforeUpdate(ctx: StepContext): Promise<void> {

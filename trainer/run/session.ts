@@ -100,6 +100,7 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
   let runId: string;
   let startStep = 0;
   let resumedFrom: string | undefined;
+  let resumedExtra: Record<string, unknown> | undefined;
   let diagnostics = { every: config.diagnostics.every, adaptive: config.diagnostics.adaptive, budgetPct: config.diagnostics.budgetPct };
   if (opts.resume) {
     const r = resolveResume(opts.resume);
@@ -109,6 +110,7 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
     runId = r.checkpoint.runId;
     startStep = r.checkpoint.step;
     resumedFrom = r.file;
+    resumedExtra = r.checkpoint.extra;
     const saved = r.checkpoint.extra.diagnostics as typeof diagnostics | undefined;
     if (saved) diagnostics = saved;
   } else {
@@ -156,6 +158,7 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
   // After the diagnostics: the advisor reads what they just logged.
   const advisor = new AdvisorRunner(workload, optimizer, log, advisorOptions(config), (command, meta) => trainer.enqueue(command, meta), opts.resume ? startStep : null, () => trainer.diagnosticsSettings);
   trainer.observers.push(advisor);
+  if (resumedExtra) trainer.restoreObservers(resumedExtra.observers);
 
   const token = generateToken();
   let server: TrainerServer | undefined;

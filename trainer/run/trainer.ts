@@ -32,6 +32,10 @@ export interface StepObserver {
   beforeUpdate?(ctx: StepContext): Promise<void>;
   /** After the optimizer step; may append records to the log. */
   afterUpdate?(ctx: StepContext): Promise<void>;
+  /** State to keep in checkpoints (JSON), under `key`; `restore` gets it back on resume. */
+  readonly key?: string;
+  snapshot?(): unknown;
+  restore?(state: unknown): void;
 }
 
 export interface StepContext {
@@ -261,6 +265,18 @@ export class Trainer {
     }
   }
 
+  private observerState(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const o of this.observers) if (o.key && o.snapshot) out[o.key] = o.snapshot();
+    return out;
+  }
+
+  /** Hands each observer its state from a checkpoint's `extra.observers` (resume). */
+  restoreObservers(saved: unknown): void {
+    const states = (saved ?? {}) as Record<string, unknown>;
+    for (const o of this.observers) if (o.key && o.restore && states[o.key] !== undefined) o.restore(states[o.key]);
+  }
+
   /** Writes a checkpoint of the state after `nextStep` steps; returns its file. */
   checkpoint(reason: string): string {
     const weights: Checkpoint['weights'] = {};
@@ -272,7 +288,7 @@ export class Trainer {
       weights,
       optimizer: this.optimizer.getState(),
       logSeq: this.log.lastSeq(),
-      extra: { diagnostics: this.diagnosticsSettings },
+      extra: { diagnostics: this.diagnosticsSettings, observers: this.observerState() },
     });
     this.record({ kind: 'checkpoint', step: this.nextStep, file, reason });
     return file;
