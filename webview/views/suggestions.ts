@@ -220,8 +220,10 @@ export class SuggestionsView implements View {
     }
     section.append(table);
     for (const task of [...new Set(ev.rows.map((r) => r.task))]) {
-      const url = evidenceImageUrl(`advisor-${task}-ratios.svg`);
-      if (url) section.append(h('img', { src: url, alt: `Forest plot of the paired step ratios against Muon on ${task}`, class: 'evidence-plot', loading: 'lazy' }));
+      const ratios = evidenceImageUrl(`advisor-${task}-ratios.svg`);
+      const losses = evidenceImageUrl(`advisor-${task}-loss.svg`);
+      if (ratios) section.append(h('img', { src: ratios, alt: `Forest plot of the paired step ratios against Muon on ${task}`, class: 'evidence-plot', loading: 'lazy' }));
+      if (losses) section.append(h('img', { src: losses, alt: `Validation loss of every optimizer on ${task}, median and interquartile band over seeds`, class: 'evidence-plot', loading: 'lazy' }));
     }
     return section;
   }
