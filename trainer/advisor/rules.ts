@@ -40,6 +40,8 @@ export const SNR_LOW = 1;
 export const KAPPA_RISING_RATIO = 2;
 /** The probe's best p must beat the current p's predicted decrease by this fraction. */
 export const PROBE_MARGIN = 0.1;
+/** The p-probe's suggestions stay below the default auto threshold: the benchmark did not support applying them blind. */
+export const PROBE_CONFIDENCE_CAP = 0.45;
 /** Plateau: the validation loss improved by less than this fraction over the last evaluations. */
 export const PLATEAU_IMPROVEMENT = 0.005;
 const PLATEAU_EVALS = 4;
@@ -182,7 +184,10 @@ export function pProbeRule(o: Observations, s: RuleSettings): Proposal | null {
       ...probe.candidates.map((c) => ({ name: `predicted decrease at p = ${c.p}`, value: c.predictedDecrease, step: probe.step, note: `gᵀd ${c.gd.toPrecision(3)}, dᵀHd ${c.dHd.toPrecision(3)}` })),
       { name: 'relative gain over the p in force', value: Number.isFinite(gain) ? round(gain) : 1e6, threshold: PROBE_MARGIN, comparison: '>' as const, step: probe.step },
     ],
-    confidence: clamp01(0.4 + 0.5 * clamp01(Number.isFinite(gain) ? gain : 1)),
+    // Capped below the default auto threshold (0.5): in `npm run bench:advisor -- --full` (2026-11-23),
+    // applying probe suggestions automatically was slower than DynMuon exact's own schedule on both
+    // teacher–student settings (steps vs Muon 0.89 and 1.21, against 0.62 and 0.81), so they are shown, not applied.
+    confidence: Math.min(PROBE_CONFIDENCE_CAP, clamp01(0.4 + 0.5 * clamp01(Number.isFinite(gain) ? gain : 1))),
     expectedEffect: `a ${Number.isFinite(gain) ? `${Math.round(gain * 100)}%` : ''} larger loss decrease per step while the local quadratic model holds (it was measured on ${probe.heldOutExamples} held-out examples)`,
   };
 }
