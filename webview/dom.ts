@@ -35,3 +35,23 @@ export function describeValue(v: unknown): string {
   if ('schedule' in o) return `${describeValue(o.schedule)} from step ${String(o.fromStep)}`;
   return JSON.stringify(v);
 }
+
+/** A table with an optional caption and a header row naming its columns; rows go into `body`. */
+export function dataTable(attrs: Record<string, string>, caption: string | HTMLElement | null, columns: readonly string[]): { table: HTMLTableElement; body: HTMLTableSectionElement } {
+  const table = h('table', attrs);
+  const head = h('tr');
+  for (const c of columns) head.append(h('th', { scope: 'col' }, c));
+  const thead = h('thead');
+  thead.append(head);
+  const body = h('tbody');
+  if (caption !== null) table.append(typeof caption === 'string' ? h('caption', {}, caption) : caption);
+  table.append(thead, body);
+  return { table, body };
+}
+
+/** A body row of text cells. */
+export function textRow(cells: readonly string[]): HTMLTableRowElement {
+  const tr = h('tr');
+  for (const text of cells) tr.append(h('td', {}, text));
+  return tr;
+}

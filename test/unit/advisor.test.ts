@@ -19,19 +19,15 @@ import {
   SuggestionBook,
   type RuleSettings,
 } from '../../trainer/advisor/index.js';
-import { selectTfBackend } from '../../trainer/backend/tfjs-backend.js';
 import type { Landscape, Theta } from '../../trainer/diagnostics/index.js';
-import { loadKernels } from '../../trainer/kernels/index.js';
-import { HybridOptimizer } from '../../trainer/optim/hybrid.js';
 import type { LogRecord, NewLogRecord, RecordOf } from '../../trainer/protocol.js';
-import { validateRunConfig } from '../../trainer/run/config.js';
 import { readRunLog, RunLog } from '../../trainer/run/run-log.js';
-import { optimizerConfig, startSession } from '../../trainer/run/session.js';
+import { startSession } from '../../trainer/run/session.js';
 import { AdvisorRunner } from '../../trainer/run/advisor-runner.js';
 import { Trainer } from '../../trainer/run/trainer.js';
-import { createWorkload } from '../../trainer/run/workloads.js';
 import { bootstrapMedianCi, median, percentile, stepsToTarget } from '../bench/advisor/stats.js';
 import { loadF32, loadF64, loadIndex, type ArrayRef } from '../helpers/fixtures.js';
+import { tinyMlpConfig, tinyRunParts } from '../helpers/tiny-run.js';
 
 const S: RuleSettings = { maxAge: 100 };
 let seq = 0;
@@ -283,29 +279,12 @@ describe('the harness statistics against numpy', () => {
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'muonscope-advisor-'));
 
-function mlpConfig(overrides: Record<string, unknown> = {}) {
-  const r = validateRunConfig({
-    name: 'advisor',
-    steps: 40,
-    batchSize: 32,
-    model: { type: 'mlp', hiddenDims: [32, 32] },
-    task: { type: 'teacherStudent', inputDim: 16, outputDim: 4, teacherWidth: 16 },
-    evalEvery: 10,
-    checkpointEvery: 1000,
-    compute: { backend: 'cpu', kernels: 'onnxruntime-cpu' },
-    ...overrides,
-  });
-  assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
-  return r.config;
-}
+const mlpConfig = (overrides: Record<string, unknown> = {}) => tinyMlpConfig({ name: 'advisor', checkpointEvery: 1000, ...overrides });
 
 describe('suggestions through the trainer', () => {
   test('apply carries out the change, audited and linked to the suggestion; dismiss and double use are refused cleanly', async () => {
     const config = mlpConfig({ steps: 1000 });
-    await selectTfBackend('cpu');
-    const workload = createWorkload(config, process.cwd());
-    const { kernels } = await loadKernels('onnxruntime-cpu');
-    const optimizer = new HybridOptimizer(workload.variables, { ...optimizerConfig(config), layout: workload.layouts }, kernels);
+    const { workload, optimizer } = await tinyRunParts(config);
     const dir = tmp();
     const log = new RunLog(join(dir, 'log.ndjson'));
     const settings = { runId: 'adv', totalSteps: 1000, evalEvery: 100, checkpointEvery: 1000, checkpointDir: join(dir, 'ck'), diagnosticsEvery: 1000, diagnosticsAdaptive: true, diagnosticsBudgetPct: 10 };
@@ -385,10 +364,7 @@ describe('suggestions through the trainer', () => {
 
   test('on resume the history is replayed into the advisor and suggestions pending from before are superseded', async () => {
     const config = mlpConfig();
-    await selectTfBackend('cpu');
-    const workload = createWorkload(config, process.cwd());
-    const { kernels } = await loadKernels('onnxruntime-cpu');
-    const optimizer = new HybridOptimizer(workload.variables, { ...optimizerConfig(config), layout: workload.layouts }, kernels);
+    const { workload, optimizer } = await tinyRunParts(config);
     const path = join(tmp(), 'log.ndjson');
     const before = new RunLog(path);
     before.append({ kind: 'run_started', step: 0, runId: 'r', protocol: 1, config: { optimizer: { type: 'dynmuon' } }, backend: { chosen: 'cpu', skipped: [] }, kernels: { chosen: 'x', skipped: [] }, totalSteps: 100, task: { name: 't', lossFloor: null, lossFloorLabel: '' }, params: [] });

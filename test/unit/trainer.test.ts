@@ -9,36 +9,19 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
-import { selectTfBackend } from '../../trainer/backend/tfjs-backend.js';
-import { loadKernels } from '../../trainer/kernels/index.js';
-import { HybridOptimizer } from '../../trainer/optim/hybrid.js';
 import type { LogRecord, RecordOf } from '../../trainer/protocol.js';
-import { validateRunConfig, type RunConfig } from '../../trainer/run/config.js';
+import type { RunConfig } from '../../trainer/run/config.js';
 import { listCheckpoints } from '../../trainer/run/checkpoint.js';
 import { readRunLog, RunLog } from '../../trainer/run/run-log.js';
-import { optimizerConfig, startSession, type Session } from '../../trainer/run/session.js';
+import { startSession, type Session } from '../../trainer/run/session.js';
 import { Trainer } from '../../trainer/run/trainer.js';
-import { createWorkload } from '../../trainer/run/workloads.js';
+import { tinyMlpConfig, tinyRunParts } from '../helpers/tiny-run.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const CLI = join(__dirname, '..', '..', 'dist', 'trainer', 'cli.js');
 const tmp = () => mkdtempSync(join(tmpdir(), 'muonscope-trainer-'));
 
-function mlpConfig(overrides: Record<string, unknown> = {}): RunConfig {
-  const r = validateRunConfig({
-    name: 'test',
-    steps: 40,
-    batchSize: 32,
-    model: { type: 'mlp', hiddenDims: [32, 32] },
-    task: { type: 'teacherStudent', inputDim: 16, outputDim: 4, teacherWidth: 16 },
-    evalEvery: 10,
-    checkpointEvery: 20,
-    compute: { backend: 'cpu', kernels: 'onnxruntime-cpu' },
-    ...overrides,
-  });
-  assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
-  return r.config;
-}
+const mlpConfig = tinyMlpConfig;
 
 const stepsOf = (records: LogRecord[]) => records.filter((r): r is RecordOf<'step'> => r.kind === 'step');
 const ofKind = <K extends LogRecord['kind']>(records: LogRecord[], kind: K) => records.filter((r): r is RecordOf<K> => r.kind === kind);
@@ -113,10 +96,7 @@ describe('live control', () => {
 describe('non-finite values', () => {
   async function trainerWith(lossHook: (step: number, loss: tf.Scalar, vars: tf.Variable[]) => tf.Scalar) {
     const config = mlpConfig({ steps: 30, checkpointEvery: 5 });
-    await selectTfBackend('cpu');
-    const workload = createWorkload(config, process.cwd());
-    const { kernels } = await loadKernels('onnxruntime-cpu');
-    const optimizer = new HybridOptimizer(workload.variables, { ...optimizerConfig(config), layout: workload.layouts }, kernels);
+    const { workload, optimizer } = await tinyRunParts(config);
     const dir = tmp();
     const log = new RunLog(join(dir, 'log.ndjson'));
     let step = 0;

@@ -21,21 +21,30 @@ export interface AdvisorSettings {
 /** A dismissed change is not proposed again for this many cooldowns. */
 const DISMISS_MEMORY = 4;
 
-/** Pending suggestions, built only from `suggestion` and `suggestion_outcome` records. */
+/** Every suggestion and its outcome, built only from `suggestion` and `suggestion_outcome` records. */
 export class SuggestionBook {
+  private readonly suggestions = new Map<string, Suggestion>();
   private readonly pending = new Map<string, Suggestion>();
   private readonly resolved = new Map<string, RecordOf<'suggestion_outcome'>>();
 
   ingest(r: LogRecord): void {
-    if (r.kind === 'suggestion') this.pending.set(r.id, r);
-    else if (r.kind === 'suggestion_outcome') {
+    if (r.kind === 'suggestion') {
+      this.suggestions.set(r.id, r);
+      this.pending.set(r.id, r);
+    } else if (r.kind === 'suggestion_outcome') {
       this.pending.delete(r.id);
       this.resolved.set(r.id, r);
     }
   }
 
+  /** A pending suggestion (undefined once it has an outcome). */
   get(id: string): Suggestion | undefined {
     return this.pending.get(id);
+  }
+
+  /** Any suggestion ever made, pending or not. */
+  suggestion(id: string): Suggestion | undefined {
+    return this.suggestions.get(id);
   }
 
   outcome(id: string): RecordOf<'suggestion_outcome'> | undefined {
@@ -63,7 +72,6 @@ export class Advisor {
   readonly book = new SuggestionBook();
   private readonly lastSuggested = new Map<'lr' | 'p', number>();
   private readonly dismissed: { step: number; rule: AdvisorRule; change: SuggestedChange }[] = [];
-  private readonly suggestionById = new Map<string, Suggestion>();
 
   constructor(private readonly settings: AdvisorSettings) {}
 
@@ -71,11 +79,11 @@ export class Advisor {
     this.observations.ingest(r);
     this.book.ingest(r);
     if (r.kind === 'suggestion') {
-      this.suggestionById.set(r.id, r);
-      this.lastSuggested.set(targetOf(r.change), Math.max(r.step, this.lastSuggested.get(targetOf(r.change)) ?? -Infinity));
+      const target = targetOf(r.change);
+      this.lastSuggested.set(target, Math.max(r.step, this.lastSuggested.get(target) ?? -Infinity));
     }
     if (r.kind === 'suggestion_outcome' && r.outcome === 'dismissed') {
-      const s = this.suggestionById.get(r.id);
+      const s = this.book.suggestion(r.id);
       if (s) this.dismissed.push({ step: r.step, rule: s.rule, change: s.change });
     }
   }

@@ -110,7 +110,7 @@ function topDirectionSummary(o: Observations, s: RuleSettings) {
       const bottom = mean(d.bottom.map((x) => x.kappa));
       return { layer, step: d.step, ratio: bottom > 0 ? top / bottom : top > 0 ? Infinity : 0 };
     })
-    .filter((r) => Number.isFinite(r.ratio) || r.ratio === Infinity);
+    .filter((r) => !Number.isNaN(r.ratio));
   const snrs = o.recentSnr(s.maxAge).map(([layer, x]) => ({ layer, step: x.step, top: x.top[0] ?? NaN, bottom: median(x.bottom) }));
   return { kappaRatios, snrs };
 }

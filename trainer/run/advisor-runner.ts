@@ -13,9 +13,8 @@ import { Advisor, type AdvisorMode } from '../advisor/advisor.js';
 import { readTheta, tfLandscape } from '../diagnostics/index.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
 import { emaMomentum } from '../optim/dynmuon.js';
-import { adjustLrScale } from '../optim/muon.js';
-import type { AdjustLr, Layout } from '../optim/types.js';
 import type { Command, LogRecord, NewLogRecord } from '../protocol.js';
+import { matrixLayers, momentumBuffers } from './matrix-layers.js';
 import type { StepContext, StepObserver } from './trainer.js';
 import type { Workload } from './workload.js';
 
@@ -106,18 +105,10 @@ export class AdvisorRunner implements StepObserver {
   }
 
   private probeLayers(): ProbeLayer[] {
-    const matrix = this.optimizer.matrix!;
-    const state = matrix.getState();
-    const adjust = (matrix.hyperparameters as { adjustLr?: AdjustLr }).adjustLr ?? 'original';
-    const layers: ProbeLayer[] = [];
-    for (const v of this.workload.variables) {
-      const momentum = state.params[v.name]?.buffers.momentum;
-      if (!momentum || v.shape.length !== 2) continue;
-      const [rows, cols] = v.shape as [number, number];
-      const layout: Layout = this.workload.layouts[v.name] ?? 'outIn';
-      layers.push({ name: v.name, rows, cols, source: momentum, scale: adjustLrScale(adjust, rows, cols, layout) });
-    }
-    return layers;
+    const momentum = momentumBuffers(this.optimizer);
+    return matrixLayers(this.workload, this.optimizer)
+      .filter((l) => momentum[l.name])
+      .map((l) => ({ name: l.name, rows: l.rows, cols: l.cols, source: momentum[l.name], scale: l.scale }));
   }
 
   private async probe(step: number): Promise<void> {

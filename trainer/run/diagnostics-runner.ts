@@ -30,9 +30,8 @@ import {
 } from '../diagnostics/index.js';
 import { svd } from '../linalg/svd.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
-import { adjustLrScale } from '../optim/muon.js';
-import type { AdjustLr, Layout } from '../optim/types.js';
 import type { NewLogRecord, RecordOf } from '../protocol.js';
+import { matrixLayers, momentumBuffers, type MatrixLayer } from './matrix-layers.js';
 import type { StepContext, StepObserver } from './trainer.js';
 import type { Workload } from './workload.js';
 
@@ -42,14 +41,6 @@ export interface DiagnosticsOptions {
   microbatches: number;
   /** Singular directions probed at each end of the spectrum. */
   topK: number;
-}
-
-interface MatrixLayer {
-  name: string;
-  rows: number;
-  cols: number;
-  variable: tf.Variable;
-  scale: number;
 }
 
 /**
@@ -79,16 +70,7 @@ export class DiagnosticsRunner implements StepObserver {
     private readonly batchSize: number,
   ) {
     this.scheduler = new DiagnosticsScheduler(settings());
-    const matrix = optimizer.matrix;
-    const adjust = (matrix?.hyperparameters as { adjustLr?: AdjustLr } | undefined)?.adjustLr ?? 'original';
-    const routed = new Set(optimizer.routes.filter((r) => r.route === 'matrix').map((r) => r.name));
-    this.layers = workload.variables
-      .filter((v) => routed.has(v.name) && v.shape.length === 2)
-      .map((v) => {
-        const [rows, cols] = v.shape as [number, number];
-        const layout: Layout = workload.layouts[v.name] ?? 'outIn';
-        return { name: v.name, rows, cols, variable: v, scale: adjustLrScale(adjust, rows, cols, layout) };
-      });
+    this.layers = matrixLayers(workload, optimizer);
   }
 
   /** The noise-scale EMAs (per layer and overall) carry across a resume; everything else is re-measured. */
@@ -127,7 +109,7 @@ export class DiagnosticsRunner implements StepObserver {
     // d: the update per unit learning rate, θ_next = θ − lr·d, for every parameter.
     const d: Direction = {};
     for (const [name, w0] of before.weights) d[name] = Float32Array.from(theta[name], (w, i) => (w0[i] - w) / lr);
-    const momentum = this.momentumBuffers();
+    const momentum = momentumBuffers(this.optimizer);
     const pairs = new Map<string, SingularPairs>();
     const pairsOf = (l: MatrixLayer): SingularPairs | null => {
       if (Math.min(l.rows, l.cols) > DIRECTION_PROBE_MAX_SIDE || !momentum[l.name]) return null;
@@ -194,13 +176,6 @@ export class DiagnosticsRunner implements StepObserver {
       } as NewLogRecord);
     }
     this.append({ kind: 'diagnostics_cost', step, ...this.scheduler.costSummary() });
-  }
-
-  private momentumBuffers(): Record<string, Float32Array> {
-    const state = this.optimizer.matrix?.getState();
-    const out: Record<string, Float32Array> = {};
-    for (const [name, p] of Object.entries(state?.params ?? {})) if (p.buffers.momentum) out[name] = p.buffers.momentum;
-    return out;
   }
 
   private spectra(step: number, before: NonNullable<DiagnosticsRunner['before']>, theta: Record<string, Float32Array>, momentum: Record<string, Float32Array>, lr: number): void {

@@ -4,7 +4,7 @@
  * history of what became of every earlier one; the latest p-probe; and the benchmark evidence on whether
  * following the advisor helps at all (test/bench/results, bundled at build time).
  */
-import { describeValue, fmt, h, setText } from '../dom.js';
+import { dataTable, describeValue, fmt, h, setText, textRow } from '../dom.js';
 import { benchmarkEvidence, evidenceImageUrl } from '../evidence.js';
 import { canCommand } from '../controls.js';
 import type { RunStore, SuggestionEntry } from '../store.js';
@@ -46,17 +46,10 @@ class SuggestionCard {
     this.el = h('article', { class: 'suggestion', id: `suggestion-${safeId}`, 'aria-label': s.title, 'data-rule': s.rule });
     const meta = `${RULE_NAMES[s.rule] ?? s.rule} · step ${s.step} · confidence ${Math.round(s.confidence * 100)}%`;
     const meter = h('meter', { min: '0', max: '1', value: String(s.confidence), 'aria-label': `confidence ${Math.round(s.confidence * 100)} percent` });
-    const evidence = h('table', { class: 'evidence' });
-    evidence.append(h('caption', {}, 'Evidence'));
-    const head = h('tr');
-    for (const c of ['Measurement', 'Value', 'Threshold', 'Step', 'Note']) head.append(h('th', { scope: 'col' }, c));
-    evidence.append(h('thead'), h('tbody'));
-    evidence.tHead!.append(head);
+    const evidence = dataTable({ class: 'evidence' }, 'Evidence', ['Measurement', 'Value', 'Threshold', 'Step', 'Note']);
     for (const e of s.evidence) {
-      const tr = h('tr');
       const threshold = e.threshold !== undefined ? `${e.comparison ?? ''} ${fmt(e.threshold)}`.trim() : '';
-      for (const text of [e.layer ? `${e.name} (${e.layer})` : e.name, fmt(e.value), threshold, e.step !== undefined ? String(e.step) : '', e.note ?? '']) tr.append(h('td', {}, text));
-      evidence.tBodies[0].append(tr);
+      evidence.body.append(textRow([e.layer ? `${e.name} (${e.layer})` : e.name, fmt(e.value), threshold, e.step !== undefined ? String(e.step) : '', e.note ?? '']));
     }
     this.reply = new ReplyStatus(`suggestion-reply-${safeId}`);
     this.apply = button('Apply', () => send('apply_suggestion', this.reply), { id: `apply-${safeId}`, ariaLabel: `Apply: ${s.title}` });
@@ -69,7 +62,7 @@ class SuggestionCard {
       meter,
       h('p', { class: 'change' }, `Change: ${describeChange(s.change)}`),
       h('p', { class: 'effect' }, `Expected effect: ${s.expectedEffect}`),
-      evidence,
+      evidence.table,
       actions,
     );
   }
@@ -87,9 +80,11 @@ export class SuggestionsView implements View {
   readonly el = h('section', { class: 'view', 'aria-label': 'Suggestions' });
   private readonly mode = h('p', { id: 'advisor-mode' });
   private readonly pendingBox = h('div', { id: 'suggestions-pending', class: 'suggestions' });
-  private readonly history = h('tbody');
-  private readonly probe = h('tbody');
   private readonly probeCaption = h('caption', {}, 'Latest p-probe');
+  private readonly historyTable = dataTable({ class: 'audit', id: 'suggestions-history' }, 'Every suggestion, newest first', ['Step', 'Suggestion', 'Change', 'Confidence', 'Outcome']);
+  private readonly probeTable = dataTable({ class: 'audit', id: 'probe-table' }, this.probeCaption, ['p', 'Predicted decrease', 'gᵀd', 'dᵀHd', '']);
+  private readonly history = this.historyTable.body;
+  private readonly probe = this.probeTable.body;
   private readonly cards = new Map<string, SuggestionCard>();
   private readonly reason: Control;
   private runId: string | null = null;
@@ -97,17 +92,7 @@ export class SuggestionsView implements View {
 
   constructor(private readonly ctx: ViewContext) {
     this.reason = textField('Reason for Apply / Dismiss (optional)', '', { id: 'suggestion-reason', size: 40 });
-    const historyTable = h('table', { class: 'audit', id: 'suggestions-history' });
-    historyTable.append(h('caption', {}, 'Every suggestion, newest first'), h('thead'), this.history);
-    const hh = h('tr');
-    for (const c of ['Step', 'Suggestion', 'Change', 'Confidence', 'Outcome']) hh.append(h('th', { scope: 'col' }, c));
-    historyTable.tHead!.append(hh);
-    const probeTable = h('table', { class: 'audit', id: 'probe-table' });
-    probeTable.append(this.probeCaption, h('thead'), this.probe);
-    const ph = h('tr');
-    for (const c of ['p', 'Predicted decrease', 'gᵀd', 'dᵀHd', '']) ph.append(h('th', { scope: 'col' }, c));
-    probeTable.tHead!.append(ph);
-    this.el.append(h('h2', {}, 'Suggestions'), this.mode, this.reason, this.pendingBox, h('h2', {}, 'History'), historyTable, h('h2', {}, 'p-probe'), probeTable, this.evidenceSection());
+    this.el.append(h('h2', {}, 'Suggestions'), this.mode, this.reason, this.pendingBox, h('h2', {}, 'History'), this.historyTable.table, h('h2', {}, 'p-probe'), this.probeTable.table, this.evidenceSection());
   }
 
   private send(entry: SuggestionEntry, kind: 'apply_suggestion' | 'dismiss_suggestion', reply: ReplyStatus): void {
@@ -140,7 +125,7 @@ export class SuggestionsView implements View {
     const live = canCommand(run);
     const ids = new Set(pending.map((e) => e.suggestion.id));
     for (const [id, card] of this.cards) {
-      // A card stays one frame after its outcome arrives only if its own reply is showing; otherwise it goes.
+      // Once a suggestion has an outcome its card goes; the history table shows what happened.
       if (!ids.has(id)) {
         card.el.remove();
         this.cards.delete(id);
@@ -166,11 +151,7 @@ export class SuggestionsView implements View {
     if (this.history.dataset.signature === signature) return;
     this.history.dataset.signature = signature;
     this.history.replaceChildren(
-      ...rows.map((e) => {
-        const tr = h('tr');
-        for (const text of [String(e.suggestion.step), e.suggestion.title, describeChange(e.suggestion.change), `${Math.round(e.suggestion.confidence * 100)}%`, outcomeText(e)]) tr.append(h('td', {}, text));
-        return tr;
-      }),
+      ...rows.map((e) => textRow([String(e.suggestion.step), e.suggestion.title, describeChange(e.suggestion.change), `${Math.round(e.suggestion.confidence * 100)}%`, outcomeText(e)])),
     );
   }
 
@@ -187,9 +168,8 @@ export class SuggestionsView implements View {
     setText(this.probeCaption, `Latest p-probe at step ${probe.step}: predicted one-step decrease at η = ${fmt(probe.eta)} on ${probe.heldOutExamples} held-out examples (${fmt(probe.costMs)} ms; all probes so far ${fmt(probe.overheadPct)}% of training time)`);
     this.probe.replaceChildren(
       ...probe.candidates.map((c) => {
-        const tr = h('tr');
         const tags = [c.p === probe.bestP ? 'best' : '', Math.abs(c.p - probe.currentP) < 1e-9 ? 'in force' : ''].filter(Boolean).join(', ');
-        for (const text of [fmt(c.p), fmt(c.predictedDecrease), fmt(c.gd), fmt(c.dHd), tags]) tr.append(h('td', {}, text));
+        const tr = textRow([fmt(c.p), fmt(c.predictedDecrease), fmt(c.gd), fmt(c.dHd), tags]);
         if (c.p === probe.bestP) tr.className = 'best';
         return tr;
       }),
@@ -206,19 +186,14 @@ export class SuggestionsView implements View {
       return section;
     }
     section.append(h('p', {}, `From npm run bench:advisor (${ev.size}, ${ev.date.slice(0, 10)}): steps to the target loss relative to tuned Muon, paired by seed, median and 95% CI. A ratio below 1 is faster; a CI that contains 1 means no measurable difference.`));
-    const table = h('table', { class: 'audit', id: 'evidence-table' });
-    table.append(h('thead'), h('tbody'));
-    const head = h('tr');
-    for (const c of ['Task', 'Optimizer', 'Seeds', 'Ratio vs Muon', '95% CI', 'Verdict']) head.append(h('th', { scope: 'col' }, c));
-    table.tHead!.append(head);
+    const table = dataTable({ class: 'audit', id: 'evidence-table' }, null, ['Task', 'Optimizer', 'Seeds', 'Ratio vs Muon', '95% CI', 'Verdict']);
     for (const r of ev.rows.filter((x) => x.optimizer !== 'muon')) {
-      const tr = h('tr');
       const verdict = r.ci_high < 1 ? 'faster' : r.ci_low > 1 ? 'slower' : 'no difference';
-      for (const text of [r.task, r.optimizer, String(r.n_seeds), fmt(r.ratio_vs_muon), `[${fmt(r.ci_low)}, ${fmt(r.ci_high)}]`, verdict]) tr.append(h('td', {}, text));
+      const tr = textRow([r.task, r.optimizer, String(r.n_seeds), fmt(r.ratio_vs_muon), `[${fmt(r.ci_low)}, ${fmt(r.ci_high)}]`, verdict]);
       if (r.optimizer === 'advisor') tr.className = 'best';
-      table.tBodies[0].append(tr);
+      table.body.append(tr);
     }
-    section.append(table);
+    section.append(table.table);
     for (const task of [...new Set(ev.rows.map((r) => r.task))]) {
       const ratios = evidenceImageUrl(`advisor-${task}-ratios.svg`);
       const losses = evidenceImageUrl(`advisor-${task}-loss.svg`);

@@ -3,6 +3,7 @@
  * between evaluations, paired ratios against Muon, their median, and a percentile bootstrap 95% CI over
  * seeds. Pure; checked against numpy in test/unit/advisor-stats.test.ts.
  */
+import { median } from '../../../trainer/advisor/observations.js';
 import { mulberry32 } from '../../../trainer/data/random.js';
 
 /**
@@ -21,13 +22,8 @@ export function stepsToTarget(evals: [number, number][], target: number): number
   return null;
 }
 
-/** numpy.median. */
-export function median(values: number[]): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : 0.5 * (s[m - 1] + s[m]);
-}
+/** numpy.median: the advisor's own (one definition for the trainer and the harness). */
+export { median };
 
 /** numpy.percentile with its default (linear) interpolation; q in [0, 100]. */
 export function percentile(values: number[], q: number): number {
