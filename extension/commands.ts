@@ -6,7 +6,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import * as vscode from 'vscode';
-import type { Command } from '../trainer/protocol.js';
+import type { Command } from '../common/protocol.js';
 import { starterConfig, type StarterKind } from './config-starter.js';
 import type { DashboardPanel, DashboardPanels } from './dashboard-panel.js';
 import { recordsToCsv, recordsToJson } from './export.js';

@@ -9,8 +9,8 @@
  * panels after a window reload without depending on what the page keeps in its own state.
  */
 import * as vscode from 'vscode';
-import { validateFromDashboard, type FromDashboard, type ToDashboard } from '../trainer/protocol.js';
-import { dashboardHtml, makeNonce } from '../webview/html.js';
+import { validateFromDashboard, type FromDashboard, type ToDashboard } from '../common/protocol.js';
+import { dashboardHtml, makeNonce } from '../common/dashboard-page.js';
 import { PanelRelay } from './relay.js';
 import type { RunRegistry } from './run-registry.js';
 import type { RunSession } from './run-session.js';

@@ -2,7 +2,7 @@
  * Export Run: the run's log as CSV (one row per logged step, with the latest validation loss joined in)
  * or as JSON (every record, as logged). Pure: records in, text out.
  */
-import type { LogRecord, RecordOf } from '../trainer/protocol.js';
+import type { LogRecord, RecordOf } from '../common/protocol.js';
 
 export const CSV_COLUMNS = ['step', 'loss', 'valLoss', 'lr', 'p', 'stepMs', 'tokensPerS', 't'] as const;
 

@@ -8,7 +8,7 @@
  * kept regardless, so a trimmed history still says what happened. When trimmed, a full replay reads the
  * run log from disk, which is the truth (see `fullHistory`).
  */
-import type { LogRecord } from '../trainer/protocol.js';
+import type { LogRecord } from '../common/protocol.js';
 
 const KEPT_KINDS = new Set<LogRecord['kind']>(['run_started', 'state', 'control', 'alert', 'checkpoint']);
 

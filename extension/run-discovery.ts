@@ -1,13 +1,13 @@
 /**
- * Finds run folders (config.json + log.ndjson, as trainer/run/run-dir.ts writes them) under the
+ * Finds run folders (config.json + log.ndjson, laid out as common/run-folder/layout.ts describes) under the
  * workspace's run folders, and reads what the tree needs from each. Logs are re-read only when their
  * size or mtime changed, so a refresh of many finished runs costs a few stat calls.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LogRecord } from '../trainer/protocol.js';
-import { RUN_FILES, runPaths, type TrainerInfo } from '../trainer/run/run-dir.js';
-import { readRunLog } from '../trainer/run/run-log.js';
+import type { LogRecord } from '../common/protocol.js';
+import { RUN_FILES, runPaths, type TrainerInfo } from '../common/run-folder/layout.js';
+import { readRunLog } from '../common/run-folder/log.js';
 import { emptySummary, foldSummary, type RunSummary } from './run-summary.js';
 
 export interface DiscoveredRun {

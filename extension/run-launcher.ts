@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { TrainerInfo } from '../trainer/run/run-dir.js';
+import type { TrainerInfo } from '../common/run-folder/layout.js';
 import { processAlive } from './run-discovery.js';
 import type { RunRegistry } from './run-registry.js';
 import type { RunSession } from './run-session.js';

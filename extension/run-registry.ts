@@ -5,7 +5,7 @@
  */
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
-import type { TrainerInfo } from '../trainer/run/run-dir.js';
+import type { TrainerInfo } from '../common/run-folder/layout.js';
 import type { RunScanner } from './run-discovery.js';
 import { RunSession } from './run-session.js';
 

@@ -5,8 +5,8 @@
  */
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
-import type { Command, LogRecord, RunDescriptor, RunState } from '../trainer/protocol.js';
-import { runPaths } from '../trainer/run/run-dir.js';
+import type { Command, LogRecord, RunDescriptor, RunState } from '../common/protocol.js';
+import { runPaths } from '../common/run-folder/layout.js';
 import { fullHistory, RunHistory } from './history.js';
 import { readRunRecords } from './run-discovery.js';
 import { effectiveState, emptySummary, foldSummary, type RunSummary } from './run-summary.js';

@@ -2,7 +2,7 @@
  * What the runs tree, the status bar and the CodeLens show about a run, folded from its log records.
  * Pure: the same fold serves a live stream and a finished run read from its folder.
  */
-import type { LogRecord, RunState } from '../trainer/protocol.js';
+import type { LogRecord, RunState } from '../common/protocol.js';
 
 export interface RunSummary {
   /** The trainer's own id for the run (from run_started), when seen. */

@@ -1,6 +1,6 @@
 /** The "Muonscope Runs" view: live runs first, then past runs, each with state, step, loss, optimizer and p. */
 import * as vscode from 'vscode';
-import type { RunState } from '../trainer/protocol.js';
+import type { RunState } from '../common/protocol.js';
 import type { RunRegistry } from './run-registry.js';
 import type { RunSession } from './run-session.js';
 import { describeProgress } from './run-summary.js';

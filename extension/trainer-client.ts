@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
-import { validateServerMessage, type Command, type CONNECTION_STATES, type LogRecord, type ServerMessage } from '../trainer/protocol.js';
+import { validateServerMessage, type Command, type CONNECTION_STATES, type LogRecord, type ServerMessage } from '../common/protocol.js';
 
 export type ConnectionState = (typeof CONNECTION_STATES)[number];
 export type CommandReply = Extract<ServerMessage, { type: 'ack' | 'error' }>;

@@ -11,11 +11,11 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isMuonscopeError, MuonscopeError } from './errors.js';
+import { isMuonscopeError, MuonscopeError } from '../common/errors.js';
 import { formatConfigIssues, validateRunConfig, type RunConfig } from './run/config.js';
 import { inspectRun } from './run/inspect.js';
 import { ProgressPrinter } from './run/progress.js';
-import { readRunConfigFile, runDirOf } from './run/run-dir.js';
+import { readRunConfigFile, runDirOf } from '../common/run-folder/layout.js';
 import { startSession } from './run/session.js';
 
 export const EXIT = { ok: 0, crashed: 1, badConfig: 2, backendUnavailable: 3, badArguments: 4 } as const;

@@ -2,7 +2,7 @@
  * Sends commands with a fresh id each and routes the trainer's reply (ack or error) back to whoever sent
  * it, so every control can show the answer to its own click.
  */
-import type { Command } from '../trainer/protocol.js';
+import type { Command } from '../common/protocol.js';
 import type { Host } from './host.js';
 import type { Reply, Store } from './store.js';
 

@@ -3,7 +3,7 @@
  * last click next to it, and is enabled only when the trainer would accept it (pause while running,
  * resume and step while paused), so a disabled button explains the run's state rather than an error.
  */
-import type { Command } from '../trainer/protocol.js';
+import type { Command } from '../common/protocol.js';
 import type { Commands } from './commands.js';
 import { h } from './dom.js';
 import type { RunStore } from './store.js';

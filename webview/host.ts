@@ -4,7 +4,7 @@
  * client). In a plain browser, on the page the trainer serves, the same messages are made from the
  * trainer's WebSocket protocol here, so nothing else in the dashboard knows which one it runs in.
  */
-import type { FromDashboard, LogRecord, ServerMessage, ToDashboard } from '../trainer/protocol.js';
+import type { FromDashboard, LogRecord, ServerMessage, ToDashboard } from '../common/protocol.js';
 
 export interface Host {
   readonly kind: 'vscode' | 'browser';

@@ -10,7 +10,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import type { LogRecord, NewLogRecord } from '../../trainer/protocol.js';
+import type { LogRecord, NewLogRecord } from '../../common/protocol.js';
 import { FakeHost, serveDashboard } from '../browser/host.js';
 import { synthDiagnostics, type SynthLayer } from '../fixtures/dashboard/synth.js';
 

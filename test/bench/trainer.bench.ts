@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readRunLog } from '../../trainer/run/run-log.js';
+import { readRunLog } from '../../common/run-folder/log.js';
 import { validateRunConfig, type RunConfig } from '../../trainer/run/config.js';
 import { startSession } from '../../trainer/run/session.js';
 

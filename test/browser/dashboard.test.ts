@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import type { LogRecord } from '../../trainer/protocol.js';
+import type { LogRecord } from '../../common/protocol.js';
 import { FakeHost, loadStream, serveDashboard, type RunFixture } from './host.js';
 
 const artifacts = join(import.meta.dirname, 'artifacts');

@@ -1,6 +1,6 @@
 /**
  * A stand-in for the extension host in the browser tests: a tiny HTTP server serves the built dashboard
- * with the real HTML shell (webview/html.ts, strict CSP), and a fake `acquireVsCodeApi` injected before
+ * with the real HTML shell (common/dashboard-page.ts, strict CSP), and a fake `acquireVsCodeApi` injected before
  * the page's scripts relays messages both ways. On `ready` it sends the runs and their whole history (as
  * the extension does after a reload); commands get scripted replies, and accepted ones are appended to the
  * run's log as the trainer would (control and state records), then streamed to the page.
@@ -10,8 +10,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import type { Command, FromDashboard, LogRecord, NewLogRecord, RecordOf, ToDashboard } from '../../trainer/protocol.js';
-import { dashboardHtml } from '../../webview/html.js';
+import type { Command, FromDashboard, LogRecord, NewLogRecord, RecordOf, ToDashboard } from '../../common/protocol.js';
+import { dashboardHtml } from '../../common/dashboard-page.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const dist = join(root, 'dist', 'webview');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
-import { readRunLog } from '../../trainer/run/run-log.js';
+import { readRunLog } from '../../common/run-folder/log.js';
 
 const CLI = join(__dirname, '..', '..', 'dist', 'trainer', 'cli.js');
 let trainer: ChildProcess;

@@ -1,7 +1,7 @@
 // A minimal protocol client for tests: connects with the token, subscribes, collects records, and
 // sends commands that resolve with their ack or error reply.
 import WebSocket from 'ws';
-import type { Command, LogRecord, ServerMessage } from '../../trainer/protocol.js';
+import type { Command, LogRecord, ServerMessage } from '../../common/protocol.js';
 
 type Reply = Extract<ServerMessage, { type: 'ack' | 'error' }>;
 

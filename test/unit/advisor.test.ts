@@ -20,8 +20,8 @@ import {
   type RuleSettings,
 } from '../../trainer/advisor/index.js';
 import type { Landscape, Theta } from '../../trainer/diagnostics/index.js';
-import type { LogRecord, NewLogRecord, RecordOf } from '../../trainer/protocol.js';
-import { readRunLog, RunLog } from '../../trainer/run/run-log.js';
+import type { LogRecord, NewLogRecord, RecordOf } from '../../common/protocol.js';
+import { readRunLog, RunLog } from '../../common/run-folder/log.js';
 import { startSession } from '../../trainer/run/session.js';
 import { AdvisorRunner } from '../../trainer/run/advisor-runner.js';
 import { Trainer } from '../../trainer/run/trainer.js';

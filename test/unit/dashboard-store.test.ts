@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RELEASED_IDENTITY_FROM as TRAINER_IDENTITY_FROM } from '../../trainer/optim/dynmuon.js';
-import type { LogRecord } from '../../trainer/protocol.js';
+import type { LogRecord } from '../../common/protocol.js';
 import { compactMinMax, downsampleMinMax, emaSmooth } from '../../webview/downsample.js';
 import { exactCurve, RELEASED_IDENTITY_FROM, releasedCurve } from '../../webview/shaping-curves.js';
 import { LAYER_SERIES_CAP, RunStore, SERIES_CAP, SPECTRA_HISTORY_CAP, Series } from '../../webview/store.js';

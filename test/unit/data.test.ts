@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 
 import { MarkovSource, TextFileTask, type MarkovConfig } from '../../trainer/data/index';
 import { mulberry32 } from '../../trainer/data/random';
-import { isMuonscopeError } from '../../trainer/errors';
+import { isMuonscopeError } from '../../common/errors';
 import { FIXTURES_DIR, loadIndex } from '../helpers/fixtures';
 
 interface MarkovIndex {

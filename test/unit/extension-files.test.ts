@@ -5,7 +5,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import type { LogRecord } from '../../trainer/protocol.js';
+import type { LogRecord } from '../../common/protocol.js';
 import { validateRunConfig } from '../../trainer/run/config.js';
 import { starterConfig, stripLineComments } from '../../extension/config-starter.js';
 import { CSV_COLUMNS, recordsToCsv, recordsToJson } from '../../extension/export.js';

@@ -2,7 +2,7 @@
 // the full replay from disk when trimmed, and the summary the views show.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { LogRecord } from '../../trainer/protocol.js';
+import type { LogRecord } from '../../common/protocol.js';
 import { fullHistory, RunHistory } from '../../extension/history.js';
 import { describeProgress, effectiveState, emptySummary, foldSummary } from '../../extension/run-summary.js';
 

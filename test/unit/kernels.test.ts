@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { selectTfBackend } from '../../trainer/backend/tfjs-backend.js';
-import { isMuonscopeError } from '../../trainer/errors.js';
+import { isMuonscopeError } from '../../common/errors.js';
 import { loadKernels, type MatrixKernels } from '../../trainer/kernels/index.js';
 import { newtonSchulzReference } from '../../trainer/linalg/newton-schulz.js';
 import { NS_COEFFICIENT_SETS, expandNsSteps, type NsStep } from '../../trainer/linalg/ns-coefficients.js';

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { isMuonscopeError } from '../../trainer/errors';
+import { isMuonscopeError } from '../../common/errors';
 import {
   KELLER_QUINTIC,
   eigh,

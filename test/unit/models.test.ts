@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { batchMatMulWithGrad } from '../../trainer/backend/matmul';
 import { selectTfBackend } from '../../trainer/backend/tfjs-backend';
 import { mulberry32 } from '../../trainer/data/random';
-import { isMuonscopeError } from '../../trainer/errors';
+import { isMuonscopeError } from '../../common/errors';
 import { TINY_TRANSFORMER_DEFAULT, Transformer, type TransformerConfig } from '../../trainer/models/transformer';
 import { routeParameters } from '../../trainer/optim/routing';
 

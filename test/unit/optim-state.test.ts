@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { isMuonscopeError } from '../../trainer/errors.js';
+import { isMuonscopeError } from '../../common/errors.js';
 import { loadKernels } from '../../trainer/kernels/index.js';
 import type { MatrixKernels } from '../../trainer/kernels/types.js';
 import { AdamW, DynMuon, Muon, createOptimizer, decodeState, encodeState, type OptimizerState } from '../../trainer/optim/index.js';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { isMuonscopeError, type MuonscopeErrorCode } from '../../trainer/errors.js';
+import { isMuonscopeError, type MuonscopeErrorCode } from '../../common/errors.js';
 import { loadKernels } from '../../trainer/kernels/index.js';
 import type { MatrixKernels } from '../../trainer/kernels/types.js';
 import { AdamW, DynMuon, Muon, createOptimizer, encodeState, exactShapedDirection } from '../../trainer/optim/index.js';

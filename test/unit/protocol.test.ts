@@ -10,7 +10,7 @@ import {
   validateLogRecord,
   validateServerMessage,
   type Command,
-} from '../../trainer/protocol.js';
+} from '../../common/protocol.js';
 
 const commands: Command[] = [
   { kind: 'pause' },

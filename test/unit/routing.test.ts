@@ -1,7 +1,7 @@
 // Which parameter goes to which optimizer, and why.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isMuonscopeError } from '../../trainer/errors.js';
+import { isMuonscopeError } from '../../common/errors.js';
 import { routeParameters } from '../../trainer/optim/index.js';
 
 const model = [

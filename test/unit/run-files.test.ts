@@ -5,11 +5,11 @@ import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { isMuonscopeError } from '../../trainer/errors.js';
+import { isMuonscopeError } from '../../common/errors.js';
 import { decodeCheckpoint, encodeCheckpoint, latestCheckpoint, writeCheckpoint, type Checkpoint } from '../../trainer/run/checkpoint.js';
 import { runConfigJsonSchema, validateRunConfig } from '../../trainer/run/config.js';
-import { parseRunLog, readRunLog, RunLog } from '../../trainer/run/run-log.js';
-import type { NewLogRecord } from '../../trainer/protocol.js';
+import { parseRunLog, readRunLog, RunLog } from '../../common/run-folder/log.js';
+import type { NewLogRecord } from '../../common/protocol.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'muonscope-test-'));
 const stepRecord = (step: number): NewLogRecord => ({ kind: 'step', step, loss: 1 / (step + 1), lr: 0.02, p: 0.1, stepMs: 5 });

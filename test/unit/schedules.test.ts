@@ -1,7 +1,7 @@
 // p schedules against the values test/fixtures/generate_optim.py computed in Python, and the timeline.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isMuonscopeError, type MuonscopeErrorCode } from '../../trainer/errors.js';
+import { isMuonscopeError, type MuonscopeErrorCode } from '../../common/errors.js';
 import { schedules } from '../../trainer/optim/index.js';
 import {
   DYNMUON_REPO_LOGISTIC,

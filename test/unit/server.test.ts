@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { MuonscopeError } from '../../trainer/errors.js';
-import { PROTOCOL_VERSION, validateCommand, validateServerMessage, type LogRecord, type NewLogRecord, type ServerMessage } from '../../trainer/protocol.js';
+import { MuonscopeError } from '../../common/errors.js';
+import { PROTOCOL_VERSION, validateCommand, validateServerMessage, type LogRecord, type NewLogRecord, type ServerMessage } from '../../common/protocol.js';
 import { Outbox, toOutgoing } from '../../trainer/server/outbox.js';
 import { MemoryRecordSource } from '../../trainer/server/record-source.js';
 import { mulberry32 } from '../../trainer/data/random.js';

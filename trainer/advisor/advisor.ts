@@ -4,7 +4,7 @@
  * log; it never changes the run itself. What became of each suggestion (applied, dismissed, superseded)
  * comes back through the same record stream, so a resumed run, the trainer and every dashboard agree.
  */
-import type { AdvisorRule, LogRecord, NewLogRecord, RecordOf, SuggestedChange } from '../protocol.js';
+import type { AdvisorRule, LogRecord, NewLogRecord, RecordOf, SuggestedChange } from '../../common/protocol.js';
 import { Observations } from './observations.js';
 import { RULES, type Proposal, type RuleSettings } from './rules.js';
 

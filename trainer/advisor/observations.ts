@@ -3,7 +3,7 @@
  * dashboard sees), updated one record at a time. Pure: no clock, no I/O; the rules read it and nothing
  * else, so a rule can be tested by feeding it records.
  */
-import type { LogRecord, RecordOf } from '../protocol.js';
+import type { LogRecord, RecordOf } from '../../common/protocol.js';
 
 export interface LossPoint {
   step: number;

@@ -11,7 +11,7 @@
  */
 import { directionalCurvature, type Direction, type Landscape, type Theta } from '../diagnostics/index.js';
 import { exactShapedDirection } from '../optim/dynmuon.js';
-import type { ProbeCandidate } from '../protocol.js';
+import type { ProbeCandidate } from '../../common/protocol.js';
 
 export const DEFAULT_PROBE_CANDIDATES = [-0.25, 0, 0.25, 0.5];
 

@@ -8,7 +8,7 @@
  * The p-probe measures the same trade-off directly with the local quadratic model, so when a fresh probe
  * exists it outranks the heuristics. Instability overrides everything.
  */
-import type { AdvisorRule, Evidence, SuggestedChange } from '../protocol.js';
+import type { AdvisorRule, Evidence, SuggestedChange } from '../../common/protocol.js';
 import { mean, median, type Observations } from './observations.js';
 
 export interface Proposal {

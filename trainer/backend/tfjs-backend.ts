@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core alone has no gradients; the full @tensorflow/tfjs package registers them this way.
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import type { ProviderReport } from '../kernels/types.js';
 
 export const TF_BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;

@@ -9,7 +9,7 @@
  * Every sequence starts from a pair drawn from π, so the whole sequence is stationary. Everything is
  * computed in float64 in plain JS from the seed; batch k depends only on (seed, k).
  */
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import type { TokenTask } from './index.js';
 import { gaussian, mulberry32, type Rng } from './random.js';
 

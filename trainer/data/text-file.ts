@@ -5,7 +5,7 @@
  * of real text is unknown, so there is no floor.
  */
 import { readFileSync } from 'node:fs';
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import type { TokenTask } from './index.js';
 import { mulberry32 } from './random.js';
 

@@ -8,7 +8,7 @@
  * layer's diagonal block of H). Every function returns its cost: wall time and evaluations.
  */
 import { gaussian, mulberry32 } from '../data/random.js';
-import type { RecordOf } from '../protocol.js';
+import type { RecordOf } from '../../common/protocol.js';
 import type { Landscape, Theta } from './landscape.js';
 
 export type Direction = Record<string, Float32Array | Float64Array>;

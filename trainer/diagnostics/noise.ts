@@ -3,7 +3,7 @@
  * (arXiv 1812.06162) by the two-batch estimator, and the signal-to-noise ratio of the gradient along the
  * momentum's top singular directions. Pure functions and one small EMA accumulator.
  */
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import type { SingularPairs } from './curvature.js';
 
 /** Unbiased single-step estimates of |G|² and tr(Σ) (per-example gradient covariance). */

@@ -12,8 +12,8 @@
  *
  * Pure bookkeeping: deterministic given the measurements fed to it; it times nothing itself.
  */
-import { MuonscopeError } from '../errors.js';
-import type { RecordOf } from '../protocol.js';
+import { MuonscopeError } from '../../common/errors.js';
+import type { RecordOf } from '../../common/protocol.js';
 
 export const CHEAP_DIAGNOSTICS = ['spectra'] as const;
 export const EXPENSIVE_DIAGNOSTICS = ['curvature', 'topEigenvalue', 'singularCurvature', 'criticalSharpness', 'noise'] as const;

@@ -8,7 +8,7 @@
  */
 import { frobeniusNorm, spectrum, type Matrix, type SpectrumOptions } from '../linalg/index.js';
 import type { MatrixStepInfo } from '../optim/types.js';
-import type { LayerStats, RecordOf } from '../protocol.js';
+import type { LayerStats, RecordOf } from '../../common/protocol.js';
 import {
   alignment,
   orthogonalityError,

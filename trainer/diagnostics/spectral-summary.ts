@@ -4,7 +4,7 @@
  * never NaN, so a layer whose gradient vanished still yields a valid record.
  */
 import { dot, frobeniusNorm, gram, transpose, type Matrix } from '../linalg/matrix.js';
-import type { SpectrumSummary } from '../protocol.js';
+import type { SpectrumSummary } from '../../common/protocol.js';
 
 /**
  * What the randomized path could not see: a matrix with `shortSide` singular values of which only the

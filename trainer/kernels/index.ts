@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type * as Ort from 'onnxruntime-node';
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import { OnnxKernels, type OnnxExecutionProvider } from './onnx-kernels.js';
 import { TfjsKernels } from './tfjs-kernels.js';
 import type { KernelProviderName, MatrixKernels, ProviderReport } from './types.js';

@@ -2,7 +2,7 @@
  * Float64 helpers on dense row-major matrices (a Float64Array of rows·cols values). Only what the
  * eigen/SVD/shaping code needs; heavy products belong to trainer/kernels.
  */
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 
 export type Matrix = Float32Array | Float64Array;
 

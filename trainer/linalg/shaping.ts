@@ -5,7 +5,7 @@
  * The Gram matrix is formed in float64: in float32 its small eigenvalues drown in round-off below
  * σ/σ_max ≈ 3.5e-4, exactly the directions a negative p amplifies.
  */
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import { eigh } from './eigh.js';
 import { checkMatrix, dot, gram, matmul, transpose, type Matrix } from './matrix.js';
 

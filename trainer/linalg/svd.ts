@@ -8,7 +8,7 @@
  *
  * Randomized path: Halko–Martinsson–Tropp range finder with power iterations for the top-k values.
  */
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import { axpy, checkMatrix, dot, hypot, matmul, transpose, type Matrix } from './matrix.js';
 
 export interface SvdResult {

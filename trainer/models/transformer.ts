@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { batchMatMulWithGrad, matMul, matMulWithGrad } from '../backend/matmul.js';
 import { gaussianArray, mulberry32 } from '../data/random.js';
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import type { Layout } from '../optim/types.js';
 
 export interface TransformerConfig {

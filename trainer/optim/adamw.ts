@@ -8,7 +8,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { OptimizerBase } from './base.js';
 import { checkBoolean, checkLr, checkNumber } from './hyperparameters.js';
 import { bindParams, readGradients, readValues, writeValue, type ParamInput } from './params.js';
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 
 export interface AdamWOptions {
   lr?: number;

@@ -5,7 +5,7 @@
  * optimizer can refuse a step for any of its parts before any part has changed.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import { checkLr } from './hyperparameters.js';
 import type { BoundParam } from './params.js';
 import { checkState } from './state.js';

@@ -4,7 +4,7 @@
  * checked and computed for both parts before either part writes, so a refused step changes nothing.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import type { MatrixKernels } from '../kernels/types.js';
 import { AdamW, type AdamWOptions } from './adamw.js';
 import { DynMuon, type DynMuonOptions } from './dynmuon.js';

@@ -2,7 +2,7 @@
  * Checks for optimizer options: every refusal names the option, the optimizer and the value, with the
  * error code a config editor or the control protocol can act on.
  */
-import { MuonscopeError, type MuonscopeErrorCode } from '../errors.js';
+import { MuonscopeError, type MuonscopeErrorCode } from '../../common/errors.js';
 
 export interface NumberRange {
   min: number;

@@ -10,7 +10,7 @@
  * torch runs Newton–Schulz in bfloat16; this runs it in float32 (see docs/readings.md).
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import type { MatrixKernels, MuonStepOutput } from '../kernels/types.js';
 import { NS_COEFFICIENT_SETS, expandNsSteps, type NsCoefficientName } from '../linalg/ns-coefficients.js';
 import { OptimizerBase } from './base.js';

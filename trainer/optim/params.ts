@@ -4,7 +4,7 @@
  * changes nothing.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import { LAYOUTS, type Layout } from './types.js';
 
 /** A variable, optionally with how its matrix is stored (default torch's (out, in)). */

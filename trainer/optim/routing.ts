@@ -4,7 +4,7 @@
  * gains) have no spectrum to shape, so those go to AdamW. Users can override by name pattern; each
  * decision carries its reason so the UI can show why a tensor ended up where it did.
  */
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 
 export type Route = 'matrix' | 'adamw';
 

@@ -4,7 +4,7 @@
  * config file, over the wire and in a checkpoint. A `ScheduleTimeline` records replacements made during a
  * run (from the UI, the advisor or a config) so that the p actually used at every step can be replayed.
  */
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 
 export type ScheduleSpec =
   | { type: 'constant'; p: number }

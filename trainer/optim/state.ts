@@ -6,7 +6,7 @@
  *
  * Layout: "MSOS" | u32 LE header byte length | header UTF-8 | zero padding to 4 bytes | payload.
  */
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import type { JsonValue, OptimizerKind, OptimizerState, ParamState } from './types.js';
 
 const MAGIC = 'MSOS';

@@ -13,7 +13,7 @@ import { Advisor, type AdvisorMode } from '../advisor/advisor.js';
 import { readTheta, tfLandscape } from '../diagnostics/index.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
 import { emaMomentum } from '../optim/dynmuon.js';
-import type { Command, LogRecord, NewLogRecord } from '../protocol.js';
+import type { Command, LogRecord, NewLogRecord } from '../../common/protocol.js';
 import { matrixLayers, momentumBuffers } from './matrix-layers.js';
 import type { StepContext, StepObserver } from './trainer.js';
 import type { Workload } from './workload.js';

@@ -8,7 +8,7 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { MuonscopeError } from '../errors.js';
+import { MuonscopeError } from '../../common/errors.js';
 import { decodeState, encodeState } from '../optim/state.js';
 import type { OptimizerState } from '../optim/types.js';
 

@@ -6,9 +6,9 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { isMuonscopeError } from '../errors.js';
+import { isMuonscopeError } from '../../common/errors.js';
 import { validateSchedule } from '../optim/schedules.js';
-import { ScheduleSpecSchema } from '../protocol.js';
+import { ScheduleSpecSchema } from '../../common/protocol.js';
 
 const d = (description: string) => ({ description, markdownDescription: description });
 

@@ -30,7 +30,7 @@ import {
 } from '../diagnostics/index.js';
 import { svd } from '../linalg/svd.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
-import type { NewLogRecord, RecordOf } from '../protocol.js';
+import type { NewLogRecord, RecordOf } from '../../common/protocol.js';
 import { matrixLayers, momentumBuffers, type MatrixLayer } from './matrix-layers.js';
 import type { StepContext, StepObserver } from './trainer.js';
 import type { Workload } from './workload.js';

@@ -1,8 +1,8 @@
 /** `muonscope inspect RUNDIR`: a run's summary from its folder alone. */
 import { listCheckpoints } from './checkpoint.js';
-import { runDirOf } from './run-dir.js';
-import { readRunLog } from './run-log.js';
-import type { LogRecordKind, RecordOf } from '../protocol.js';
+import { runDirOf } from '../../common/run-folder/layout.js';
+import { readRunLog } from '../../common/run-folder/log.js';
+import type { LogRecordKind, RecordOf } from '../../common/protocol.js';
 
 export function inspectRun(dir: string): string {
   const paths = runDirOf(dir);

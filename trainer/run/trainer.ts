@@ -10,14 +10,14 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { SuggestionBook } from '../advisor/advisor.js';
-import { isMuonscopeError, MuonscopeError } from '../errors.js';
+import { isMuonscopeError, MuonscopeError } from '../../common/errors.js';
 import type { DynMuon } from '../optim/dynmuon.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
 import { validateSchedule } from '../optim/schedules.js';
-import type { Command, NewLogRecord, RunState } from '../protocol.js';
+import type { Command, NewLogRecord, RunState } from '../../common/protocol.js';
 import type { CommandResult } from '../server/commands.js';
 import { writeCheckpoint, type Checkpoint } from './checkpoint.js';
-import type { RunLog } from './run-log.js';
+import type { RunLog } from '../../common/run-folder/log.js';
 import type { Workload, WorkloadBatch } from './workload.js';
 
 export interface CommandMeta {

@@ -16,7 +16,7 @@
  * with 1013 and can reconnect and replay from the log.
  */
 import { WebSocket, type RawData } from 'ws';
-import { parseClientMessage, type ClientMessage, type ServerMessage } from '../protocol.js';
+import { parseClientMessage, type ClientMessage, type ServerMessage } from '../../common/protocol.js';
 import { Outbox, toOutgoing, type Outgoing, type OutboxStats } from './outbox.js';
 import type { RecordSource } from './record-source.js';
 

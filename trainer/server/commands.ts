@@ -3,8 +3,8 @@
  * and one at a time, whichever socket they came from. Each is answered with an ack or a typed error; a
  * handler that throws never takes the server down.
  */
-import { isMuonscopeError, type MuonscopeErrorCode } from '../errors.js';
-import { ERROR_CODES, type Command, type ProtocolErrorCode, type ServerMessage } from '../protocol.js';
+import { isMuonscopeError, type MuonscopeErrorCode } from '../../common/errors.js';
+import { ERROR_CODES, type Command, type ProtocolErrorCode, type ServerMessage } from '../../common/protocol.js';
 
 export interface IncomingCommand {
   id: string;

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { dashboardHtml } from '../../webview/html.js';
+import { dashboardHtml } from '../../common/dashboard-page.js';
 
 /** dist/webview beside the bundle (dist/trainer), or the built copy when running from source. */
 export function webviewDir(): string {

@@ -4,7 +4,7 @@
  * the latest of each stays queued; every other record is kept. Records are serialized once, by the
  * server, and shared by all clients' outboxes.
  */
-import type { LogRecord } from '../protocol.js';
+import type { LogRecord } from '../../common/protocol.js';
 
 export interface Outgoing {
   seq: number;

@@ -3,7 +3,7 @@
  * in-memory tail; `MemoryRecordSource` keeps everything in memory, for tests and tools that have no run
  * directory.
  */
-import type { LogRecord, NewLogRecord } from '../protocol.js';
+import type { LogRecord, NewLogRecord } from '../../common/protocol.js';
 
 export interface RecordSource {
   lastSeq(): number;

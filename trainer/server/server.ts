@@ -7,8 +7,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { MuonscopeError } from '../errors.js';
-import { MAX_CLIENT_FRAME_BYTES, PROTOCOL_VERSION, type LogRecord } from '../protocol.js';
+import { MuonscopeError } from '../../common/errors.js';
+import { MAX_CLIENT_FRAME_BYTES, PROTOCOL_VERSION, type LogRecord } from '../../common/protocol.js';
 import { isLoopbackHost, originAllowed, ownOrigins, presentedToken, tokenMatches } from './auth.js';
 import { ClientSession, type CommandMessage, type SessionStats } from './client-session.js';
 import { CommandQueue, type CommandHandler } from './commands.js';

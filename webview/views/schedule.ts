@@ -7,7 +7,7 @@ import { Chart } from '../charts/chart.js';
 import { alignSeries } from '../charts/align.js';
 import { describeValue, fmt, h, setText } from '../dom.js';
 import { evaluate, SCHEDULE_TYPES, validateSchedule, type ScheduleSpec, type ScheduleType } from '../../trainer/optim/schedules.js';
-import type { Command } from '../../trainer/protocol.js';
+import type { Command } from '../../common/protocol.js';
 import { configSchedule, plannedCurve, plannedEntries, specAt } from '../schedule-timeline.js';
 import type { ControlRecord, RunStore } from '../store.js';
 import { button, dropdown, textField, type Control } from '../ui/toolkit.js';

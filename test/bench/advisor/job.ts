@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateRunConfig } from '../../../trainer/run/config.js';
-import { readRunLog } from '../../../trainer/run/run-log.js';
+import { readRunLog } from '../../../common/run-folder/log.js';
 import { startSession } from '../../../trainer/run/session.js';
 import { OPTIMIZERS, TASKS } from './plan.js';
 

@@ -8,7 +8,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import type { ScheduleSpec } from './optim/schedules.js';
+import type { ScheduleSpec } from '../trainer/optim/schedules.js';
 
 export const PROTOCOL_VERSION = 1;
 

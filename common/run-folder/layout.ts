@@ -1,15 +1,16 @@
 /**
  * A run's folder: everything needed to open, inspect or resume it without the process that made it.
+ * The trainer writes it and the extension reads it, so its layout lives here; creating one from a run
+ * config is the trainer's own business (trainer/run/new-run-dir.ts).
  *
  *   config.json        the config as run, defaults filled in
  *   log.ndjson         the event log (the truth)
  *   checkpoints/       step-NNNNNNNN.ckpt, written atomically
  *   trainer.json       while a trainer serves it: pid, URL and token (mode 0600), for re-attaching
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { MuonscopeError } from '../errors.js';
-import type { RunConfig } from './config.js';
 
 export const RUN_FILES = { config: 'config.json', log: 'log.ndjson', checkpoints: 'checkpoints', trainer: 'trainer.json' } as const;
 
@@ -29,22 +30,6 @@ export function runPaths(dir: string): RunPaths {
     checkpoints: join(dir, RUN_FILES.checkpoints),
     trainer: join(dir, RUN_FILES.trainer),
   };
-}
-
-function timestamp(d: Date): string {
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
-}
-
-/** A new, empty run folder under `root`, named after the run and its start time (never reused). */
-export function createRunDir(root: string, config: RunConfig, now = new Date()): RunPaths {
-  const safeName = config.name.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'run';
-  let dir = join(root, `${safeName}-${timestamp(now)}`);
-  for (let i = 2; existsSync(dir); i++) dir = join(root, `${safeName}-${timestamp(now)}-${i}`);
-  const paths = runPaths(dir);
-  mkdirSync(paths.checkpoints, { recursive: true });
-  writeFileSync(paths.config, JSON.stringify(config, null, 2) + '\n');
-  return paths;
 }
 
 /** The run folder a checkpoint file belongs to, or the folder itself. */

@@ -10,7 +10,6 @@
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { MuonscopeError } from '../errors.js';
 import { validateLogRecord, type LogRecord, type NewLogRecord } from '../protocol.js';
-import type { RecordSource } from '../server/record-source.js';
 
 export interface ParsedLog {
   records: LogRecord[];
@@ -68,7 +67,8 @@ export function readRunLog(path: string): ParsedLog {
 /** How many recent records stay in memory for live clients; older ones are re-read from disk. */
 const MEMORY_WINDOW = 20000;
 
-export class RunLog implements RecordSource {
+/** Also what the trainer's WebSocket server replays from (its RecordSource, matched by shape). */
+export class RunLog {
   private readonly fd: number;
   private readonly offsets: number[] = [];
   private readonly recent: LogRecord[] = [];
