@@ -1,13 +1,16 @@
 /**
- * The wire protocol between the trainer, the extension host and the dashboard: one definition of every
- * message, its version, and a runtime validator. Schemas are TypeBox (JSON Schema), so the static types
- * below are derived from the same definitions the validator checks; nothing else parses messages.
+ * The wire protocol between the trainer and its clients (the extension host, the dashboard's browser
+ * adapter): one definition of every message, its version, and a runtime validator. Schemas are TypeBox
+ * (JSON Schema), so the static types below are derived from the same definitions the validator checks;
+ * nothing else parses messages. What the dashboard and its host say to each other is in
+ * dashboard-messages.ts, built from these records and commands.
  *
  * Every record of the run log (NDJSON, one `LogRecord` a line) is also what travels in `events`
  * messages: the log is the truth, and a client that reconnects with the last seq it saw loses nothing.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { Finite, Int, Str, validate, type ValidationIssue, type Validated } from './schema.js';
 import type { ScheduleSpec } from '../trainer/optim/schedules.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -15,9 +18,6 @@ export const PROTOCOL_VERSION = 1;
 /** Frames larger than this are refused by the server (ws maxPayload) and by `parseClientMessage`. */
 export const MAX_CLIENT_FRAME_BYTES = 64 * 1024;
 
-const Finite = (opts: object = {}) => Type.Number({ ...opts });
-const Int = (opts: object = {}) => Type.Integer({ ...opts });
-const Str = (max = 200) => Type.String({ maxLength: max });
 const Reason = Type.Optional(Str(500));
 
 // ---------- schedules (mirrors optim/schedules.ts; checked for equality at compile time below) ----------
@@ -349,24 +349,6 @@ export type ServerMessage = Static<typeof ServerMessageSchema>;
 
 // ---------- validation ----------
 
-export interface ValidationIssue {
-  /** JSON pointer into the message, e.g. `/command/lr`. */
-  path: string;
-  message: string;
-}
-
-export type Validated<T> = { ok: true; value: T } | { ok: false; issues: ValidationIssue[] };
-
-function validate<S extends TSchema>(schema: S, value: unknown): Validated<Static<S>> {
-  if (Value.Check(schema, value)) return { ok: true, value };
-  const issues: ValidationIssue[] = [];
-  for (const e of Value.Errors(schema, value)) {
-    issues.push({ path: e.path || '/', message: e.message });
-    if (issues.length >= 10) break;
-  }
-  return { ok: false, issues };
-}
-
 /**
  * TypeBox reports a failed union as "Expected union value" at its root. For discriminated unions we
  * validate against the member the discriminator names, so errors point at the actual field.
@@ -441,57 +423,3 @@ export function parseClientMessage(frame: string): { ok: true; message: ClientMe
     },
   };
 }
-
-// ---------- dashboard ↔ host (the extension host, or the trainer's own page adapter) ----------
-//
-// The dashboard never opens a socket in VS Code: the extension host is the one client of every trainer
-// and relays records to each panel in batches. In a plain browser (the page the trainer serves), a tiny
-// adapter speaks the WebSocket protocol and translates it into these same messages.
-
-export const CONNECTION_STATES = ['connecting', 'live', 'offline', 'ended'] as const;
-
-export const RunDescriptorSchema = Type.Object({
-  runId: Str(),
-  label: Str(),
-  runDir: Str(4096),
-  live: Type.Boolean(),
-});
-export type RunDescriptor = Static<typeof RunDescriptorSchema>;
-
-export const ToDashboardSchema = Type.Union([
-  /** The runs this panel shows (the first is the focused one). Sent on `ready` and when the set changes. */
-  Type.Object({ type: Type.Literal('runs'), runs: Type.Array(RunDescriptorSchema) }),
-  /** Records of one run in seq order; may repeat seqs already sent (the dashboard keeps the first). */
-  Type.Object({ type: Type.Literal('records'), runId: Str(), records: Type.Array(LogRecordSchema) }),
-  Type.Object({
-    type: Type.Literal('connection'),
-    runId: Str(),
-    state: Type.Union(CONNECTION_STATES.map((s) => Type.Literal(s))),
-    detail: Type.Optional(Str(1000)),
-  }),
-  /** The trainer's answer to a command the dashboard sent. */
-  Type.Object({
-    type: Type.Literal('reply'),
-    runId: Str(),
-    reply: Type.Union([
-      Type.Object({ type: Type.Literal('ack'), id: Str(64), kind: Str(40), step: Int(), detail: Type.Optional(Str(1000)) }),
-      Type.Object({ type: Type.Literal('error'), id: Type.Optional(Str(64)), code: Str(40), message: Str(2000), path: Type.Optional(Str(500)) }),
-    ]),
-  }),
-]);
-export type ToDashboard = Static<typeof ToDashboardSchema>;
-
-export const FromDashboardSchema = Type.Union([
-  /** The page has loaded (or reloaded): send the runs and their full history. */
-  Type.Object({ type: Type.Literal('ready') }, { additionalProperties: false }),
-  Type.Object(
-    { type: Type.Literal('command'), runId: Str(), id: Type.String({ minLength: 1, maxLength: 64 }), command: CommandSchema },
-    { additionalProperties: false },
-  ),
-  /** Ask the host to add a finished or live run to this panel (Compare). */
-  Type.Object({ type: Type.Literal('pickRun') }, { additionalProperties: false }),
-]);
-export type FromDashboard = Static<typeof FromDashboardSchema>;
-
-export const validateFromDashboard = (v: unknown) => validate(FromDashboardSchema, v);
-export const validateToDashboard = (v: unknown) => validate(ToDashboardSchema, v);

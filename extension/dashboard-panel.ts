@@ -9,7 +9,7 @@
  * panels after a window reload without depending on what the page keeps in its own state.
  */
 import * as vscode from 'vscode';
-import { validateFromDashboard, type FromDashboard, type ToDashboard } from '../common/protocol.js';
+import { validateFromDashboard, type FromDashboard, type ToDashboard } from '../common/dashboard-messages.js';
 import { dashboardHtml, makeNonce } from '../common/dashboard-page.js';
 import { PanelRelay } from './relay.js';
 import type { RunRegistry } from './run-registry.js';

@@ -5,7 +5,7 @@
  * 3 per 100 ms, i.e. ≤ 30 messages a second). Large replays are split into chunks so no single message
  * blocks the webview for long. Timers are injected so the pacing is testable without waiting.
  */
-import type { ToDashboard } from '../common/protocol.js';
+import type { ToDashboard } from '../common/dashboard-messages.js';
 
 export interface RelayTimers {
   now(): number;

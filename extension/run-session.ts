@@ -5,7 +5,8 @@
  */
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
-import type { Command, LogRecord, RunDescriptor, RunState } from '../common/protocol.js';
+import type { RunDescriptor } from '../common/dashboard-messages.js';
+import type { Command, LogRecord, RunState } from '../common/protocol.js';
 import { runPaths } from '../common/run-folder/layout.js';
 import { fullHistory, RunHistory } from './history.js';
 import { readRunRecords } from './run-discovery.js';

@@ -6,7 +6,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
-import { validateServerMessage, type Command, type CONNECTION_STATES, type LogRecord, type ServerMessage } from '../common/protocol.js';
+import type { CONNECTION_STATES } from '../common/dashboard-messages.js';
+import { validateServerMessage, type Command, type LogRecord, type ServerMessage } from '../common/protocol.js';
 
 export type ConnectionState = (typeof CONNECTION_STATES)[number];
 export type CommandReply = Extract<ServerMessage, { type: 'ack' | 'error' }>;

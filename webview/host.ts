@@ -4,7 +4,8 @@
  * client). In a plain browser, on the page the trainer serves, the same messages are made from the
  * trainer's WebSocket protocol here, so nothing else in the dashboard knows which one it runs in.
  */
-import type { FromDashboard, LogRecord, ServerMessage, ToDashboard } from '../common/protocol.js';
+import type { FromDashboard, ToDashboard } from '../common/dashboard-messages.js';
+import type { LogRecord, ServerMessage } from '../common/protocol.js';
 
 export interface Host {
   readonly kind: 'vscode' | 'browser';

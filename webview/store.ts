@@ -5,7 +5,8 @@
  * fixed bounds however long a run is: series halve themselves keeping min and max, spectra history thins
  * to every other column, and lists keep their latest entries.
  */
-import type { LayerStats, LogRecord, RecordOf, RunDescriptor, RunState, ToDashboard } from '../common/protocol.js';
+import type { RunDescriptor, ToDashboard } from '../common/dashboard-messages.js';
+import type { LayerStats, LogRecord, RecordOf, RunState } from '../common/protocol.js';
 import { compactMinMax } from './downsample.js';
 
 export type ConnectionState = Extract<ToDashboard, { type: 'connection' }>['state'];

@@ -10,7 +10,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import type { Command, FromDashboard, LogRecord, NewLogRecord, RecordOf, ToDashboard } from '../../common/protocol.js';
+import type { FromDashboard, ToDashboard } from '../../common/dashboard-messages.js';
+import type { Command, LogRecord, NewLogRecord, RecordOf } from '../../common/protocol.js';
 import { dashboardHtml } from '../../common/dashboard-page.js';
 
 const root = join(import.meta.dirname, '..', '..');

@@ -2,7 +2,8 @@
 // chunking of large replays, and nothing lost or reordered on the way.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { LogRecord, ToDashboard } from '../../common/protocol.js';
+import type { ToDashboard } from '../../common/dashboard-messages.js';
+import type { LogRecord } from '../../common/protocol.js';
 import { PanelRelay, type RelayTimers } from '../../extension/relay.js';
 
 /** A manual clock: timers fire only when the test advances time. */

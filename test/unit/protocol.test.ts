@@ -2,11 +2,11 @@
 // path, and frame parsing never throws.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { validateFromDashboard } from '../../common/dashboard-messages.js';
 import {
   MAX_CLIENT_FRAME_BYTES,
   parseClientMessage,
   validateCommand,
-  validateFromDashboard,
   validateLogRecord,
   validateServerMessage,
   type Command,
