@@ -11,7 +11,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Finite, Int, Str, validate, type ValidationIssue, type Validated } from './schema.js';
-import type { ScheduleSpec } from '../trainer/optim/schedules.js';
+import { ScheduleSpecSchema } from './schedules.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -19,33 +19,6 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_CLIENT_FRAME_BYTES = 64 * 1024;
 
 const Reason = Type.Optional(Str(500));
-
-// ---------- schedules (mirrors optim/schedules.ts; checked for equality at compile time below) ----------
-
-const PValue = Finite();
-const leafSchedules = [
-  Type.Object({ type: Type.Literal('constant'), p: PValue }, { additionalProperties: false }),
-  Type.Object({ type: Type.Literal('linear'), from: PValue, to: PValue }, { additionalProperties: false }),
-  Type.Object({ type: Type.Literal('cosine'), from: PValue, to: PValue }, { additionalProperties: false }),
-  Type.Object(
-    { type: Type.Literal('piecewise'), points: Type.Array(Type.Tuple([Finite(), PValue]), { minItems: 1, maxItems: 1000 }) },
-    { additionalProperties: false },
-  ),
-  Type.Object(
-    { type: Type.Literal('logistic'), pMax: PValue, pMin: PValue, tau: Finite(), width: Finite({ exclusiveMinimum: 0 }) },
-    { additionalProperties: false },
-  ),
-];
-const LeafSchedule = Type.Union(leafSchedules);
-// Flat, so that errors can be reported against the member `type` names.
-export const ScheduleSpecSchema = Type.Union([
-  ...leafSchedules,
-  Type.Object({ type: Type.Literal('reversed'), of: LeafSchedule }, { additionalProperties: false }),
-]);
-// Compile-time: the wire schema and the optimizer's type describe the same values (one reversal deep).
-type WireSchedule = Static<typeof ScheduleSpecSchema>;
-const scheduleTypesAgree: WireSchedule extends ScheduleSpec ? true : false = true;
-void scheduleTypesAgree;
 
 // ---------- commands (client → trainer) ----------
 

@@ -1,9 +1,9 @@
 /**
  * The p schedule a run planned at every step: its config's schedule from step 0, replaced by every
  * accepted `set_schedule` (the control record's `new` is `{fromStep, schedule}`). Pure; evaluated with
- * the optimizer's own `evaluate`, so the dashboard's curve is the trainer's curve.
+ * the trainer's own `evaluate` (common/schedules.ts), so the dashboard's curve is the trainer's curve.
  */
-import { evaluate, type ScheduleSpec } from '../trainer/optim/schedules.js';
+import { evaluate, type ScheduleSpec } from '../common/schedules.js';
 import type { ControlRecord, RunStarted } from './store.js';
 
 export interface PlannedEntry {

@@ -1,11 +1,11 @@
 /**
  * What DynMuon does to each singular value of the momentum, for the Layer detail's shaping chart:
- * `exact` applies φ_p(σ) = σ·(σ²+δ)^((p−1)/2) (trainer/linalg/shaping), while `released` applies the
+ * `exact` applies φ_p(σ) = σ·(σ²+δ)^((p−1)/2) (common/shaping.ts), while `released` applies the
  * published code's second-order Taylor series of (X·Xᵀ)^(p/2) around I on X/‖X‖_F after Newton–Schulz
  * (≈ polar, so 1 per direction): c(σ) = 1 + d·e + ½d(d−1)·e², e = (σ/‖X‖_F)² − 1, d = p/2 — which tilts
  * the spectrum far less than φ_p. Both are normalised to 1 at σ_max, since the step size is set elsewhere.
  */
-import { phi } from '../trainer/linalg/shaping.js';
+import { phi } from '../common/shaping.js';
 
 /**
  * From this p on, the released code skips shaping altogether (identity). Mirrors dynmuon.ts's constant,

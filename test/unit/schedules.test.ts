@@ -1,16 +1,11 @@
 // p schedules against the values test/fixtures/generate_optim.py computed in Python, and the timeline.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { Value } from '@sinclair/typebox/value';
 import { isMuonscopeError, type MuonscopeErrorCode } from '../../common/errors.js';
 import { schedules } from '../../trainer/optim/index.js';
-import {
-  DYNMUON_REPO_LOGISTIC,
-  ScheduleTimeline,
-  TRACK3_LOGISTIC,
-  evaluate,
-  validateSchedule,
-  type ScheduleSpec,
-} from '../../trainer/optim/schedules.js';
+import { evaluate, ScheduleSpecSchema, validateSchedule, type ScheduleSpec } from '../../common/schedules.js';
+import { DYNMUON_REPO_LOGISTIC, ScheduleTimeline, TRACK3_LOGISTIC } from '../../trainer/optim/schedules.js';
 import { loadIndex } from '../helpers/fixtures.js';
 
 const index = loadIndex<{ schedules: { spec: ScheduleSpec; values: [number, number][] }[] }>('optim');
@@ -23,9 +18,11 @@ function throwsCode(code: MuonscopeErrorCode, mentions: string, fn: () => unknow
   });
 }
 
-test('the library entry point exports the schedules module as `schedules`', () => {
+test('the library entry point exports the shared specs and the trainer\'s timeline as one `schedules` namespace', () => {
   assert.equal(schedules.evaluate, evaluate);
+  assert.equal(schedules.validateSchedule, validateSchedule);
   assert.equal(schedules.ScheduleTimeline, ScheduleTimeline);
+  assert.equal(schedules.TRACK3_LOGISTIC, TRACK3_LOGISTIC);
 });
 
 test('every schedule type matches the Python values at known points (≤ 1e-12)', () => {
@@ -67,6 +64,22 @@ test('invalid specs: unknown type, p outside [−1, 1], bad numbers', () => {
   throwsCode('INVALID_HYPERPARAMETER', 'p', () => validateSchedule({ type: 'constant', p: Number.NaN }));
   throwsCode('INVALID_HYPERPARAMETER', 'increase', () => validateSchedule({ type: 'piecewise', points: [[0.5, 0], [0.5, 0.1]] }));
   throwsCode('INVALID_HYPERPARAMETER', 'points', () => validateSchedule({ type: 'piecewise', points: [] }));
+});
+
+test('the structure comes from the one schema: extra fields, malformed points and a reversed reversal are refused by both', () => {
+  const refused: [unknown, MuonscopeErrorCode, string][] = [
+    [{ type: 'constant', p: 0.1, extra: 1 }, 'INVALID_HYPERPARAMETER', 'schedule.extra'],
+    [{ type: 'piecewise', points: [[0.5]] }, 'INVALID_HYPERPARAMETER', 'schedule.points[0]'],
+    [{ type: 'linear', from: '0.1', to: 0 }, 'INVALID_HYPERPARAMETER', 'schedule.from'],
+    [{ type: 'reversed', of: { type: 'constant', p: 0, extra: 1 } }, 'INVALID_HYPERPARAMETER', 'schedule.of.extra'],
+    [{ type: 'reversed', of: { type: 'reversed', of: { type: 'constant', p: 0 } } }, 'UNKNOWN_SCHEDULE', 'schedule.of'],
+    [{ type: 'reversed', of: { type: 'constant', p: 0 }, extra: 1 }, 'INVALID_HYPERPARAMETER', 'schedule.extra'],
+  ];
+  for (const [spec, code, mentions] of refused) {
+    throwsCode(code, mentions, () => validateSchedule(spec));
+    assert.equal(Value.Check(ScheduleSpecSchema, spec), false, `the schema should refuse ${JSON.stringify(spec)}`);
+  }
+  for (const { spec } of index.schedules) assert.ok(Value.Check(ScheduleSpecSchema, spec), `the schema should accept ${JSON.stringify(spec)}`);
 });
 
 test('a timeline replaces the schedule from a step on, keeps its history and round-trips through JSON', () => {

@@ -2,7 +2,8 @@ export { eigh, type EighResult } from './eigh.js';
 export { checkMatrix, frobeniusNorm, gram, identity, matmul, transpose, type Matrix } from './matrix.js';
 export { newtonSchulzReference } from './newton-schulz.js';
 export * from './ns-coefficients.js';
-export { phi, shapeExact } from './shaping.js';
+export { phi } from '../../common/shaping.js';
+export { shapeExact } from './shaping.js';
 export {
   singularValues,
   spectrum,

@@ -1,6 +1,6 @@
 /**
  * Exact spectral shaping for DynMuon's `exact` mode: Shape_p(X) = U·φ_p(S)·Vᵀ with
- * φ_p(σ) = σ·(σ² + δ)^((p−1)/2) and δ = (ε·σ_max)², computed without an SVD as
+ * φ_p(σ) = σ·(σ² + δ)^((p−1)/2) (common/shaping.ts) and δ = (ε·σ_max)², computed without an SVD as
  * Q·diag((λ + δ)^((p−1)/2))·Qᵀ·X from the eigendecomposition X·Xᵀ = Q·Λ·Qᵀ of the short-side Gram matrix.
  * The Gram matrix is formed in float64: in float32 its small eigenvalues drown in round-off below
  * σ/σ_max ≈ 3.5e-4, exactly the directions a negative p amplifies.
@@ -8,12 +8,6 @@
 import { MuonscopeError } from '../../common/errors.js';
 import { eigh } from './eigh.js';
 import { checkMatrix, dot, gram, matmul, transpose, type Matrix } from './matrix.js';
-
-/** φ_p(σ) = σ·(σ² + δ)^((p−1)/2); φ_p(0) = 0 for every p, even undamped (δ = 0). */
-export function phi(sigma: number, p: number, delta: number): number {
-  if (sigma === 0) return 0;
-  return sigma * (sigma * sigma + delta) ** ((p - 1) / 2);
-}
 
 /**
  * U·φ_p(S)·Vᵀ of the rows×cols row-major X with damping ε (δ = (ε·σ_max)²), not rescaled. At p = 0 and

@@ -20,7 +20,8 @@ import { OptimizerBase } from './base.js';
 import { checkInteger, checkNumber, checkOneOf } from './hyperparameters.js';
 import { adjustLrScale, frobeniusNorm, optionsObject, parseMuonLikeOptions, rms, type MuonCoefficients } from './muon.js';
 import { bindParams, readGradients, readValues, writeValue, type BoundParam, type ParamInput } from './params.js';
-import { ScheduleTimeline, TRACK3_LOGISTIC, type ScheduleChangeMeta, type ScheduleSpec } from './schedules.js';
+import type { ScheduleSpec } from '../../common/schedules.js';
+import { ScheduleTimeline, TRACK3_LOGISTIC, type ScheduleChangeMeta } from './schedules.js';
 import { shapeMatmulOnly } from './shaping-matmul.js';
 import type { AdjustLr, MatrixStepInfo, OptimizerState, ShapingMethod, StepInfo } from './types.js';
 

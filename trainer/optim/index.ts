@@ -10,8 +10,12 @@ export {
   type DynMuonHyperparameters,
   type ShapingMethodChoice,
 } from './dynmuon.js';
-export * as schedules from './schedules.js';
-export { ScheduleTimeline, type ScheduleSpec, type TimelineEntry, type ScheduleTimelineJSON } from './schedules.js';
+import * as scheduleSpecs from '../../common/schedules.js';
+import * as scheduleTimeline from './schedules.js';
+/** One namespace for the p schedules: specs, `evaluate` and validation (shared with the dashboard), presets and the timeline. */
+export const schedules = { ...scheduleSpecs, ...scheduleTimeline };
+export type { ScheduleSpec } from '../../common/schedules.js';
+export { ScheduleTimeline, type TimelineEntry, type ScheduleTimelineJSON } from './schedules.js';
 export { routeParameters, ADAMW_NAME_PATTERN, type Route, type RoutedParameter, type RoutingOverride } from './routing.js';
 export { createOptimizer, HybridOptimizer, type HybridConfig, type MatrixOptimizerConfig } from './hybrid.js';
 export { encodeState, decodeState } from './state.js';

@@ -7,8 +7,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { isMuonscopeError } from '../../common/errors.js';
-import { validateSchedule } from '../optim/schedules.js';
-import { ScheduleSpecSchema } from '../../common/protocol.js';
+import { ScheduleSpecSchema, validateSchedule } from '../../common/schedules.js';
 
 const d = (description: string) => ({ description, markdownDescription: description });
 

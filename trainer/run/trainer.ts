@@ -13,7 +13,7 @@ import { SuggestionBook } from '../advisor/advisor.js';
 import { isMuonscopeError, MuonscopeError } from '../../common/errors.js';
 import type { DynMuon } from '../optim/dynmuon.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
-import { validateSchedule } from '../optim/schedules.js';
+import { validateSchedule } from '../../common/schedules.js';
 import type { Command, NewLogRecord, RunState } from '../../common/protocol.js';
 import type { CommandResult } from '../server/commands.js';
 import { writeCheckpoint, type Checkpoint } from './checkpoint.js';

@@ -6,8 +6,7 @@
 import { Chart } from '../charts/chart.js';
 import { alignSeries } from '../charts/align.js';
 import { describeValue, fmt, h, setText } from '../dom.js';
-import { evaluate, SCHEDULE_TYPES, validateSchedule, type ScheduleSpec, type ScheduleType } from '../../trainer/optim/schedules.js';
-import type { Command } from '../../common/protocol.js';
+import { evaluate, SCHEDULE_TYPES, validateSchedule, type ScheduleSpec, type ScheduleType } from '../../common/schedules.js';
 import { configSchedule, plannedCurve, plannedEntries, specAt } from '../schedule-timeline.js';
 import type { ControlRecord, RunStore } from '../store.js';
 import { button, dropdown, textField, type Control } from '../ui/toolkit.js';
@@ -15,9 +14,7 @@ import { ReplyStatus } from '../ui/reply.js';
 import { canCommand } from '../controls.js';
 import { type View, type ViewContext } from './view.js';
 
-/** The schedules the wire takes (a reversal one level deep). */
-type WireSchedule = Extract<Command, { kind: 'set_schedule' }>['schedule'];
-type LeafSpec = Exclude<WireSchedule, { type: 'reversed' }>;
+type LeafSpec = Exclude<ScheduleSpec, { type: 'reversed' }>;
 type LeafType = Exclude<ScheduleType, 'reversed'>;
 const LEAF_TYPES = SCHEDULE_TYPES.filter((t): t is LeafType => t !== 'reversed');
 const PARAMS: Record<LeafType, string[]> = {
@@ -85,7 +82,7 @@ export class ScheduleView implements View {
   private readonly preview: Chart;
   private readonly current = h('p', { id: 'schedule-current' });
   private readonly audit = h('tbody');
-  private draft: WireSchedule | null = null;
+  private draft: ScheduleSpec | null = null;
   private seeded = false;
   private drawn = -1;
 
@@ -168,7 +165,7 @@ export class ScheduleView implements View {
   private updateDraft(): void {
     try {
       const leaf = parseLeaf(this.leaf, this.values);
-      const spec: WireSchedule = this.reversed ? { type: 'reversed', of: leaf } : leaf;
+      const spec: ScheduleSpec = this.reversed ? { type: 'reversed', of: leaf } : leaf;
       validateSchedule(spec);
       this.draft = spec;
       setText(this.error, '');
@@ -199,7 +196,7 @@ export class ScheduleView implements View {
     const last = run && this.lastEdit(run);
     if (!run || !last || !last.old) return;
     this.scheduleReply.sent('undo');
-    this.ctx.commands.send(run.runId, { kind: 'set_schedule', schedule: last.old as WireSchedule, reason: `undo of the edit at step ${last.step}` }, (r) => this.scheduleReply.show('undo', r));
+    this.ctx.commands.send(run.runId, { kind: 'set_schedule', schedule: last.old as ScheduleSpec, reason: `undo of the edit at step ${last.step}` }, (r) => this.scheduleReply.show('undo', r));
   }
 
   private sendLr(): void {
