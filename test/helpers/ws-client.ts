@@ -2,6 +2,7 @@
 // sends commands that resolve with their ack or error reply.
 import WebSocket from 'ws';
 import type { Command, LogRecord, ServerMessage } from '../../common/protocol.js';
+import { WAIT_MS, waitUntil } from './wait.js';
 
 type Reply = Extract<ServerMessage, { type: 'ack' | 'error' }>;
 
@@ -54,15 +55,10 @@ export class TestClient {
     return reply;
   }
 
-  /** Waits until a record satisfies `pred` (or the timeout passes). */
-  async waitFor(pred: (r: LogRecord) => boolean, timeoutMs = 20000): Promise<LogRecord> {
-    const started = Date.now();
-    while (Date.now() - started < timeoutMs) {
-      const hit = this.records.find(pred);
-      if (hit) return hit;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    throw new Error('timed out waiting for a record');
+  /** Waits until a record satisfies `pred`; on timeout, says what was awaited and the last record seen. */
+  async waitFor(what: string, pred: (r: LogRecord) => boolean, timeoutMs = WAIT_MS): Promise<LogRecord> {
+    const seen = await waitUntil(what, () => ({ hit: this.records.find(pred), records: this.records.length, last: this.records.at(-1) }), { until: (s) => s.hit !== undefined, timeoutMs });
+    return seen.hit!;
   }
 
   close(): void {

@@ -28,6 +28,7 @@ import { Trainer } from '../../trainer/run/trainer.js';
 import { bootstrapMedianCi, median, percentile, stepsToTarget } from '../bench/advisor/stats.js';
 import { loadF32, loadF64, loadIndex, type ArrayRef } from '../helpers/fixtures.js';
 import { tinyMlpConfig, tinyRunParts } from '../helpers/tiny-run.js';
+import { SLOW_TEST, waitUntil } from '../helpers/wait.js';
 
 const S: RuleSettings = { maxAge: 100 };
 let seq = 0;
@@ -282,7 +283,7 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'muonscope-advisor-'));
 const mlpConfig = (overrides: Record<string, unknown> = {}) => tinyMlpConfig({ name: 'advisor', checkpointEvery: 1000, ...overrides });
 
 describe('suggestions through the trainer', () => {
-  test('apply carries out the change, audited and linked to the suggestion; dismiss and double use are refused cleanly', async () => {
+  test('apply carries out the change, audited and linked to the suggestion; dismiss and double use are refused cleanly', SLOW_TEST, async () => {
     const config = mlpConfig({ steps: 1000 });
     const { workload, optimizer } = await tinyRunParts(config);
     const dir = tmp();
@@ -302,7 +303,7 @@ describe('suggestions through the trainer', () => {
     await assert.rejects(trainer.enqueue({ kind: 'apply_suggestion', id: 'sx' }, { source: 'dashboard' }), /already applied/);
     await assert.rejects(trainer.enqueue({ kind: 'dismiss_suggestion', id: 'nope' }, { source: 'dashboard' }), /no suggestion "nope"/);
     await trainer.enqueue({ kind: 'step', n: 1 }, { source: 'test' });
-    while (trainer.currentState !== 'paused') await new Promise((r) => setTimeout(r, 5));
+    await waitUntil('the pause after the one step asked for', () => trainer.currentState, { until: (s) => s === 'paused' });
     await trainer.enqueue({ kind: 'stop' }, { source: 'test' });
     await running;
     log.close();
@@ -319,7 +320,7 @@ describe('suggestions through the trainer', () => {
     assert.ok(!records.some((r) => r.kind === 'control' && r.command === 'set_lr'), 'the dismissed change was not made');
   });
 
-  test('auto mode: the p-probe runs at its cadence and confident suggestions are applied by the advisor', async () => {
+  test('auto mode: the p-probe runs at its cadence and confident suggestions are applied by the advisor', SLOW_TEST, async () => {
     const config = mlpConfig({
       steps: 60,
       optimizer: { type: 'dynmuon', lr: 0.02, schedule: { type: 'constant', p: -0.25 } },
@@ -348,7 +349,7 @@ describe('suggestions through the trainer', () => {
     }
   });
 
-  test('the p-probe stays within the diagnostics budget: with 1% of training time only the first runs', async () => {
+  test('the p-probe stays within the diagnostics budget: with 1% of training time only the first runs', SLOW_TEST, async () => {
     const config = mlpConfig({
       steps: 60,
       optimizer: { type: 'dynmuon', lr: 0.02 },
@@ -362,7 +363,7 @@ describe('suggestions through the trainer', () => {
     assert.ok(probes[0].overheadPct > 1, `its cost is reported as a share of training time: ${probes[0].overheadPct}%`);
   });
 
-  test('on resume the history is replayed into the advisor and suggestions pending from before are superseded', async () => {
+  test('on resume the history is replayed into the advisor and suggestions pending from before are superseded', SLOW_TEST, async () => {
     const config = mlpConfig();
     const { workload, optimizer } = await tinyRunParts(config);
     const path = join(tmp(), 'log.ndjson');

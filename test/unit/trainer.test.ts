@@ -3,9 +3,9 @@
 // resume, SIGKILL recovery, and a live run left unharmed by a flood of malformed frames.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
@@ -16,6 +16,7 @@ import { readRunLog, RunLog } from '../../common/run-folder/log.js';
 import { startSession, type Session } from '../../trainer/run/session.js';
 import { Trainer } from '../../trainer/run/trainer.js';
 import { tinyMlpConfig, tinyRunParts } from '../helpers/tiny-run.js';
+import { SLOW_TEST, waitUntil, within } from '../helpers/wait.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const CLI = join(__dirname, '..', '..', 'dist', 'trainer', 'cli.js');
@@ -41,24 +42,24 @@ after(async () => {
 });
 
 describe('live control', () => {
-  test('each command is acknowledged with its step, applied between steps, and audited in the log', async () => {
+  test('each command is acknowledged with its step, applied between steps, and audited in the log', SLOW_TEST, async () => {
     const session = await startSession({ config: mlpConfig({ steps: 1_000_000, evalEvery: 1000, checkpointEvery: 100000 }), configDir: process.cwd(), runsRoot: tmp() });
     sessions.push(session);
     const client = await TestClient.connect(session.url, session.token);
-    await client.waitFor((r) => r.kind === 'step' && r.step >= 3);
+    await client.waitFor('step 3', (r) => r.kind === 'step' && r.step >= 3);
 
     const pause = await client.command({ kind: 'pause', reason: 'look' });
     assert.equal(pause.type, 'ack');
     const pausedAt = (pause as { step: number }).step;
-    await client.waitFor((r) => r.kind === 'state' && r.state === 'paused');
-    const before = stepsOf(client.records).length;
-    await new Promise((r) => setTimeout(r, 200));
-    assert.equal(stepsOf(client.records).length, before, 'no steps while paused');
+    await client.waitFor('the paused state', (r) => r.kind === 'state' && r.state === 'paused');
+    // Records arrive in seq order, so every step logged before the pause is here.
     assert.equal(stepsOf(client.records).at(-1)!.step, pausedAt - 1, 'paused right after the step in flight');
 
     assert.deepEqual(await client.command({ kind: 'step', n: 3 }), { type: 'ack', id: 'c2', kind: 'step', step: pausedAt, detail: 'running 3 step(s), then pausing' });
-    await client.waitFor((r) => r.kind === 'state' && r.state === 'paused' && r.step === pausedAt + 3);
-    assert.equal(stepsOf(client.records).at(-1)!.step, pausedAt + 2);
+    await client.waitFor(`the pause after step ${pausedAt + 2}`, (r) => r.kind === 'state' && r.state === 'paused' && r.step === pausedAt + 3);
+    // The step command's ack (at pausedAt) and this list show that no step ran while paused.
+    const since = stepsOf(client.records).filter((s) => s.step >= pausedAt).map((s) => s.step);
+    assert.deepEqual(since, [pausedAt, pausedAt + 1, pausedAt + 2], 'exactly the 3 steps asked for, after the pause');
 
     const lr = await client.command({ kind: 'set_lr', lr: 0.01, reason: 'too hot' });
     assert.equal(lr.type, 'ack');
@@ -76,7 +77,7 @@ describe('live control', () => {
     const past = await client.command({ kind: 'set_schedule', schedule: { type: 'constant', p: 0.1 }, fromStep: 0 });
     assert.match((past as { message: string }).message, /in the past/);
 
-    const resumedStep = (await client.waitFor((r) => r.kind === 'step' && (r as { lr: number }).lr === 0.01)) as RecordOf<'step'>;
+    const resumedStep = (await client.waitFor('a step at lr 0.01', (r) => r.kind === 'step' && (r as { lr: number }).lr === 0.01)) as RecordOf<'step'>;
     assert.equal(resumedStep.p, 0.5, 'the new schedule is in effect at the next step');
     assert.equal((await client.command({ kind: 'stop', reason: 'done' })).type, 'ack');
     assert.equal(await session.done, 'stopped');
@@ -106,27 +107,34 @@ describe('non-finite values', () => {
     return { trainer, log, dir: settings.checkpointDir, workload };
   }
 
-  test('a NaN loss pauses the run with an alert, before any update, and leaves the checkpoints alone', async () => {
-    const { trainer, log, dir, workload } = await trainerWith((step, loss) => (step === 12 ? tf.mul(loss, NaN) : loss));
+  test('a NaN loss pauses the run with an alert, before any update, and leaves the checkpoints alone', SLOW_TEST, async () => {
+    // The same run without the fault: the loss step 12 must have when it is tried again.
+    const clean = await trainerWith((_step, loss) => loss);
+    assert.equal(await clean.trainer.run(), 'finished');
+    clean.log.close();
+    clean.workload.dispose();
+    const cleanLoss12 = stepsOf(readRunLog(clean.log.path).records).find((s) => s.step === 12)!.loss;
+
+    let faults = 0;
+    const { trainer, log, dir, workload } = await trainerWith((step, loss) => (step === 12 && faults++ === 0 ? tf.mul(loss, NaN) : loss));
     const running = trainer.run();
-    while (trainer.currentState !== 'paused') await new Promise((r) => setTimeout(r, 5));
+    await waitUntil('the NaN loss to pause the run', () => trainer.currentState, { until: (s) => s === 'paused' });
     const alert = ofKind(readRunLog(log.path).records, 'alert')[0];
     assert.deepEqual([alert.code, alert.step], ['NON_FINITE_LOSS', 12]);
     assert.equal(trainer.step, 12, 'the bad step did not count');
-    const ckpts = listCheckpoints(dir);
-    const bytes = ckpts.map((f) => readFileSync(f));
-    const weights = workload.variables.map((v) => Array.from(v.dataSync()));
-    await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(listCheckpoints(dir), ckpts);
-    ckpts.forEach((f, i) => assert.ok(readFileSync(f).equals(bytes[i]), 'checkpoint untouched'));
-    assert.deepEqual(workload.variables.map((v) => Array.from(v.dataSync())), weights);
+    assert.deepEqual(listCheckpoints(dir).map((f) => basename(f)), ['step-00000010.ckpt', 'step-00000005.ckpt'], 'only the periodic checkpoints from before the fault');
+    assert.deepEqual(ofKind(readRunLog(log.path).records, 'checkpoint').map((c) => c.step), [5, 10], 'the pause wrote no checkpoint');
+    // Tried again, step 12 gives the clean run's loss: the faulty step changed no weight and no optimizer state.
+    await trainer.enqueue({ kind: 'step', n: 1 }, { source: 'test' });
+    const retried = await waitUntil('the retried step 12 in the log', () => stepsOf(readRunLog(log.path).records).at(-1), { until: (s) => s?.step === 12 });
+    assert.equal(retried!.loss, cleanLoss12, 'the retried step 12 loss equals the clean run\'s');
     trainer.requestStop('test');
     await running;
     log.close();
     workload.dispose();
   });
 
-  test('a failing observer (diagnostics) is a warning alert; training goes on', async () => {
+  test('a failing observer (diagnostics) is a warning alert; training goes on', SLOW_TEST, async () => {
     const { trainer, log, workload } = await trainerWith((_step, loss) => loss);
     trainer.observers.push({ afterUpdate: async (ctx) => { if (ctx.step === 5) throw new Error('probe exploded'); } });
     assert.equal(await trainer.run(), 'finished');
@@ -139,7 +147,7 @@ describe('non-finite values', () => {
     assert.equal(stepsOf(records).length, 30, 'every step ran');
   });
 
-  test('a non-finite gradient pauses the run and names the layer', async () => {
+  test('a non-finite gradient pauses the run and names the layer', SLOW_TEST, async () => {
     // Multiplying one weight by a custom op whose gradient is NaN poisons exactly that parameter's gradient.
     const poison = tf.customGrad(((x: tf.Tensor) => ({ value: x.clone(), gradFunc: (dy: tf.Tensor) => tf.mul(dy, NaN) })) as unknown as Parameters<typeof tf.customGrad>[0]);
     const { trainer, log, workload } = await trainerWith((step, loss, vars) => {
@@ -148,7 +156,7 @@ describe('non-finite values', () => {
       return tf.add(loss, tf.mul(tf.sum(poison(w) as tf.Tensor), 0));
     });
     const running = trainer.run();
-    while (trainer.currentState !== 'paused') await new Promise((r) => setTimeout(r, 5));
+    await waitUntil('the NaN gradient to pause the run', () => trainer.currentState, { until: (s) => s === 'paused' });
     const alert = ofKind(readRunLog(log.path).records, 'alert')[0];
     assert.deepEqual([alert.code, alert.step, alert.layer], ['NON_FINITE_GRADIENT', 7, 'mlp.layer1.weight']);
     trainer.requestStop('test');
@@ -159,7 +167,7 @@ describe('non-finite values', () => {
 });
 
 describe('reproducibility', () => {
-  test('same seed, same backend: the same losses step for step; a resumed run continues the same trajectory exactly', async () => {
+  test('same seed, same backend: the same losses step for step; a resumed run continues the same trajectory exactly', SLOW_TEST, async () => {
     const config = mlpConfig({ steps: 40, checkpointEvery: 20, diagnostics: { every: 10, adaptive: false } });
     const a = await runToEnd(config);
     const b = await runToEnd(config);
@@ -201,35 +209,35 @@ describe('the CLI', () => {
 
   const baseConfig = { name: 'cli', batchSize: 32, model: { type: 'mlp', hiddenDims: [32] }, task: { type: 'teacherStudent', inputDim: 16, outputDim: 4, teacherWidth: 16 }, compute: { backend: 'cpu' } };
 
-  test('a bad config exits 2 naming every problem with its JSON path, and starts nothing', async () => {
+  test('a bad config exits 2 naming every problem with its JSON path, and starts nothing', SLOW_TEST, async () => {
     const dir = tmp();
     const { exit, child } = startCli(['train', writeConfig(dir, { ...baseConfig, steps: -3, optimizer: { type: 'dynmuon', lr: 'fast' } }), '--out', join(dir, 'runs')]);
     let err = '';
     child.stderr.on('data', (d) => (err += d));
-    assert.equal(await exit, 2);
+    assert.equal(await within('the CLI to exit on a bad config', exit), 2);
     assert.match(err, /\$\.steps: /);
     assert.match(err, /\$\.optimizer\.lr: /);
     assert.equal(existsSync(join(dir, 'runs')), false);
   });
 
-  test('SIGKILL mid-run leaves a readable log (torn line skipped) and the run resumes from its last checkpoint', async () => {
+  test('SIGKILL mid-run leaves a readable log (torn line skipped) and the run resumes from its last checkpoint', SLOW_TEST, async () => {
     const dir = tmp();
     const { first, child, exit } = startCli(['train', writeConfig(dir, { ...baseConfig, steps: 1_000_000, checkpointEvery: 10 }), '--out', join(dir, 'runs')]);
-    const { runDir, url, token } = await first;
+    const { runDir, url, token } = await within("the CLI's listening line", first);
     assert.match(url, /^ws:\/\/127\.0\.0\.1:\d+$/);
     assert.match(token, /^[0-9a-f]{32}$/);
     const ckDir = join(runDir, 'checkpoints');
-    while (listCheckpoints(ckDir).length < 2) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil('two checkpoints', () => listCheckpoints(ckDir), { until: (files) => files.length >= 2, intervalMs: 20 });
     child.kill('SIGKILL');
-    await exit;
+    await within('the CLI to die of SIGKILL', exit);
     appendFileSync(join(runDir, 'log.ndjson'), '{"seq":999999,"kind":"step","lo'); // as if killed mid-write
     const before = readRunLog(join(runDir, 'log.ndjson'));
     assert.match(before.skipped.at(-1)!.reason, /torn/);
     const lastCkptStep = Number(/step-(\d+)/.exec(listCheckpoints(ckDir)[0])![1]);
 
     const resumed = startCli(['train', '--resume', runDir, '--steps', String(lastCkptStep + 5)]);
-    assert.equal((await resumed.first).runDir, runDir);
-    assert.equal(await resumed.exit, 0);
+    assert.equal((await within("the resumed CLI's listening line", resumed.first)).runDir, runDir);
+    assert.equal(await within('the resumed CLI to finish its 5 steps', resumed.exit), 0);
     const after = readRunLog(join(runDir, 'log.ndjson'));
     assert.equal(after.skipped.length, 0, 'the torn line was cut off before appending');
     const restart = ofKind(after.records, 'run_started').at(-1)!;
@@ -239,13 +247,13 @@ describe('the CLI', () => {
     assert.ok(!readdirSync(runDir).includes('trainer.json'), 'the re-attach file is removed when the trainer exits');
   });
 
-  test('SIGINT checkpoints and exits 0', async () => {
+  test('SIGINT checkpoints and exits 0', SLOW_TEST, async () => {
     const dir = tmp();
     const { first, child, exit } = startCli(['train', writeConfig(dir, { ...baseConfig, steps: 1_000_000 }), '--out', join(dir, 'runs')]);
-    const { runDir } = await first;
-    while (!readRunLog(join(runDir, 'log.ndjson')).records.some((r) => r.kind === 'step')) await new Promise((r) => setTimeout(r, 20));
+    const { runDir } = await within("the CLI's listening line", first);
+    await waitUntil('a step in the log', () => readRunLog(join(runDir, 'log.ndjson')).records, { until: (records) => records.some((r) => r.kind === 'step'), intervalMs: 20 });
     child.kill('SIGINT');
-    assert.equal(await exit, 0);
+    assert.equal(await within('the CLI to exit after SIGINT', exit), 0);
     const records = readRunLog(join(runDir, 'log.ndjson')).records;
     assert.equal(ofKind(records, 'state').at(-1)!.state, 'stopped');
     assert.match(ofKind(records, 'checkpoint').at(-1)!.reason, /signal SIGINT/);
@@ -253,7 +261,7 @@ describe('the CLI', () => {
 });
 
 describe('a live run under a flood of malformed frames', () => {
-  test('1000 bad frames get error replies, the server keeps serving, and the losses are those of an undisturbed run', async () => {
+  test('1000 bad frames get error replies, the server keeps serving, and the losses are those of an undisturbed run', SLOW_TEST, async () => {
     const config = mlpConfig({ steps: 60 });
     const clean = await runToEnd(config);
     const session = await startSession({ config, configDir: process.cwd(), runsRoot: tmp() });
@@ -276,7 +284,7 @@ describe('a live run under a flood of malformed frames', () => {
 });
 
 describe('diagnostics in the loop', () => {
-  test('logs spectra, layer stats, curvature, noise and costs; O recovered from the weights follows the shaping φ_p of M', async () => {
+  test('logs spectra, layer stats, curvature, noise and costs; O recovered from the weights follows the shaping φ_p of M', SLOW_TEST, async () => {
     const config = mlpConfig({
       steps: 64,
       // Without Nesterov the shaped matrix is M itself, so O's spectrum can be predicted from M's.
