@@ -4,7 +4,9 @@
  * its buffers once per (kind, shape, coefficients) and reuse the session for every step.
  */
 import onnxProto from 'onnx-proto';
+import { muonUpdate, type UpdateAlgebra } from '../linalg/muon-update.js';
 import type { NsStep } from '../linalg/ns-coefficients.js';
+import { nsCombination, orthogonalize, shortSideFirst, type NsAlgebra, type NsSpec } from '../linalg/ns-iteration.js';
 
 const { onnx } = onnxProto;
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
@@ -34,16 +36,17 @@ class GraphBuilder {
 
   /** A scalar constant of the graph's element type (fp32 coefficients are rounded once, here). */
   scalar(value: number): string {
-    const name = `c${this.counter++}`;
-    const tensor: onnxProto.onnx.ITensorProto = { name, dims: [], dataType: this.elemType };
-    if (this.elemType === DOUBLE) tensor.doubleData = [value];
-    else tensor.floatData = [value];
-    this.initializers.push(tensor);
-    return name;
+    return this.constant([value], []);
   }
 
-  initializer(tensor: onnxProto.onnx.ITensorProto): void {
+  /** A constant tensor of the graph's element type. */
+  constant(values: readonly number[], dims: number[]): string {
+    const name = `k${this.counter++}`;
+    const tensor: onnxProto.onnx.ITensorProto = { name, dims, dataType: this.elemType };
+    if (this.elemType === DOUBLE) tensor.doubleData = [...values];
+    else tensor.floatData = [...values];
     this.initializers.push(tensor);
+    return name;
   }
 
   index(i: number): string {
@@ -83,35 +86,41 @@ class GraphBuilder {
   }
 }
 
-function transpose(g: GraphBuilder, x: string): string {
-  return g.op('Transpose', [x], [{ name: 'perm', type: onnx.AttributeProto.AttributeType.INTS, ints: [1, 0] }]);
+const KEEPDIMS_0 = [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }];
+
+/** The Newton–Schulz operations (linalg/ns-iteration.ts) as nodes: matrices and scalars are value names. */
+function nsAlgebra(g: GraphBuilder): NsAlgebra<string, string> {
+  const transpose = (x: string) => g.op('Transpose', [x], [{ name: 'perm', type: onnx.AttributeProto.AttributeType.INTS, ints: [1, 0] }]);
+  return {
+    constant: (value) => g.scalar(value),
+    constantColumn: (values) => g.constant(values, [values.length, 1]),
+    transpose,
+    gram: (x) => g.op('MatMul', [x, transpose(x)]),
+    matmul: (a, b) => g.op('MatMul', [a, b]),
+    add: (a, b) => g.op('Add', [a, b]),
+    scale: (x, s) => g.op('Mul', [x, s]),
+    divide: (x, s) => g.op('Div', [x, s]),
+    norm: (x) => g.op('Sqrt', [g.op('ReduceSumSquare', [x], KEEPDIMS_0)]),
+    dot: (a, b) => g.op('ReduceSum', [g.op('Mul', [a, b])], KEEPDIMS_0),
+    sqrt: (s) => g.op('Sqrt', [s]),
+    mulScalars: (a, b) => g.op('Mul', [a, b]),
+    maxScalars: (a, b) => g.op('Max', [a, b]),
+  };
 }
 
-/** X / max(‖X‖_F·safety, eps), as torch.optim.Muon (clamp) and modded-nanogpt (safety) do. */
-function normalizeFrobenius(g: GraphBuilder, x: string, eps: number, normSafety: number): string {
-  const norm = g.op('Sqrt', [g.op('ReduceSumSquare', [x], [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }])]);
-  const scaled = normSafety === 1 ? norm : g.op('Mul', [norm, g.scalar(normSafety)]);
-  return g.op('Div', [x, g.op('Max', [scaled, g.scalar(eps)])]);
+/** Muon's update (linalg/muon-update.ts) as nodes; μ, decay and step size are graph inputs. */
+function updateAlgebra(g: GraphBuilder): UpdateAlgebra<string, string> {
+  return {
+    lerp: (a, b, w) => g.op('Add', [a, g.op('Mul', [w, g.op('Sub', [b, a])])]),
+    oneMinus: (s) => g.op('Sub', [g.scalar(1), s]),
+    scale: (x, s) => g.op('Mul', [x, s]),
+    subScaled: (a, b, s) => g.op('Sub', [a, g.op('Mul', [b, s])]),
+  };
 }
 
-/** One quintic step X ← a·X + (b·A + c·A·A)·X with A = X·Xᵀ (given, or formed); X is short-side-first. */
-function nsStep(g: GraphBuilder, x: string, [a, b, c]: NsStep, gram?: string): string {
-  const gramA = gram ?? g.op('MatMul', [x, transpose(g, x)]);
-  const poly = g.op('Add', [g.op('Mul', [gramA, g.scalar(b)]), g.op('Mul', [g.op('MatMul', [gramA, gramA]), g.scalar(c)])]);
-  return g.op('Add', [g.op('Mul', [x, g.scalar(a)]), g.op('MatMul', [poly, x])]);
-}
-
-/** Transposes a wide-first matrix to short-side-first; applied again, it restores the orientation. */
-function shortSideFirst(g: GraphBuilder, x: string, rows: number, cols: number): string {
-  return rows > cols ? transpose(g, x) : x;
-}
-
-export interface NsGraphSpec {
+export interface NsGraphSpec extends NsSpec {
   rows: number;
   cols: number;
-  steps: readonly NsStep[];
-  eps: number;
-  normSafety: number;
 }
 
 /**
@@ -121,55 +130,27 @@ export interface NsGraphSpec {
 export function buildMuonStepGraph(spec: NsGraphSpec & { nesterov: boolean }): Uint8Array {
   const { rows, cols } = spec;
   const g = new GraphBuilder(FLOAT);
-  const w = g.input('W', [rows, cols]);
-  const grad = g.input('G', [rows, cols]);
-  const buf = g.input('B', [rows, cols]);
-  const mu = g.input('mu', []);
-  const decay = g.input('decay', []);
-  const stepSize = g.input('step', []);
-  // torch: buf.lerp_(grad, 1 − μ) and update = grad.lerp(buf, μ).
-  const one = g.scalar(1);
-  const newBuf = g.op('Add', [buf, g.op('Mul', [g.op('Sub', [one, mu]), g.op('Sub', [grad, buf])])]);
-  const u = spec.nesterov ? g.op('Add', [grad, g.op('Mul', [mu, g.op('Sub', [newBuf, grad])])]) : newBuf;
-  let x = normalizeFrobenius(g, shortSideFirst(g, u, rows, cols), spec.eps, spec.normSafety);
-  for (const s of spec.steps) x = nsStep(g, x, s);
-  const o = shortSideFirst(g, x, rows, cols);
-  const newW = g.op('Sub', [g.op('Mul', [w, decay]), g.op('Mul', [o, stepSize])]);
-  g.output(newW, 'W_out', [rows, cols]);
-  g.output(newBuf, 'B_out', [rows, cols]);
-  g.output(o, 'O', [rows, cols]);
+  const ns = nsAlgebra(g);
+  const out = muonUpdate(updateAlgebra(g), (u) => orthogonalize(ns, u, rows, cols, spec), {
+    weight: g.input('W', [rows, cols]),
+    grad: g.input('G', [rows, cols]),
+    buffer: g.input('B', [rows, cols]),
+    momentum: g.input('mu', []),
+    nesterov: spec.nesterov,
+    decay: g.input('decay', []),
+    stepSize: g.input('step', []),
+  });
+  g.output(out.weight, 'W_out', [rows, cols]);
+  g.output(out.buffer, 'B_out', [rows, cols]);
+  g.output(out.update, 'O', [rows, cols]);
   return g.build();
 }
 
 export function buildOrthogonalizeGraph(spec: NsGraphSpec): Uint8Array {
   const { rows, cols } = spec;
   const g = new GraphBuilder(FLOAT);
-  let x = normalizeFrobenius(g, shortSideFirst(g, g.input('X', [rows, cols]), rows, cols), spec.eps, spec.normSafety);
-  for (const s of spec.steps) x = nsStep(g, x, s);
-  g.output(shortSideFirst(g, x, rows, cols), 'O', [rows, cols]);
+  g.output(orthogonalize(nsAlgebra(g), g.input('X', [rows, cols]), rows, cols, spec), 'O', [rows, cols]);
   return g.build();
-}
-
-/** A fixed start vector for power iteration: deterministic, and with no sign pattern to be orthogonal to. */
-function powerStartVector(g: GraphBuilder, m: number): string {
-  const name = `v${m}`;
-  const values = Array.from({ length: m }, (_, i) => 1 + 0.5 * Math.sin(12.9898 * (i + 1)));
-  g.initializer({ name, dims: [m, 1], dataType: FLOAT, floatData: values });
-  return name;
-}
-
-/**
- * σ_max² of X as the Rayleigh quotient after `iterations` power steps on A = X·Xᵀ (m×m, so each step
- * costs m² instead of 2mn). Power iteration approaches from below; callers add a margin.
- */
-function largestEigenvalue(g: GraphBuilder, gram: string, m: number, iterations: number): string {
-  const keep = [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }];
-  let v = powerStartVector(g, m);
-  for (let i = 0; i < iterations; i++) {
-    const w = g.op('MatMul', [gram, v]);
-    v = g.op('Div', [w, g.op('Max', [g.op('Sqrt', [g.op('ReduceSumSquare', [w], keep)]), g.scalar(1e-30)])]);
-  }
-  return g.op('ReduceSum', [g.op('Mul', [v, g.op('MatMul', [gram, v])])], keep);
 }
 
 export interface NsCombinationGraphSpec {
@@ -187,31 +168,13 @@ export interface NsCombinationGraphSpec {
  */
 export function buildNsCombinationGraph(spec: NsCombinationGraphSpec): Uint8Array {
   const { rows, cols, steps } = spec;
-  const m = Math.min(rows, cols);
   const g = new GraphBuilder(FLOAT);
-  const xs = shortSideFirst(g, g.input('X', [rows, cols]), rows, cols);
-  const weights = g.input('weights', [steps.length + 1]);
-  let x: string;
-  let firstGram: string | undefined;
-  if (spec.powerIterations === null) {
-    x = g.op('Div', [xs, g.input('divisor', [])]);
-  } else {
-    const margin = g.input('margin', []);
-    const rawGram = g.op('MatMul', [xs, transpose(g, xs)]);
-    const lambda = largestEigenvalue(g, rawGram, m, spec.powerIterations);
-    // A zero matrix has σ_max = 0; the floor keeps 0/0 out and the result zero.
-    const divisor = g.op('Max', [g.op('Mul', [g.op('Sqrt', [lambda]), margin]), g.scalar(1e-30)]);
-    x = g.op('Div', [xs, divisor]);
-    // Divide twice: d² underflows float32 for tiny d.
-    firstGram = g.op('Div', [g.op('Div', [rawGram, divisor]), divisor]);
-  }
-  const weight = (k: number) => g.op('Gather', [weights, g.index(k)]);
-  let sum = g.op('Mul', [x, weight(0)]);
-  steps.forEach((s, k) => {
-    x = nsStep(g, x, s, k === 0 ? firstGram : undefined);
-    sum = g.op('Add', [sum, g.op('Mul', [x, weight(k + 1)])]);
-  });
-  g.output(shortSideFirst(g, sum, rows, cols), 'Y', [rows, cols]);
+  const x = g.input('X', [rows, cols]);
+  const weightsInput = g.input('weights', [steps.length + 1]);
+  const weights = Array.from({ length: steps.length + 1 }, (_, k) => g.op('Gather', [weightsInput, g.index(k)]));
+  const scaling =
+    spec.powerIterations === null ? { divisor: g.input('divisor', []) } : { sigmaMargin: g.input('margin', []), powerIterations: spec.powerIterations };
+  g.output(nsCombination(nsAlgebra(g), x, rows, cols, steps, weights, scaling), 'Y', [rows, cols]);
   return g.build();
 }
 
@@ -224,8 +187,8 @@ export function buildMatmulGraph(m: number, k: number, n: number, type: ElementT
 /** The short-side Gram matrix: X·Xᵀ when rows ≤ cols, else Xᵀ·X. */
 export function buildGramGraph(rows: number, cols: number, type: ElementType = 'float32'): Uint8Array {
   const g = new GraphBuilder(type === 'float64' ? DOUBLE : FLOAT);
-  const x = shortSideFirst(g, g.input('X', [rows, cols]), rows, cols);
+  const ns = nsAlgebra(g);
   const side = Math.min(rows, cols);
-  g.output(g.op('MatMul', [x, transpose(g, x)]), 'A', [side, side]);
+  g.output(ns.gram(shortSideFirst(ns, g.input('X', [rows, cols]), rows, cols)), 'A', [side, side]);
   return g.build();
 }

@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
+import { stepScalars } from '../linalg/muon-update.js';
 import type { NsStep } from '../linalg/ns-coefficients.js';
 import {
   buildGramGraph,
@@ -42,13 +43,14 @@ export class OnnxKernels implements MatrixKernels {
     const { rows, cols } = input;
     const key = `muon|${rows}x${cols}|${stepsKey(input.steps)}|${input.nesterov}|${input.eps}|${input.normSafety}`;
     const session = await this.session(key, () => buildMuonStepGraph({ ...input }));
+    const { decay, stepSize } = stepScalars(input.lr, input.weightDecay, input.scale);
     const out = await session.run({
       W: this.matrix(input.weight, rows, cols),
       G: this.matrix(input.grad, rows, cols),
       B: this.matrix(input.momentumBuffer, rows, cols),
       mu: this.scalar(input.momentum),
-      decay: this.scalar(1 - input.lr * input.weightDecay),
-      step: this.scalar(input.lr * input.scale),
+      decay: this.scalar(decay),
+      step: this.scalar(stepSize),
     });
     return {
       weight: out.W_out.data as Float32Array,

@@ -1,10 +1,12 @@
 /**
- * MatrixKernels on TF.js ops: the fallback when onnxruntime-node cannot load. Same math as the ONNX
- * graphs, in float32, with every product through the transpose-safe matMul.
+ * MatrixKernels on TF.js ops: the fallback when onnxruntime-node cannot load. The Newton–Schulz
+ * iteration (linalg/ns-iteration.ts) and Muon's update (linalg/muon-update.ts) are run on the algebras
+ * below, in float32, with every product through the transpose-safe matMul.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { matMul } from '../backend/matmul.js';
-import type { NsStep } from '../linalg/ns-coefficients.js';
+import { muonUpdate, stepScalars, type UpdateAlgebra } from '../linalg/muon-update.js';
+import { nsCombination, orthogonalize, shortSideFirst, type NsAlgebra } from '../linalg/ns-iteration.js';
 import type {
   MatrixKernels,
   MuonStepInput,
@@ -13,24 +15,29 @@ import type {
   OrthogonalizeInput,
 } from './types.js';
 
-function shortSideFirst(x: tf.Tensor2D, rows: number, cols: number): tf.Tensor2D {
-  return rows > cols ? tf.transpose(x) : x;
-}
+const TFJS_NS: NsAlgebra<tf.Tensor2D, tf.Tensor | number> = {
+  constant: (value) => value,
+  constantColumn: (values) => tf.tensor2d(values as number[], [values.length, 1]),
+  transpose: (x) => tf.transpose(x),
+  gram: (x) => matMul(x, x, false, true),
+  matmul: (a, b) => matMul(a, b),
+  add: (a, b) => tf.add(a, b) as tf.Tensor2D,
+  scale: (x, s) => tf.mul(x, s) as tf.Tensor2D,
+  divide: (x, s) => tf.div(x, s) as tf.Tensor2D,
+  norm: (x) => tf.norm(x),
+  dot: (a, b) => tf.sum(tf.mul(a, b)),
+  sqrt: (s) => tf.sqrt(s),
+  mulScalars: (a, b) => tf.mul(a, b),
+  maxScalars: (a, b) => tf.maximum(a, b),
+};
 
-function nsStep(x: tf.Tensor2D, [a, b, c]: NsStep, gram?: tf.Tensor2D): tf.Tensor2D {
-  const gramA = gram ?? matMul(x, x, false, true);
-  const poly = tf.add(tf.mul(gramA, b), tf.mul(matMul(gramA, gramA), c)) as tf.Tensor2D;
-  return tf.add(tf.mul(x, a), matMul(poly, x)) as tf.Tensor2D;
-}
-
-function orthogonalizeTensor(u: tf.Tensor2D, input: Omit<OrthogonalizeInput, 'x'>): tf.Tensor2D {
-  const { rows, cols } = input;
-  const xt = shortSideFirst(u, rows, cols);
-  const norm = tf.mul(tf.norm(xt), input.normSafety);
-  let x = tf.div(xt, tf.maximum(norm, input.eps)) as tf.Tensor2D;
-  for (const s of input.steps) x = nsStep(x, s);
-  return shortSideFirst(x, rows, cols);
-}
+// μ, the decay and the step size stay JS numbers, each rounded once to float32 where it meets a tensor.
+const TFJS_UPDATE: UpdateAlgebra<tf.Tensor2D, number> = {
+  lerp: (a, b, w) => tf.add(a, tf.mul(tf.sub(b, a), w)) as tf.Tensor2D,
+  oneMinus: (s) => 1 - s,
+  scale: (x, s) => tf.mul(x, s) as tf.Tensor2D,
+  subScaled: (a, b, s) => tf.sub(a, tf.mul(b, s)) as tf.Tensor2D,
+};
 
 async function read(t: tf.Tensor): Promise<Float32Array> {
   return (await t.data()) as Float32Array;
@@ -40,16 +47,19 @@ export class TfjsKernels implements MatrixKernels {
   readonly provider = 'tfjs' as const;
 
   async muonStep(input: MuonStepInput): Promise<MuonStepOutput> {
-    const { rows, cols, momentum: mu } = input;
+    const { rows, cols } = input;
+    const { decay, stepSize } = stepScalars(input.lr, input.weightDecay, input.scale);
     const [w, buf, o] = tf.tidy(() => {
-      const grad = tf.tensor2d(input.grad, [rows, cols]);
-      const oldBuf = tf.tensor2d(input.momentumBuffer, [rows, cols]);
-      const newBuf = tf.add(oldBuf, tf.mul(tf.sub(grad, oldBuf), 1 - mu)) as tf.Tensor2D;
-      const u = input.nesterov ? (tf.add(grad, tf.mul(tf.sub(newBuf, grad), mu)) as tf.Tensor2D) : newBuf;
-      const update = orthogonalizeTensor(u, input);
-      const weight = tf.tensor2d(input.weight, [rows, cols]);
-      const newW = tf.sub(tf.mul(weight, 1 - input.lr * input.weightDecay), tf.mul(update, input.lr * input.scale));
-      return [newW, newBuf, update];
+      const out = muonUpdate(TFJS_UPDATE, (u) => orthogonalize(TFJS_NS, u, rows, cols, input), {
+        weight: tf.tensor2d(input.weight, [rows, cols]),
+        grad: tf.tensor2d(input.grad, [rows, cols]),
+        buffer: tf.tensor2d(input.momentumBuffer, [rows, cols]),
+        momentum: input.momentum,
+        nesterov: input.nesterov,
+        decay,
+        stepSize,
+      });
+      return [out.weight, out.buffer, out.update];
     });
     try {
       return { weight: await read(w), momentumBuffer: await read(buf), update: await read(o) };
@@ -59,7 +69,7 @@ export class TfjsKernels implements MatrixKernels {
   }
 
   async orthogonalize(input: OrthogonalizeInput): Promise<Float32Array> {
-    const out = tf.tidy(() => orthogonalizeTensor(tf.tensor2d(input.x, [input.rows, input.cols]), input));
+    const out = tf.tidy(() => orthogonalize(TFJS_NS, tf.tensor2d(input.x, [input.rows, input.cols]), input.rows, input.cols, input));
     try {
       return await read(out);
     } finally {
@@ -68,33 +78,8 @@ export class TfjsKernels implements MatrixKernels {
   }
 
   async nsCombination(input: NsCombinationInput): Promise<Float32Array> {
-    const { rows, cols, weights } = input;
-    const out = tf.tidy(() => {
-      const xs = shortSideFirst(tf.tensor2d(input.x, [rows, cols]), rows, cols);
-      let x: tf.Tensor2D;
-      let firstGram: tf.Tensor2D | undefined;
-      if ('divisor' in input.scale) {
-        x = tf.div(xs, input.scale.divisor) as tf.Tensor2D;
-      } else {
-        const gram = matMul(xs, xs, false, true);
-        const m = gram.shape[0];
-        let v = tf.tensor2d(Array.from({ length: m }, (_, i) => 1 + 0.5 * Math.sin(12.9898 * (i + 1))), [m, 1]);
-        for (let i = 0; i < input.scale.powerIterations; i++) {
-          const w = matMul(gram, v);
-          v = tf.div(w, tf.maximum(tf.norm(w), 1e-30)) as tf.Tensor2D;
-        }
-        const lambda = tf.sum(tf.mul(v, matMul(gram, v)));
-        const divisor = tf.maximum(tf.mul(tf.sqrt(lambda), input.scale.sigmaMargin), 1e-30);
-        x = tf.div(xs, divisor) as tf.Tensor2D;
-        firstGram = tf.div(tf.div(gram, divisor), divisor) as tf.Tensor2D;
-      }
-      let sum = tf.mul(x, weights[0]);
-      input.steps.forEach((s, k) => {
-        x = nsStep(x, s, k === 0 ? firstGram : undefined);
-        sum = tf.add(sum, tf.mul(x, weights[k + 1]));
-      });
-      return shortSideFirst(sum as tf.Tensor2D, rows, cols);
-    });
+    const { rows, cols } = input;
+    const out = tf.tidy(() => nsCombination(TFJS_NS, tf.tensor2d(input.x, [rows, cols]), rows, cols, input.steps, input.weights, input.scale));
     try {
       return await read(out);
     } finally {
@@ -112,10 +97,7 @@ export class TfjsKernels implements MatrixKernels {
   }
 
   async gram(x: Float32Array, rows: number, cols: number): Promise<Float32Array> {
-    const out = tf.tidy(() => {
-      const xt = shortSideFirst(tf.tensor2d(x, [rows, cols]), rows, cols);
-      return matMul(xt, xt, false, true);
-    });
+    const out = tf.tidy(() => TFJS_NS.gram(shortSideFirst(TFJS_NS, tf.tensor2d(x, [rows, cols]), rows, cols)));
     try {
       return await read(out);
     } finally {

@@ -4,10 +4,12 @@
  * function leaves its inputs untouched and returns new arrays.
  */
 import type { NsStep } from '../linalg/ns-coefficients.js';
+import type { NsScaling, NsSpec } from '../linalg/ns-iteration.js';
 
 export type KernelProviderName = 'onnxruntime-cuda' | 'onnxruntime-cpu' | 'tfjs';
 
-export interface MuonStepInput {
+/** Muon's step for one matrix (linalg/muon-update.ts), its direction by Newton–Schulz (the `NsSpec`). */
+export interface MuonStepInput extends NsSpec {
   rows: number;
   cols: number;
   weight: Float32Array;
@@ -19,9 +21,6 @@ export interface MuonStepInput {
   nesterov: boolean;
   /** Learning-rate multiplier from the matrix shape (adjust_lr). */
   scale: number;
-  steps: readonly NsStep[];
-  eps: number;
-  normSafety: number;
 }
 
 export interface MuonStepOutput {
@@ -31,13 +30,10 @@ export interface MuonStepOutput {
   update: Float32Array;
 }
 
-export interface OrthogonalizeInput {
+export interface OrthogonalizeInput extends NsSpec {
   rows: number;
   cols: number;
   x: Float32Array;
-  steps: readonly NsStep[];
-  eps: number;
-  normSafety: number;
 }
 
 export interface NsCombinationInput {
@@ -51,11 +47,11 @@ export interface NsCombinationInput {
    * Either a fixed divisor, or σ_max·margin with σ_max estimated by `powerIterations` steps of power
    * iteration on X·Xᵀ inside the kernel (whose Gram matrix then also serves the first iterate).
    */
-  scale: { divisor: number } | { sigmaMargin: number; powerIterations: number };
+  scale: NsScaling<number>;
 }
 
-export interface MatrixKernels {
-  readonly provider: KernelProviderName;
+/** The matrix work the optimizers ask for (a kernel provider, or the float64 reference in tests). */
+export interface MatrixOps {
   /** Muon's whole step for one matrix: EMA momentum, Nesterov, normalise, Newton–Schulz, decay, update. */
   muonStep(input: MuonStepInput): Promise<MuonStepOutput>;
   /** Newton–Schulz orthogonalisation of x (short side first internally), Frobenius-normalised with eps. */
@@ -66,6 +62,10 @@ export interface MatrixKernels {
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Promise<Float32Array>;
   /** The short-side Gram matrix of x (rows×cols): X·Xᵀ if rows ≤ cols else Xᵀ·X. */
   gram(x: Float32Array, rows: number, cols: number): Promise<Float32Array>;
+}
+
+export interface MatrixKernels extends MatrixOps {
+  readonly provider: KernelProviderName;
   /** Free native sessions. */
   dispose(): Promise<void>;
 }
