@@ -13,8 +13,10 @@
  * The step at index t (0 for the first step) uses p = schedule(t/totalSteps).
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import type { MatrixKernels } from '../kernels/types.js';
+import type { MatrixOps } from '../kernels/types.js';
+import { FLOAT32_UPDATE, decayAndStep, momentumStep, stepScalars } from '../linalg/muon-update.js';
 import { NS_COEFFICIENT_SETS, expandNsSteps } from '../linalg/ns-coefficients.js';
+import type { Matrix } from '../linalg/matrix.js';
 import { shapeExact } from '../linalg/shaping.js';
 import { OptimizerBase } from './base.js';
 import { checkInteger, checkNumber, checkOneOf } from './hyperparameters.js';
@@ -102,11 +104,6 @@ export function parseDynMuonOptions(raw: unknown): DynMuonHyperparameters {
   };
 }
 
-/** torch's lerp: a + w·(b − a), evaluated from the nearer end as torch does. */
-function lerp(a: number, b: number, w: number): number {
-  return w < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w);
-}
-
 function transpose32(x: ArrayLike<number>, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = x[i * cols + j];
@@ -137,18 +134,18 @@ interface PendingMatrix {
 
 /** The direction D (the update is lr·scale·D) and how it was made. */
 interface Direction {
-  d: ArrayLike<number>;
+  d: Matrix;
   method: ShapingMethod;
   normPowP: number;
   shapingRelError?: number;
 }
 
 export class DynMuon extends OptimizerBase<DynMuonHyperparameters> {
-  private readonly kernels: MatrixKernels;
+  private readonly kernels: MatrixOps;
   private timeline: ScheduleTimeline;
   private info: StepInfo | null = null;
 
-  constructor(params: readonly ParamInput[], options: DynMuonOptions, kernels: MatrixKernels) {
+  constructor(params: readonly ParamInput[], options: DynMuonOptions, kernels: MatrixOps) {
     const hp = parseDynMuonOptions(options);
     super('dynmuon', bindParams(params, OWNER, true), hp);
     this.timeline = new ScheduleTimeline(options.schedule ?? TRACK3_LOGISTIC);
@@ -221,11 +218,8 @@ export class DynMuon extends OptimizerBase<DynMuonHyperparameters> {
             : await this.lrOnlyDirection(u, momentum, rows, cols, pNow);
       const scale = adjustLrScale(hp.adjustLr, rows, cols, p.layout);
       // Decay with the base lr, step with the adjusted one (torch.optim.Muon and the published code alike).
-      const decay = 1 - hp.lr * hp.weightDecay;
-      const stepSize = hp.lr * scale * (hp.mode === 'lrOnly' ? dir.normPowP : 1);
-      const w = weights[k];
-      const weight = new Float32Array(p.size);
-      for (let i = 0; i < p.size; i++) weight[i] = Math.fround(w[i] * decay) - stepSize * dir.d[i];
+      const { decay, stepSize } = stepScalars(hp.lr, hp.weightDecay, scale);
+      const weight = decayAndStep(FLOAT32_UPDATE, weights[k], dir.d, decay, stepSize * (hp.mode === 'lrOnly' ? dir.normPowP : 1));
       const rmsFactor = hp.mode === 'lrOnly' ? dir.normPowP : 1;
       pending.push({
         p,
@@ -312,14 +306,10 @@ export class DynMuon extends OptimizerBase<DynMuonHyperparameters> {
   }
 }
 
-/** Muon's EMA momentum B ← B + (1 − μ)(G − B) and U = G.lerp(B, μ) (or B without Nesterov). */
+/** Muon's EMA momentum and Nesterov blend (linalg/muon-update.ts) on float32 buffers. */
 export function emaMomentum(old: Float32Array, g: Float32Array, mu: number, nesterov: boolean): { momentum: Float32Array; u: Float32Array } {
-  const momentum = new Float32Array(old.length);
-  for (let i = 0; i < old.length; i++) momentum[i] = lerp(old[i], g[i], 1 - mu);
-  if (!nesterov) return { momentum, u: momentum };
-  const u = new Float32Array(old.length);
-  for (let i = 0; i < old.length; i++) u[i] = lerp(g[i], momentum[i], mu);
-  return { momentum, u };
+  const { buffer, u } = momentumStep(FLOAT32_UPDATE, old, g, mu, nesterov);
+  return { momentum: buffer, u };
 }
 
 /** The published code's sum-form momentum M ← μM + G and U = μM + G (or M without Nesterov). */

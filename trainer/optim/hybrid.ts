@@ -5,7 +5,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { MuonscopeError } from '../../common/errors.js';
-import type { MatrixKernels } from '../kernels/types.js';
+import type { MatrixOps } from '../kernels/types.js';
 import { AdamW, type AdamWOptions } from './adamw.js';
 import { DynMuon, type DynMuonOptions } from './dynmuon.js';
 import { checkLr } from './hyperparameters.js';
@@ -35,7 +35,7 @@ export class HybridOptimizer {
   /** The configured learning rates: setLr moves AdamW's by the same factor as the matrix optimizer's. */
   private readonly baseLr: { matrix: number; adamw: number };
 
-  constructor(variables: readonly tf.Variable[], config: HybridConfig, kernels: MatrixKernels) {
+  constructor(variables: readonly tf.Variable[], config: HybridConfig, kernels: MatrixOps) {
     const type = config.matrix?.type;
     if (!MATRIX_OPTIMIZER_TYPES.includes(type)) {
       throw new MuonscopeError(
@@ -143,6 +143,6 @@ export class HybridOptimizer {
   }
 }
 
-export function createOptimizer(variables: readonly tf.Variable[], config: HybridConfig, kernels: MatrixKernels): HybridOptimizer {
+export function createOptimizer(variables: readonly tf.Variable[], config: HybridConfig, kernels: MatrixOps): HybridOptimizer {
   return new HybridOptimizer(variables, config, kernels);
 }

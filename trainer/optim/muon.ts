@@ -6,12 +6,13 @@
  *   O ← NS₅(U / max(‖U‖_F, eps))               on the short side first, (3.4445, −4.775, 2.0315)
  *   W ← W·(1 − lr·wd) − lr·scale·O             decay with the base lr, update with the adjusted one
  *
- * The whole step for one matrix is one `kernels.muonStep` call (one native graph on onnxruntime).
- * torch runs Newton–Schulz in bfloat16; this runs it in float32 (see docs/readings.md).
+ * The update is linalg/muon-update.ts and the iteration linalg/ns-iteration.ts, the descriptions every
+ * implementation follows. The whole step for one matrix is one `kernels.muonStep` call (one native graph
+ * on onnxruntime). torch runs Newton–Schulz in bfloat16; this runs it in float32 (see docs/readings.md).
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { MuonscopeError } from '../../common/errors.js';
-import type { MatrixKernels, MuonStepOutput } from '../kernels/types.js';
+import type { MatrixOps, MuonStepOutput } from '../kernels/types.js';
 import { NS_COEFFICIENT_SETS, expandNsSteps, type NsCoefficientName } from '../linalg/ns-coefficients.js';
 import { OptimizerBase } from './base.js';
 import { checkBoolean, checkInteger, checkLr, checkNumber, checkOneOf } from './hyperparameters.js';
@@ -102,11 +103,11 @@ export function parseMuonOptions(raw: unknown): MuonHyperparameters {
 }
 
 export class Muon extends OptimizerBase<MuonHyperparameters> {
-  private readonly kernels: MatrixKernels;
+  private readonly kernels: MatrixOps;
   private info: StepInfo | null = null;
 
   /** 2-D parameters only; `layout` tells the lr adjustment which side is "out". */
-  constructor(params: readonly ParamInput[], options: MuonOptions, kernels: MatrixKernels) {
+  constructor(params: readonly ParamInput[], options: MuonOptions, kernels: MatrixOps) {
     super('muon', bindParams(params, OWNER, true), parseMuonOptions(options));
     this.kernels = kernels;
   }

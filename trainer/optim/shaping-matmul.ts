@@ -2,7 +2,7 @@
  * DynMuon's matmul-only shaping on the kernels: one native call estimates σ_max (power iteration on
  * X·Xᵀ), normalises, and evaluates the fitted combination of Newton–Schulz iterates (linalg/shaping-fit.ts).
  */
-import type { MatrixKernels } from '../kernels/types.js';
+import type { MatrixOps } from '../kernels/types.js';
 import { fitShapingWeights, type ShapingFit } from '../linalg/shaping-fit.js';
 
 /** Margin over the power-iteration estimate so the top singular value stays inside the fitted range. */
@@ -28,7 +28,7 @@ export function cachedShapingFit(p: number, damping: number): ShapingFit {
  * worst relative error on singular values in [1e-3, 1]·σ_max.
  */
 export async function shapeMatmulOnly(
-  kernels: MatrixKernels,
+  kernels: MatrixOps,
   x: Float32Array,
   rows: number,
   cols: number,
