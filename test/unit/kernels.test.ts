@@ -151,26 +151,46 @@ describe('matmul-only shaping', () => {
 
 });
 
+/**
+ * Wherever the suite runs, whichever optional packages installed: auto takes the first provider, fastest
+ * first, that works, after trying and skipping every faster one.
+ */
+function assertBestAvailable(report: { chosen: string; skipped: { name: string }[] }, fastestFirst: readonly string[]): void {
+  const at = fastestFirst.indexOf(report.chosen);
+  assert.ok(at >= 0, `chose ${report.chosen}, not one of ${fastestFirst.join(', ')}`);
+  assert.deepEqual(report.skipped.map((s) => s.name), fastestFirst.slice(0, at), `every provider faster than ${report.chosen} was tried and skipped`);
+}
+
 describe('provider selection', () => {
-  test('auto picks native onnxruntime here and explains each skipped provider', async () => {
+  test('kernels: auto takes the fastest provider that works; each skipped one says why, and forced, fails with that reason', async () => {
     const { kernels, report } = await loadKernels('auto');
-    assert.equal(report.chosen, 'onnxruntime-cpu');
-    assert.equal(kernels.provider, 'onnxruntime-cpu');
-    const cuda = report.skipped.find((s) => s.name === 'onnxruntime-cuda');
-    assert.ok(cuda && /CUDA/.test(cuda.reason), 'the CUDA skip says why');
+    assertBestAvailable(report, ['onnxruntime-cuda', 'onnxruntime-cpu', 'tfjs']);
+    assert.equal(kernels.provider, report.chosen);
     await kernels.dispose();
+    for (const { name, reason } of report.skipped) {
+      assert.match(reason, /not installed|not supported|failed to (load|run)|wrong answer/, `${name} skipped, saying why`);
+      await assert.rejects(loadKernels(name), (e) => isMuonscopeError(e, 'KERNELS_UNAVAILABLE') && e.message.includes(`${name}: ${reason}`), `forcing ${name} fails with its reason`);
+    }
+    const forced = await loadKernels(report.chosen);
+    assert.equal(forced.report.chosen, report.chosen, 'the chosen provider loads when forced');
+    await forced.kernels.dispose();
   });
 
-  test('a forced provider that cannot load fails clearly instead of falling back', async () => {
-    await assert.rejects(loadKernels('onnxruntime-cuda'), (e) => isMuonscopeError(e, 'KERNELS_UNAVAILABLE') && /onnxruntime-cuda/.test(e.message));
+  test('an unknown kernel provider fails clearly instead of falling back', async () => {
     await assert.rejects(loadKernels('bogus' as never), (e) => isMuonscopeError(e, 'KERNELS_UNAVAILABLE') && /unknown kernel provider "bogus"/.test(e.message));
   });
 
-  test('TF.js backend: forcing a missing native backend names the package and why', async () => {
-    await assert.rejects(selectTfBackend('tensorflow'), (e) => isMuonscopeError(e, 'BACKEND_UNAVAILABLE') && /tfjs-node/.test(e.message));
-    const report = await selectTfBackend('auto');
-    assert.equal(report.chosen, 'wasm');
-    assert.deepEqual(report.skipped.map((s) => s.name), ['tensorflow-gpu', 'tensorflow']);
-    await selectTfBackend('cpu');
+  test('TF.js backend: auto takes the fastest backend that loads; each skipped one names why (the package, if missing), and forced, fails with that reason', async () => {
+    try {
+      const report = await selectTfBackend('auto');
+      assertBestAvailable(report, ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']);
+      for (const { name, reason } of report.skipped) {
+        assert.match(reason, /not installed \(@tensorflow\/tfjs-[\w-]+ is optional|failed to load|did not initialise|no CUDA device/, `${name} skipped, saying why`);
+        await assert.rejects(selectTfBackend(name), (e) => isMuonscopeError(e, 'BACKEND_UNAVAILABLE') && e.message.includes(`${name}: ${reason}`), `forcing ${name} fails with its reason`);
+      }
+      assert.equal((await selectTfBackend(report.chosen)).chosen, report.chosen, 'the chosen backend loads when forced');
+    } finally {
+      await selectTfBackend('cpu');
+    }
   });
 });

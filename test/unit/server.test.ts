@@ -9,6 +9,7 @@ import { Outbox, toOutgoing } from '../../trainer/server/outbox.js';
 import { MemoryRecordSource } from '../../trainer/server/record-source.js';
 import { mulberry32 } from '../../trainer/data/random.js';
 import { generateToken, startServer, type CommandHandler, type ServerOptions, type TrainerServer } from '../../trainer/server/server.js';
+import { SLOW_TEST, WAIT_MS, waitUntil, within } from '../helpers/wait.js';
 
 const TOKEN = generateToken();
 const AUTH = { Authorization: `Bearer ${TOKEN}` };
@@ -18,14 +19,6 @@ const rng = mulberry32;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const tick = () => new Promise((r) => setImmediate(r));
-
-async function until(cond: () => boolean, what: string, timeoutMs = 10000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
-}
 
 const stepRecord = (step: number): NewLogRecord => ({ kind: 'step', step, loss: 1 / (step + 1), lr: 0.01, p: 0.5, stepMs: 1 });
 const spectraRecord = (step: number, layer: string, n: number, random: () => number): NewLogRecord => {
@@ -72,17 +65,21 @@ class Client {
   }
 
   /** The next message (after those already taken) whose type is in `types`; earlier others are skipped. */
-  async next<T extends ServerMessage['type']>(types: T[], timeoutMs = 5000): Promise<Extract<ServerMessage, { type: T }>> {
-    const start = Date.now();
-    for (;;) {
-      while (this.seen < this.messages.length) {
-        const m = this.messages[this.seen++];
-        if ((types as string[]).includes(m.type)) return m as Extract<ServerMessage, { type: T }>;
-      }
-      if (this.closeCode !== null) throw new Error(`socket closed (${this.closeCode}) while waiting for ${types.join('|')}`);
-      if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${types.join('|')}`);
-      await sleep(1);
-    }
+  async next<T extends ServerMessage['type']>(types: T[], timeoutMs = WAIT_MS): Promise<Extract<ServerMessage, { type: T }>> {
+    const wanted = types.join('|');
+    const seen = await waitUntil(
+      `a ${wanted} message`,
+      () => {
+        while (this.seen < this.messages.length) {
+          const m = this.messages[this.seen++];
+          if ((types as string[]).includes(m.type)) return { hit: m as Extract<ServerMessage, { type: T }> };
+        }
+        if (this.closeCode !== null) throw new Error(`socket closed (${this.closeCode}) while waiting for ${wanted}`);
+        return { hit: undefined, received: this.messages.map((m) => m.type).slice(-5) };
+      },
+      { until: (s) => s.hit !== undefined, timeoutMs, intervalMs: 1 },
+    );
+    return seen.hit!;
   }
 
   records(): LogRecord[] {
@@ -111,7 +108,7 @@ function upgradeStatus(url: string, headers: Record<string, string> = {}, origin
 }
 
 describe('binding and HTTP', () => {
-  test('binds 127.0.0.1 by default, answers /healthz, tries the http hook first', async () => {
+  test('binds 127.0.0.1 by default, answers /healthz, tries the http hook first', SLOW_TEST, async () => {
     const { server, logs } = await setup({ httpHandler: (req, res) => (req.url === '/hook' ? (res.end('hooked'), true) : false) });
     assert.match(server.url, /^ws:\/\/127\.0\.0\.1:\d+$/);
     assert.ok(!logs.some((l) => /reachable from the network/.test(l)));
@@ -121,7 +118,7 @@ describe('binding and HTTP', () => {
     assert.equal(await (await fetch(`${base}/hook`)).text(), 'hooked');
   });
 
-  test('an explicit non-loopback host is used, with a warning that it is reachable from the network', async () => {
+  test('an explicit non-loopback host is used, with a warning that it is reachable from the network', SLOW_TEST, async () => {
     const { server, logs } = await setup({ host: '0.0.0.0' });
     assert.ok(logs.some((l) => /warning/.test(l) && /reachable from the network/.test(l) && /token/.test(l)), logs.join('\n'));
     const c = await Client.open(server.url);
@@ -131,23 +128,33 @@ describe('binding and HTTP', () => {
 });
 
 describe('connect', () => {
-  test('hello carries protocol, run and lastSeq; a client that never subscribes gets no records', async () => {
+  test('hello carries protocol, run and lastSeq; a client that never subscribes gets no records', SLOW_TEST, async () => {
     const { server, source } = await setup();
     for (let i = 1; i <= 3; i++) source.append(stepRecord(i));
     const c = await Client.open(server.url);
     const hello = await c.next(['hello']);
     assert.deepEqual(hello, { type: 'hello', protocol: PROTOCOL_VERSION, runId: 'run-1', runDir: '/tmp/run-1', lastSeq: 3 });
     assert.ok(validateServerMessage(hello).ok);
+    const watcher = await Client.open(server.url);
+    watcher.send({ type: 'subscribe', afterSeq: 3 });
+    await watcher.next(['replayed']);
     for (let i = 4; i <= 10; i++) source.append(stepRecord(i));
-    await sleep(50);
+    // The subscribed watcher receiving 4..10 marks the moment the live records went out.
+    await waitUntil('the live records 4..10 at the subscribed watcher', () => watcher.records().map((r) => r.seq), { until: (seqs) => seqs.at(-1) === 10 });
     assert.deepEqual(
       c.messages.map((m) => m.type),
       ['hello'],
+      'the client that never subscribed got nothing of them',
     );
+    // Subscribing then brings the whole history, once.
+    c.send({ type: 'subscribe', afterSeq: 0 });
+    assert.equal((await c.next(['replayed'])).throughSeq, 10);
+    assert.deepEqual(c.records().map((r) => r.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     c.ws.close();
+    watcher.ws.close();
   });
 
-  test('auth: missing, wrong and wrong-length tokens get 401; header and query tokens work; Origin is checked', async () => {
+  test('auth: missing, wrong and wrong-length tokens get 401; header and query tokens work; Origin is checked', SLOW_TEST, async () => {
     const { server } = await setup({ allowedOrigins: ['vscode-webview://abc'] });
     const url = server.url;
     assert.equal(await upgradeStatus(url), 401, 'no token');
@@ -163,12 +170,12 @@ describe('connect', () => {
     assert.equal(await upgradeStatus(url, AUTH, `http://127.0.0.1:${server.port}`), 101, "the trainer's own origin");
     assert.equal(await upgradeStatus(url, AUTH, 'vscode-webview://abc'), 101, 'an allowed origin');
     assert.equal(await upgradeStatus(`${url}/?token=${generateToken()}`, {}, 'http://evil.example'), 401, 'no token beats a bad origin');
-    await until(() => server.clients() === 0, 'refused and closed sockets to be gone');
+    await waitUntil('refused and closed sockets to be gone', () => server.clients(), { until: (n) => n === 0 });
   });
 });
 
 describe('replay and live records', () => {
-  test('5000 records with clients cut off mid-stream: each ends with exactly 1..N in order', async (t) => {
+  test('5000 records with clients cut off mid-stream: each ends with exactly 1..N in order', SLOW_TEST, async (t) => {
     const N = 5000;
     const { server, source } = await setup();
     const random = rng(7);
@@ -189,7 +196,7 @@ describe('replay and live records', () => {
       let last = 0;
       let cuts = 0;
       while (last < N) {
-        await new Promise<void>((resolve) => {
+        await within(`records after seq ${last} (consumer starting at ${startDelay} ms, ${cuts} cuts so far)`, new Promise<void>((resolve) => {
           const ws = new WebSocket(server.url, { headers: AUTH, perMessageDeflate: false });
           const cutAfter = 50 + Math.floor(random() * 900);
           let alive = true;
@@ -219,7 +226,7 @@ describe('replay and live records', () => {
               end();
             }
           });
-        });
+        }));
       }
       return { seqs, cuts, violations };
     }
@@ -232,7 +239,7 @@ describe('replay and live records', () => {
       assert.deepEqual(r.seqs, expected);
       assert.ok(r.cuts >= 3, `only ${r.cuts} forced disconnects`);
     }
-    await until(() => server.clients() === 0, 'cut-off clients to be cleaned up');
+    await waitUntil('cut-off clients to be cleaned up', () => server.clients(), { until: (n) => n === 0 });
 
     // Throughput of a full replay, for the record.
     const t0 = performance.now();
@@ -245,7 +252,7 @@ describe('replay and live records', () => {
     c.ws.close();
   });
 
-  test('records appended during a replay are neither lost nor duplicated', async () => {
+  test('records appended during a replay are neither lost nor duplicated', SLOW_TEST, async () => {
     const { server, source } = await setup();
     for (let i = 1; i <= 3000; i++) source.append(stepRecord(i));
     const c = await Client.open(server.url);
@@ -257,7 +264,7 @@ describe('replay and live records', () => {
     }
     const replayed = await c.next(['replayed']);
     assert.ok(replayed.throughSeq >= 3000);
-    await until(() => c.records().at(-1)?.seq === 3200, 'the live tail');
+    await waitUntil('the live tail up to seq 3200', () => c.records().at(-1)?.seq, { until: (seq) => seq === 3200 });
     assert.deepEqual(
       c.records().map((r) => r.seq),
       Array.from({ length: 2200 }, (_, i) => i + 1001),
@@ -265,7 +272,7 @@ describe('replay and live records', () => {
     c.ws.close();
   });
 
-  test('live records within 10 ms go out as one message, at most 500 records each', async () => {
+  test('live records within 10 ms go out as one message, at most 500 records each', SLOW_TEST, async () => {
     const { server, source } = await setup();
     const c = await Client.open(server.url);
     c.send({ type: 'subscribe', afterSeq: 0 });
@@ -303,7 +310,7 @@ describe('replay and live records', () => {
 });
 
 describe('commands', () => {
-  test('commands from 3 clients are applied one at a time in arrival order, each acked', async () => {
+  test('commands from 3 clients are applied one at a time in arrival order, each acked', SLOW_TEST, async () => {
     const calls: { id: string; source: string; clientId: string }[] = [];
     let active = 0;
     let maxActive = 0;
@@ -326,7 +333,7 @@ describe('commands', () => {
       c.send({ type: 'command', id, command: { kind: 'set_lr', lr: 0.001 * (i + 1) }, ...(i % 2 ? { source: 'webview' } : {}) });
       sent.push(id);
       // Wait until the server has it, so the arrival order is the order sent.
-      await until(() => server.debugStats().commandsReceived === before + 1, `command ${id} to arrive`);
+      await waitUntil(`command ${id} to arrive (received before it: ${before})`, () => server.debugStats().commandsReceived, { until: (n) => n === before + 1 });
     }
     for (const [k, c] of clients.entries()) {
       for (let i = k; i < 30; i += 3) {
@@ -345,7 +352,7 @@ describe('commands', () => {
     for (const c of clients) c.ws.close();
   });
 
-  test('a handler that throws gets the mapped error code with the command id, and the server goes on', async () => {
+  test('a handler that throws gets the mapped error code with the command id, and the server goes on', SLOW_TEST, async () => {
     const cases: [string, () => unknown, string][] = [
       ['INVALID_ARGUMENT', () => new MuonscopeError('INVALID_ARGUMENT', 'bad'), 'INVALID_COMMAND'],
       ['P_OUT_OF_RANGE', () => new MuonscopeError('P_OUT_OF_RANGE', 'bad p'), 'INVALID_COMMAND'],
@@ -389,7 +396,7 @@ describe('commands', () => {
 });
 
 describe('robustness', () => {
-  test('fuzz: 1200 random and malformed frames from 4 connections; the server still serves', async (t) => {
+  test('fuzz: 1200 random and malformed frames from 4 connections; the server still serves', SLOW_TEST, async (t) => {
     const received: unknown[] = [];
     const { server, source } = await setup({
       onCommand: async (msg) => {
@@ -552,7 +559,7 @@ describe('robustness', () => {
       [5, 6, 7, 8, 9, 10],
     );
     source.append(stepRecord(11));
-    await until(() => fresh.records().length === 7, 'a live record after the fuzz');
+    await waitUntil('a live record after the fuzz', () => fresh.records().map((r) => r.seq), { until: (seqs) => seqs.length === 7 });
     fresh.send({ type: 'command', id: 'final', command: { kind: 'stop', reason: 'done' } });
     assert.equal((await fresh.next(['ack'])).id, 'final');
     fresh.ws.close();
@@ -571,7 +578,7 @@ describe('robustness', () => {
     t.diagnostic(`1200 fuzz frames, ${closes.reduce((a, b) => a + b, 0)} closed connections (oversized / invalid UTF-8), ${received.length} valid commands applied`);
   });
 
-  test('close() closes every socket with 1001 and stops listening', async () => {
+  test('close() closes every socket with 1001 and stops listening', SLOW_TEST, async () => {
     const { server } = await setup();
     const a = await Client.open(server.url);
     const b = await Client.open(server.url);
@@ -612,7 +619,7 @@ describe('backpressure', () => {
     assert.equal(box.bytes, 0);
   });
 
-  test('a stalled client: memory stays bounded, scalars all arrive, spectra are coalesced to the latest per layer', async (t) => {
+  test('a stalled client: memory stays bounded, scalars all arrive, spectra are coalesced to the latest per layer', SLOW_TEST, async (t) => {
     const highWaterBytes = 256 * 1024;
     const { server, source } = await setup({ highWaterBytes });
     const stalled = await Client.open(server.url);
@@ -667,8 +674,8 @@ describe('backpressure', () => {
     assert.ok(stats && stats.pending.coalescedAway > 0);
 
     (stalled.ws as unknown as { _socket: { resume(): void } })._socket.resume();
-    await until(() => stalled.records().at(-1)?.seq === lastSeq + 1, 'the stalled client to catch up', 20000);
-    await until(() => healthy.records().at(-1)?.seq === lastSeq + 1, 'the healthy client to catch up', 20000);
+    await waitUntil(`the stalled client to catch up to seq ${lastSeq + 1}`, () => stalled.records().at(-1)?.seq, { until: (seq) => seq === lastSeq + 1 });
+    await waitUntil(`the healthy client to catch up to seq ${lastSeq + 1}`, () => healthy.records().at(-1)?.seq, { until: (seq) => seq === lastSeq + 1 });
 
     const got = stalled.records();
     for (let i = 1; i < got.length; i++) assert.ok(got[i].seq > got[i - 1].seq, 'strictly increasing');
@@ -695,7 +702,7 @@ describe('backpressure', () => {
     healthy.ws.close();
   });
 
-  test('a client whose scalar backlog passes the limit is closed with 1013', async () => {
+  test('a client whose scalar backlog passes the limit is closed with 1013', SLOW_TEST, async () => {
     const { server, source, logs } = await setup({ highWaterBytes: 64 * 1024, maxBacklogRecords: 1000 });
     const stalled = await Client.open(server.url);
     stalled.send({ type: 'subscribe', afterSeq: 0 });
@@ -710,7 +717,7 @@ describe('backpressure', () => {
     }
     assert.ok(server.debugStats().clients[0]?.congested, 'congested');
     for (let i = 0; i < 1500; i++) source.append(stepRecord(i));
-    await until(() => server.debugStats().clients[0]?.phase === 'closed', 'the server to give up on the client');
+    await waitUntil('the server to give up on the client', () => server.debugStats().clients[0], { until: (c) => c?.phase === 'closed' });
     assert.equal(server.debugStats().clients[0].pending.records, 0, 'its queue is freed at once');
     socket.resume();
     assert.equal(await stalled.closed(), 1013);
