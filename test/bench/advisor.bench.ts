@@ -1,5 +1,5 @@
 // `npm run bench:advisor [-- --full] [-- --tasks a,b] [-- --workers N] [-- --from-runs FILE]`: the evidence harness (issue 6,
-// algorithms.md §7). Does DynMuon, and does the advisor in `auto`, reach a target loss in fewer steps than
+// docs/algorithms.md §7). Does DynMuon, and does the advisor in `auto`, reach a target loss in fewer steps than
 // tuned Muon? Paired seeds, lr tuned per optimizer on separate seeds with the same grid, target fixed
 // before the evaluation runs, median and bootstrap 95% CI of the paired ratio steps(X)/steps(Muon).
 // Writes test/bench/results/advisor.json, advisor.md and SVG plots. A benchmark, not a test: the quick

@@ -1,6 +1,6 @@
 /**
  * Runs code-server (a full VS Code build) with a fresh user-data and extensions folder, per
- * ../shared/docs/vscode-e2e.md: installs a .vsix, writes the user settings that keep the workspace out of
+ * docs/testing.md §4: installs a .vsix, writes the user settings that keep the workspace out of
  * Restricted Mode, starts the server on a free port and stops it by its pid.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';

@@ -6,7 +6,7 @@
  *     ΔL(p) ≈ η·gᵀd_p − ½·η²·d_pᵀ H d_p,
  *
  * with g and H·d_p from one finite-difference Hessian-vector product (two gradients) per candidate
- * (algorithms.md §4). Only the matrix layers move; everything else stays at θ. The held-out batch keeps
+ * (docs/algorithms.md §4). Only the matrix layers move; everything else stays at θ. The held-out batch keeps
  * the measurement independent of the batch the step was fitted on.
  */
 import { directionalCurvature, type Direction, type Landscape, type Theta } from '../diagnostics/index.js';

@@ -1,5 +1,5 @@
 /**
- * The advisor's rules (algorithms.md §2, §4, §5): each reads the observations and either proposes one
+ * The advisor's rules (docs/algorithms.md §8; their premises §2, §4, §5): each reads the observations and either proposes one
  * change with the measurements behind it, or nothing. Pure functions; each is tested on its own.
  *
  * The premise they encode is DynMuon's: p > 0 emphasises large-σ directions, worth it while those are

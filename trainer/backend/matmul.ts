@@ -1,6 +1,6 @@
 /**
  * The one matmul every TF.js caller uses. TF.js-wasm's transposed-matmul path is 10–25× slower than
- * transposing first (readings.md), and its built-in matMul gradient passes the transpose flags, so on
+ * transposing first (docs/readings.md), and its built-in matMul gradient passes the transpose flags, so on
  * that backend we transpose explicitly, forward and backward.
  */
 import * as tf from '@tensorflow/tfjs-core';

@@ -1,5 +1,5 @@
 /**
- * Curvature of the loss along the directions the optimizer cares about (algorithms.md §4), from
+ * Curvature of the loss along the directions the optimizer cares about (docs/algorithms.md §4), from
  * finite-difference Hessian-vector products: Hv ≈ [∇L(θ + εv) − ∇L(θ − εv)]/(2ε). TF.js cannot
  * differentiate twice through tanh/sigmoid/exp (tfjs#3252), and two gradients are all this needs.
  *

@@ -1,5 +1,5 @@
 /**
- * Gradient noise (algorithms.md §5): the simple noise scale B_simple = tr(Σ)/|G|² of McCandlish et al.
+ * Gradient noise (docs/algorithms.md §5): the simple noise scale B_simple = tr(Σ)/|G|² of McCandlish et al.
  * (arXiv 1812.06162) by the two-batch estimator, and the signal-to-noise ratio of the gradient along the
  * momentum's top singular directions. Pure functions and one small EMA accumulator.
  */

@@ -1,5 +1,5 @@
 /**
- * Scalar summaries of one matrix layer's spectra and of its step (algorithms.md §6). Pure functions on
+ * Scalar summaries of one matrix layer's spectra and of its step (docs/algorithms.md §6). Pure functions on
  * singular values and row-major typed arrays. A zero matrix has no directions: every summary of it is 0,
  * never NaN, so a layer whose gradient vanished still yields a valid record.
  */

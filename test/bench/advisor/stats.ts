@@ -1,5 +1,5 @@
 /**
- * The statistics of the evidence harness (algorithms.md §7): steps to a target loss by interpolation
+ * The statistics of the evidence harness (docs/algorithms.md §7): steps to a target loss by interpolation
  * between evaluations, paired ratios against Muon, their median, and a percentile bootstrap 95% CI over
  * seeds. Pure; checked against numpy in test/unit/advisor-stats.test.ts.
  */
