@@ -6,7 +6,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { OptimizerBase } from './base.js';
-import { checkBoolean, checkLr, checkNumber } from './hyperparameters.js';
+import { ADAMW_DEFAULTS, checkBoolean, checkLr, checkNumber } from './hyperparameters.js';
 import { bindParams, readGradients, readValues, writeValue, type ParamInput } from './params.js';
 import { MuonscopeError } from '../../common/errors.js';
 
@@ -31,19 +31,19 @@ const OWNER = 'AdamW';
 export function parseAdamWOptions(raw: unknown): AdamWHyperparameters {
   if (typeof raw !== 'object' || raw === null) throw new MuonscopeError('INVALID_HYPERPARAMETER', `${OWNER}: options must be an object`);
   const o = raw as AdamWOptions;
-  const betas = o.betas ?? [0.9, 0.999];
+  const betas = o.betas ?? ADAMW_DEFAULTS.betas;
   if (!Array.isArray(betas) || betas.length !== 2) {
     throw new MuonscopeError('INVALID_HYPERPARAMETER', `${OWNER}: betas must be [beta1, beta2] (got ${JSON.stringify(betas)})`, { option: 'betas' });
   }
   return {
-    lr: checkLr(OWNER, o.lr ?? 1e-3),
+    lr: checkLr(OWNER, o.lr ?? ADAMW_DEFAULTS.lr),
     betas: [
       checkNumber(OWNER, 'betas[0]', betas[0], { min: 0, max: 1, maxExclusive: true }),
       checkNumber(OWNER, 'betas[1]', betas[1], { min: 0, max: 1, maxExclusive: true }),
     ],
-    eps: checkNumber(OWNER, 'eps', o.eps ?? 1e-8, { min: 0 }),
-    weightDecay: checkNumber(OWNER, 'weightDecay', o.weightDecay ?? 1e-2, { min: 0 }),
-    amsgrad: checkBoolean(OWNER, 'amsgrad', o.amsgrad ?? false),
+    eps: checkNumber(OWNER, 'eps', o.eps ?? ADAMW_DEFAULTS.eps, { min: 0 }),
+    weightDecay: checkNumber(OWNER, 'weightDecay', o.weightDecay ?? ADAMW_DEFAULTS.weightDecay, { min: 0 }),
+    amsgrad: checkBoolean(OWNER, 'amsgrad', o.amsgrad ?? ADAMW_DEFAULTS.amsgrad),
   };
 }
 

@@ -19,11 +19,11 @@ import { NS_COEFFICIENT_SETS, expandNsSteps } from '../linalg/ns-coefficients.js
 import type { Matrix } from '../linalg/matrix.js';
 import { shapeExact } from '../linalg/shaping.js';
 import { OptimizerBase } from './base.js';
-import { checkInteger, checkNumber, checkOneOf } from './hyperparameters.js';
+import { DYNMUON_DEFAULTS, MUON_DEFAULTS, checkInteger, checkNumber, checkOneOf } from './hyperparameters.js';
 import { adjustLrScale, frobeniusNorm, optionsObject, parseMuonLikeOptions, rms, type MuonCoefficients } from './muon.js';
 import { bindParams, readGradients, readValues, writeValue, type BoundParam, type ParamInput } from './params.js';
 import type { ScheduleSpec } from '../../common/schedules.js';
-import { ScheduleTimeline, TRACK3_LOGISTIC, type ScheduleChangeMeta } from './schedules.js';
+import { ScheduleTimeline, type ScheduleChangeMeta } from './schedules.js';
 import { shapeMatmulOnly } from './shaping-matmul.js';
 import type { AdjustLr, MatrixStepInfo, OptimizerState, ShapingMethod, StepInfo } from './types.js';
 
@@ -86,18 +86,18 @@ const OWNER = 'DynMuon';
 
 export function parseDynMuonOptions(raw: unknown): DynMuonHyperparameters {
   const o = optionsObject(OWNER, raw);
-  const mode = checkOneOf(OWNER, 'mode', o.mode ?? 'exact', DYNMUON_MODES, 'UNKNOWN_MODE');
-  const released = mode === 'released';
+  const mode = checkOneOf(OWNER, 'mode', o.mode ?? DYNMUON_DEFAULTS.mode, DYNMUON_MODES, 'UNKNOWN_MODE');
+  const defaults = mode === 'released' ? DYNMUON_DEFAULTS.released : MUON_DEFAULTS;
   return {
     mode,
     totalSteps: checkInteger(OWNER, 'totalSteps', o.totalSteps, 1, Number.MAX_SAFE_INTEGER),
-    damping: checkNumber(OWNER, 'damping', o.damping ?? 1e-3, { min: 0 }),
-    method: checkOneOf(OWNER, 'method', o.method ?? 'auto', SHAPING_METHODS, 'UNKNOWN_MODE'),
-    ...parseMuonLikeOptions(OWNER, o, { nesterov: !released }),
+    damping: checkNumber(OWNER, 'damping', o.damping ?? DYNMUON_DEFAULTS.damping, { min: 0 }),
+    method: checkOneOf(OWNER, 'method', o.method ?? DYNMUON_DEFAULTS.method, SHAPING_METHODS, 'UNKNOWN_MODE'),
+    ...parseMuonLikeOptions(OWNER, o, { nesterov: defaults.nesterov }),
     adjustLr: checkOneOf(
       OWNER,
       'adjustLr',
-      o.adjustLr ?? (released ? 'spectral_norm' : 'original'),
+      o.adjustLr ?? defaults.adjustLr,
       ['original', 'match_rms_adamw', 'spectral_norm'] as const,
       'INVALID_HYPERPARAMETER',
     ),
@@ -148,7 +148,7 @@ export class DynMuon extends OptimizerBase<DynMuonHyperparameters> {
   constructor(params: readonly ParamInput[], options: DynMuonOptions, kernels: MatrixOps) {
     const hp = parseDynMuonOptions(options);
     super('dynmuon', bindParams(params, OWNER, true), hp);
-    this.timeline = new ScheduleTimeline(options.schedule ?? TRACK3_LOGISTIC);
+    this.timeline = new ScheduleTimeline(options.schedule ?? DYNMUON_DEFAULTS.schedule);
     this.kernels = kernels;
   }
 

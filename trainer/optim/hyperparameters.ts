@@ -1,8 +1,50 @@
 /**
- * Checks for optimizer options: every refusal names the option, the optimizer and the value, with the
- * error code a config editor or the control protocol can act on.
+ * Optimizer options: their defaults, in one table that the optimizer classes and the run config
+ * (trainer/run/config.ts) both read, so that a library call and an empty config give the same run; and
+ * their checks, where every refusal names the option, the optimizer and the value, with the error code
+ * a config editor or the control protocol can act on.
  */
 import { MuonscopeError, type MuonscopeErrorCode } from '../../common/errors.js';
+import { NS_EPS } from '../linalg/ns-iteration.js';
+import { TRACK3_LOGISTIC } from './schedules.js';
+
+/**
+ * Muon's and DynMuon's shared options. Momentum, Nesterov, five steps of Keller's quintic and the eps are
+ * torch.optim.Muon's defaults; its lr and weight decay are not (torch's are 1e-3 and 0.1): the tiny
+ * models a default run trains take lr 0.02 without decay.
+ */
+export const MUON_DEFAULTS = {
+  lr: 0.02,
+  weightDecay: 0,
+  momentum: 0.95,
+  nesterov: true,
+  coefficients: 'keller',
+  nsSteps: 5,
+  eps: NS_EPS,
+  adjustLr: 'original',
+} as const;
+
+export const DYNMUON_DEFAULTS = {
+  mode: 'exact',
+  method: 'auto',
+  /** ε of φ_p's damping δ = (ε·σ_max)². */
+  damping: 1e-3,
+  schedule: TRACK3_LOGISTIC,
+  /** `released` mode follows the published code: no Nesterov, the "spectral_norm" lr scale. */
+  released: { nesterov: false, adjustLr: 'spectral_norm' },
+} as const;
+
+/**
+ * AdamW as a run uses it beside a matrix optimizer (embeddings, head, biases, gains), and alone.
+ * torch.optim.AdamW's own defaults differ: lr 1e-3, β₂ = 0.999, weight decay 1e-2.
+ */
+export const ADAMW_DEFAULTS = {
+  lr: 3e-3,
+  betas: [0.9, 0.95],
+  eps: 1e-8,
+  weightDecay: 0,
+  amsgrad: false,
+} as const;
 
 export interface NumberRange {
   min: number;

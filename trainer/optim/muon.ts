@@ -15,13 +15,13 @@ import { MuonscopeError } from '../../common/errors.js';
 import type { MatrixOps, MuonStepOutput } from '../kernels/types.js';
 import { NS_COEFFICIENT_SETS, expandNsSteps, type NsCoefficientName } from '../linalg/ns-coefficients.js';
 import { OptimizerBase } from './base.js';
-import { checkBoolean, checkInteger, checkLr, checkNumber, checkOneOf } from './hyperparameters.js';
+import { MUON_DEFAULTS, checkBoolean, checkInteger, checkLr, checkNumber, checkOneOf } from './hyperparameters.js';
 import { bindParams, readGradients, readValues, writeValue, type BoundParam, type ParamInput } from './params.js';
 import type { AdjustLr, Layout, MatrixStepInfo, StepInfo } from './types.js';
 
 export type MuonCoefficients = Extract<NsCoefficientName, 'keller' | 'polarExpress'>;
 export const MUON_COEFFICIENTS: readonly MuonCoefficients[] = ['keller', 'polarExpress'];
-export const MUON_ADJUST_LR: readonly AdjustLr[] = ['original', 'match_rms_adamw'];
+export const MUON_ADJUST_LR = ['original', 'match_rms_adamw'] as const satisfies readonly AdjustLr[];
 
 export interface MuonOptions {
   lr?: number;
@@ -75,13 +75,13 @@ export function rms(x: ArrayLike<number>): number {
 /** The options every Muon-like optimizer shares, checked once for Muon and DynMuon alike. */
 export function parseMuonLikeOptions(owner: string, o: Record<string, unknown>, defaults: { nesterov: boolean }) {
   return {
-    lr: checkLr(owner, o.lr ?? 1e-3),
-    weightDecay: checkNumber(owner, 'weightDecay', o.weightDecay ?? 0.1, { min: 0 }),
-    momentum: checkNumber(owner, 'momentum', o.momentum ?? 0.95, { min: 0, max: 1, maxExclusive: true }),
+    lr: checkLr(owner, o.lr ?? MUON_DEFAULTS.lr),
+    weightDecay: checkNumber(owner, 'weightDecay', o.weightDecay ?? MUON_DEFAULTS.weightDecay, { min: 0 }),
+    momentum: checkNumber(owner, 'momentum', o.momentum ?? MUON_DEFAULTS.momentum, { min: 0, max: 1, maxExclusive: true }),
     nesterov: checkBoolean(owner, 'nesterov', o.nesterov ?? defaults.nesterov),
-    coefficients: checkOneOf(owner, 'coefficients', o.coefficients ?? 'keller', MUON_COEFFICIENTS, 'UNKNOWN_COEFFICIENTS'),
-    nsSteps: checkInteger(owner, 'nsSteps', o.nsSteps ?? 5, 1, 99),
-    eps: checkNumber(owner, 'eps', o.eps ?? 1e-7, { min: 0, minExclusive: true }),
+    coefficients: checkOneOf(owner, 'coefficients', o.coefficients ?? MUON_DEFAULTS.coefficients, MUON_COEFFICIENTS, 'UNKNOWN_COEFFICIENTS'),
+    nsSteps: checkInteger(owner, 'nsSteps', o.nsSteps ?? MUON_DEFAULTS.nsSteps, 1, 99),
+    eps: checkNumber(owner, 'eps', o.eps ?? MUON_DEFAULTS.eps, { min: 0, minExclusive: true }),
   };
 }
 
@@ -97,8 +97,8 @@ const OWNER = 'Muon';
 export function parseMuonOptions(raw: unknown): MuonHyperparameters {
   const o = optionsObject(OWNER, raw);
   return {
-    ...parseMuonLikeOptions(OWNER, o, { nesterov: true }),
-    adjustLr: checkOneOf(OWNER, 'adjustLr', o.adjustLr ?? 'original', ['original', 'match_rms_adamw'] as const, 'INVALID_HYPERPARAMETER'),
+    ...parseMuonLikeOptions(OWNER, o, { nesterov: MUON_DEFAULTS.nesterov }),
+    adjustLr: checkOneOf(OWNER, 'adjustLr', o.adjustLr ?? MUON_DEFAULTS.adjustLr, MUON_ADJUST_LR, 'INVALID_HYPERPARAMETER'),
   };
 }
 

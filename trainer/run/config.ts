@@ -8,6 +8,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { isMuonscopeError } from '../../common/errors.js';
 import { ScheduleSpecSchema, validateSchedule } from '../../common/schedules.js';
+import { ADAMW_DEFAULTS, DYNMUON_DEFAULTS, MUON_DEFAULTS } from '../optim/hyperparameters.js';
 
 const d = (description: string) => ({ description, markdownDescription: description });
 
@@ -62,12 +63,12 @@ const TeacherStudentTask = Type.Object(
 const MuonOptimizer = Type.Object(
   {
     type: Type.Literal('muon'),
-    lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 0.02 }),
-    weightDecay: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
-    momentum: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: 0.95 }),
-    nesterov: Type.Boolean({ default: true }),
-    coefficients: Type.Union([Type.Literal('keller'), Type.Literal('polarExpress')], { default: 'keller' }),
-    adjustLr: Type.Union([Type.Literal('original'), Type.Literal('match_rms_adamw')], { default: 'original' }),
+    lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: MUON_DEFAULTS.lr }),
+    weightDecay: Type.Number({ minimum: 0, maximum: 1, default: MUON_DEFAULTS.weightDecay }),
+    momentum: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: MUON_DEFAULTS.momentum }),
+    nesterov: Type.Boolean({ default: MUON_DEFAULTS.nesterov }),
+    coefficients: Type.Union([Type.Literal('keller'), Type.Literal('polarExpress')], { default: MUON_DEFAULTS.coefficients }),
+    adjustLr: Type.Union([Type.Literal('original'), Type.Literal('match_rms_adamw')], { default: MUON_DEFAULTS.adjustLr }),
   },
   { additionalProperties: false, ...d('Muon (torch.optim.Muon semantics) for hidden matrices.') },
 );
@@ -76,15 +77,15 @@ const DynMuonOptimizer = Type.Object(
   {
     type: Type.Literal('dynmuon'),
     mode: Type.Union([Type.Literal('exact'), Type.Literal('released'), Type.Literal('lrOnly')], {
-      default: 'exact',
+      default: DYNMUON_DEFAULTS.mode,
       ...d('`exact`: damped exact U·φ_p(S)·Vᵀ at Muon\'s update size. `released`: the published code\'s behaviour. `lrOnly`: Muon × ‖M‖_F^p (ablation).'),
     }),
-    method: Type.Union([Type.Literal('auto'), Type.Literal('exact'), Type.Literal('matmul')], { default: 'auto', ...d('How `exact` mode shapes: float64 eigendecomposition, matmul-only approximation, or chosen by size.') }),
-    schedule: { ...ScheduleSpecSchema, default: { type: 'logistic', pMax: 0.25, pMin: -0.25, tau: 0.04, width: 0.04 }, ...d('The p schedule over training progress q = step/steps.') },
-    damping: Type.Number({ minimum: 0, maximum: 1, default: 1e-3 }),
-    lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 0.02 }),
-    weightDecay: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
-    momentum: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: 0.95 }),
+    method: Type.Union([Type.Literal('auto'), Type.Literal('exact'), Type.Literal('matmul')], { default: DYNMUON_DEFAULTS.method, ...d('How `exact` mode shapes: float64 eigendecomposition, matmul-only approximation, or chosen by size.') }),
+    schedule: { ...ScheduleSpecSchema, default: DYNMUON_DEFAULTS.schedule, ...d('The p schedule over training progress q = step/steps.') },
+    damping: Type.Number({ minimum: 0, maximum: 1, default: DYNMUON_DEFAULTS.damping }),
+    lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: MUON_DEFAULTS.lr }),
+    weightDecay: Type.Number({ minimum: 0, maximum: 1, default: MUON_DEFAULTS.weightDecay }),
+    momentum: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: MUON_DEFAULTS.momentum }),
     nesterov: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false, ...d('DynMuon: spectral shaping U·S^p·Vᵀ with a schedule for p.') },
@@ -107,9 +108,9 @@ export const RunConfigSchema = Type.Object(
     optimizer: Type.Union([DynMuonOptimizer, MuonOptimizer, AdamWOptimizer], { default: { type: 'dynmuon' } }),
     adamw: Type.Object(
       {
-        lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 3e-3 }),
-        weightDecay: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
-        betas: Type.Tuple([Type.Number({ minimum: 0, exclusiveMaximum: 1 }), Type.Number({ minimum: 0, exclusiveMaximum: 1 })], { default: [0.9, 0.95] }),
+        lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: ADAMW_DEFAULTS.lr }),
+        weightDecay: Type.Number({ minimum: 0, maximum: 1, default: ADAMW_DEFAULTS.weightDecay }),
+        betas: Type.Tuple([Type.Number({ minimum: 0, exclusiveMaximum: 1 }), Type.Number({ minimum: 0, exclusiveMaximum: 1 })], { default: ADAMW_DEFAULTS.betas }),
       },
       { additionalProperties: false, default: {}, ...d('AdamW for embeddings, the output head, biases and gains (and everything when optimizer is adamw).') },
     ),
