@@ -38,6 +38,12 @@ export interface NsAlgebra<M, S> {
   maxScalars(a: S, b: S): S;
 }
 
+/** What one step does to each singular value x: a·x + b·x³ + c·x⁵. */
+export function nsPolynomial([a, b, c]: NsStep, x: number): number {
+  const x2 = x * x;
+  return x * (a + x2 * (b + c * x2));
+}
+
 /** The Frobenius-normalisation floor: X / max(‖X‖_F, eps), torch.optim.Muon's default eps. */
 export const NS_EPS = 1e-7;
 

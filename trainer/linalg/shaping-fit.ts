@@ -5,7 +5,9 @@
  * Σ_k w_k·X_k = U·(Σ_k w_k·f_k(S))·Vᵀ, and needs nothing but matrix products (the Soft-Muon idea of
  * modded-nanogpt Track 3, with our own basis and fit).
  */
+import { phi } from '../../common/shaping.js';
 import type { NsStep } from './ns-coefficients.js';
+import { nsPolynomial } from './ns-iteration.js';
 
 /**
  * A gentle quintic with f(1) = 1, f'(1) = 0 and slope 2.6 at 0 (b = 2.5 − 2a, c = a − 1.5): its iterates
@@ -23,17 +25,11 @@ const FIT_POINTS = 400;
 /** Below this fraction of σ_max the damped target is linear and the error is not reported. */
 const REPORT_X_MIN = 1e-3;
 
-export function phiDamped(x: number, p: number, delta: number): number {
-  return x * Math.pow(x * x + delta, (p - 1) / 2);
-}
-
 function basisValues(x: number, step: NsStep, count: number): number[] {
-  const [a, b, c] = step;
   const out = [x];
   let f = x;
   for (let k = 0; k < count; k++) {
-    const f2 = f * f;
-    f = f * (a + f2 * (b + c * f2));
+    f = nsPolynomial(step, f);
     out.push(f);
   }
   return out;
@@ -98,7 +94,8 @@ export function fitShapingWeights(p: number, damping: number, step: NsStep = SHA
   const a = new Float64Array(FIT_POINTS * cols);
   const basis = xs.map((x) => basisValues(x, step, steps));
   xs.forEach((x, i) => {
-    const target = phiDamped(x, p, delta);
+    // x ≥ FIT_X_MIN > 0, where φ_p needs no zero guard.
+    const target = phi(x, p, delta);
     for (let k = 0; k < cols; k++) a[i * cols + k] = basis[i][k] / target;
   });
   const w = leastSquares(a, new Float64Array(FIT_POINTS).fill(1), FIT_POINTS, cols);
@@ -107,7 +104,7 @@ export function fitShapingWeights(p: number, damping: number, step: NsStep = SHA
     if (x < REPORT_X_MIN || x > 1) return;
     let approx = 0;
     for (let k = 0; k < cols; k++) approx += w[k] * basis[i][k];
-    maxRelError = Math.max(maxRelError, Math.abs(approx / phiDamped(x, p, delta) - 1));
+    maxRelError = Math.max(maxRelError, Math.abs(approx / phi(x, p, delta) - 1));
   });
   return { p, damping, step, steps, weights: Array.from(w), maxRelError };
 }
