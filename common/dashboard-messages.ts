@@ -55,3 +55,19 @@ export type FromDashboard = Static<typeof FromDashboardSchema>;
 
 export const validateFromDashboard = (v: unknown) => validate(FromDashboardSchema, v);
 export const validateToDashboard = (v: unknown) => validate(ToDashboardSchema, v);
+
+/**
+ * The part of a panel's saved state (vscode.setState) that says which runs it showed. VS Code hands it
+ * back to the extension's serializer after a window reload, so each panel is restored to its own runs
+ * whatever order the workbench revives panels in.
+ */
+export const SavedPanelRunsSchema = Type.Object({
+  runs: Type.Array(Type.Object({ runId: Str(), runDir: Str(4096) }), { maxItems: 64 }),
+});
+export type SavedPanelRuns = Static<typeof SavedPanelRunsSchema>;
+
+/** The saved runs of a panel's state, or undefined when the state does not carry them (older pages). */
+export function savedPanelRuns(state: unknown): SavedPanelRuns['runs'] | undefined {
+  const checked = validate(SavedPanelRunsSchema, state);
+  return checked.ok ? checked.value.runs : undefined;
+}

@@ -5,18 +5,17 @@
  * their full history, then live records in batches. Commands from the page are validated by the protocol
  * module and forwarded to the run's trainer; the answer goes back as a `reply`.
  *
- * Which runs a panel showed is kept in workspaceState, in panel order, so the serializer can restore
- * panels after a window reload without depending on what the page keeps in its own state.
+ * Which runs a panel showed is in its page's saved state (common/dashboard-messages.ts, SavedPanelRuns),
+ * which VS Code hands back to the serializer with the panel itself after a window reload.
  */
 import * as vscode from 'vscode';
-import { validateFromDashboard, type FromDashboard, type ToDashboard } from '../common/dashboard-messages.js';
+import { savedPanelRuns, validateFromDashboard, type FromDashboard, type ToDashboard } from '../common/dashboard-messages.js';
 import { dashboardHtml, makeNonce } from '../common/dashboard-page.js';
 import { PanelRelay } from './relay.js';
 import type { RunRegistry } from './run-registry.js';
 import type { RunSession } from './run-session.js';
 
 export const DASHBOARD_VIEW_TYPE = 'muonscope.dashboard';
-const STATE_KEY = 'muonscope.openPanels';
 
 class DashboardPanel implements vscode.Disposable {
   private readonly relay: PanelRelay;
@@ -31,7 +30,6 @@ class DashboardPanel implements vscode.Disposable {
     public runIds: string[],
     private readonly registry: RunRegistry,
     extensionUri: vscode.Uri,
-    private readonly onRunsChanged: () => void,
   ) {
     this.relay = new PanelRelay((m) => void panel.webview.postMessage(m));
     const webviewRoot = vscode.Uri.joinPath(extensionUri, 'dist', 'webview');
@@ -63,7 +61,6 @@ class DashboardPanel implements vscode.Disposable {
   addRun(session: RunSession): void {
     if (!this.runIds.includes(session.id)) this.runIds.push(session.id);
     this.watchRuns();
-    this.onRunsChanged();
     if (this.ready) this.replay();
   }
 
@@ -140,14 +137,17 @@ export type { DashboardPanel };
 
 export class DashboardPanels implements vscode.WebviewPanelSerializer, vscode.Disposable {
   private readonly panels: DashboardPanel[] = [];
-  private shuttingDown = false;
-  private restoreQueue: string[][];
 
   constructor(
     private readonly context: vscode.ExtensionContext,
     private readonly registry: RunRegistry,
-  ) {
-    this.restoreQueue = context.workspaceState.get<string[][]>(STATE_KEY, []);
+    /** Settles once the trainers this workspace was attached to are re-attached (or known gone). */
+    private readonly reattached: Promise<unknown>,
+  ) {}
+
+  /** Whether a command argument is one of these panels (its "add run" button). */
+  isPanel(arg: unknown): boolean {
+    return this.panels.some((p) => p === arg);
   }
 
   /** Shows the dashboard for these runs: reveals a panel already focused on the first, or opens one. */
@@ -165,34 +165,34 @@ export class DashboardPanels implements vscode.WebviewPanelSerializer, vscode.Di
     this.adopt(panel, sessions.map((s) => s.id));
   }
 
-  /** Restores a panel after a window reload; its runs come from what was saved, in panel order. */
-  async deserializeWebviewPanel(panel: vscode.WebviewPanel): Promise<void> {
-    const ids = this.restoreQueue.shift() ?? [];
-    for (const id of ids) {
-      if (!this.registry.get(id)) this.registry.refresh();
-      this.registry.get(id)?.ensureLoaded();
+  /**
+   * Restores a panel after a window reload to the runs its page saved in its own state (so the order in
+   * which the workbench revives panels does not matter). A run that cannot be found any more is said so.
+   */
+  async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: unknown): Promise<void> {
+    const saved = savedPanelRuns(state) ?? [];
+    await this.reattached;
+    const find = () => saved.map((r) => this.registry.byRunDir(r.runDir) ?? this.registry.get(r.runId));
+    if (find().some((s) => !s)) await this.registry.refresh();
+    const found = find().filter((s): s is RunSession => !!s);
+    if (!found.length) {
+      const what = saved.length ? saved.map((r) => r.runDir).join(', ') : 'its runs';
+      panel.dispose();
+      void vscode.window.showWarningMessage(`Muonscope: a dashboard could not be restored: ${what} is no longer in this workspace's runs folders, and no trainer serves it.`);
+      return;
     }
-    this.adopt(panel, ids.filter((id) => this.registry.get(id)));
+    await Promise.all(found.map((s) => s.load()));
+    this.adopt(panel, found.map((s) => s.id));
   }
 
   private adopt(panel: vscode.WebviewPanel, runIds: string[]): void {
-    const p = new DashboardPanel(panel, runIds, this.registry, this.context.extensionUri, () => this.save());
+    const p = new DashboardPanel(panel, runIds, this.registry, this.context.extensionUri);
     this.panels.push(p);
-    p.onDidDispose(() => {
-      this.panels.splice(this.panels.indexOf(p), 1);
-      this.save();
-    });
-    this.save();
-  }
-
-  private save(): void {
-    if (this.shuttingDown) return;
-    void this.context.workspaceState.update(STATE_KEY, this.panels.map((p) => p.runIds));
+    p.onDidDispose(() => this.panels.splice(this.panels.indexOf(p), 1));
   }
 
   dispose(): void {
-    // The window is closing or reloading: keep the saved list, which restores these panels next time,
-    // and leave the panels themselves to the workbench (disposing them here would close them for good).
-    this.shuttingDown = true;
+    // The window is closing or reloading: the panels belong to the workbench, which restores them (with
+    // the state their pages saved) next time; disposing them here would close them for good.
   }
 }

@@ -1,39 +1,50 @@
 /**
- * Finds run folders (config.json + log.ndjson, laid out as common/run-folder/layout.ts describes) under the
- * workspace's run folders, and reads what the tree needs from each. Logs are re-read only when their
- * size or mtime changed, so a refresh of many finished runs costs a few stat calls.
+ * Finds run folders (config.json + log.ndjson, the layout of common/run-folder) under the workspace's run
+ * folders and keeps a summary of each, for the runs tree. Everything here is asynchronous and
+ * incremental: a log is followed by byte offset (LogTail), so a refresh of many runs costs a few stat
+ * calls plus the bytes appended since the last one, and a run the extension is already streaming over
+ * its socket is not read at all (its session folds the same records as they arrive).
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LogRecord } from '../common/protocol.js';
-import { RUN_FILES, runPaths, type TrainerInfo } from '../common/run-folder/layout.js';
-import { readRunLog } from '../common/run-folder/log.js';
+import { LogTail } from '../common/run-folder/log-tail.js';
+import { runPaths, type TrainerInfo } from '../common/run-folder/layout.js';
 import { emptySummary, foldSummary, type RunSummary } from './run-summary.js';
 
 export interface DiscoveredRun {
   runDir: string;
-  summary: RunSummary;
+  /** The log's summary; undefined for a run skipped because it is being streamed. */
+  summary?: RunSummary;
   /** The live trainer serving the folder (trainer.json present and its process alive). */
   trainer?: TrainerInfo;
   mtimeMs: number;
 }
 
-export function isRunDir(dir: string): boolean {
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function isRunDir(dir: string): Promise<boolean> {
   const p = runPaths(dir);
-  return existsSync(p.config) && existsSync(p.log);
+  return (await exists(p.config)) && (await exists(p.log));
 }
 
 /** Run folders directly under `root` (how the trainer lays them out) and `root` itself if it is one. */
-export function findRunDirs(root: string): string[] {
-  if (!existsSync(root)) return [];
-  if (isRunDir(root)) return [root];
-  let entries: string[];
+export async function findRunDirs(root: string): Promise<string[]> {
+  if (await isRunDir(root)) return [root];
+  let dirs: string[];
   try {
-    entries = readdirSync(root, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(root, e.name));
+    dirs = (await readdir(root, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => join(root, e.name));
   } catch {
     return [];
   }
-  return entries.filter(isRunDir).sort();
+  const flags = await Promise.all(dirs.map(isRunDir));
+  return dirs.filter((_, i) => flags[i]).sort();
 }
 
 export function processAlive(pid: number): boolean {
@@ -47,11 +58,15 @@ export function processAlive(pid: number): boolean {
 }
 
 /** trainer.json, when it names a process that is still alive; a stale file (after a crash) is ignored. */
-export function liveTrainerInfo(runDir: string, alive: (pid: number) => boolean = processAlive): TrainerInfo | undefined {
-  const file = join(runDir, RUN_FILES.trainer);
-  if (!existsSync(file)) return undefined;
+export async function liveTrainerInfo(runDir: string, alive: (pid: number) => boolean = processAlive): Promise<TrainerInfo | undefined> {
+  let text: string;
   try {
-    const info = JSON.parse(readFileSync(file, 'utf8')) as TrainerInfo;
+    text = await readFile(runPaths(runDir).trainer, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const info = JSON.parse(text) as TrainerInfo;
     if (typeof info.pid !== 'number' || typeof info.url !== 'string' || typeof info.token !== 'string') return undefined;
     return alive(info.pid) ? info : undefined;
   } catch {
@@ -59,48 +74,53 @@ export function liveTrainerInfo(runDir: string, alive: (pid: number) => boolean 
   }
 }
 
-export function readRunRecords(runDir: string): LogRecord[] {
-  return readRunLog(runPaths(runDir).log).records;
+interface Followed {
+  tail: LogTail;
+  summary: RunSummary;
 }
 
 export class RunScanner {
-  private readonly cache = new Map<string, { size: number; mtimeMs: number; summary: RunSummary }>();
+  private readonly followed = new Map<string, Followed>();
 
   constructor(private readonly alive: (pid: number) => boolean = processAlive) {}
 
-  scan(roots: readonly string[]): DiscoveredRun[] {
-    const seen = new Set<string>();
-    const runs: DiscoveredRun[] = [];
-    for (const root of roots) {
-      for (const runDir of findRunDirs(root)) {
-        if (seen.has(runDir)) continue;
-        seen.add(runDir);
-        const run = this.read(runDir);
-        if (run) runs.push(run);
-      }
-    }
-    for (const key of [...this.cache.keys()]) if (!seen.has(key)) this.cache.delete(key);
+  /**
+   * Every run folder under `roots`, newest first. `streamed(runDir)` says the extension already receives
+   * that run's records over a socket: such a log is not read (its summary comes back undefined).
+   */
+  async scan(roots: readonly string[], streamed: (runDir: string) => boolean = () => false): Promise<DiscoveredRun[]> {
+    const dirs = [...new Set((await Promise.all(roots.map(findRunDirs))).flat())];
+    const runs = (await Promise.all(dirs.map((d) => this.read(d, streamed(d))))).filter((r): r is DiscoveredRun => !!r);
+    const seen = new Set(dirs);
+    for (const key of [...this.followed.keys()]) if (!seen.has(key)) this.followed.delete(key);
     return runs.sort((a, b) => b.mtimeMs - a.mtimeMs);
   }
 
-  private read(runDir: string): DiscoveredRun | undefined {
-    let st;
+  private async read(runDir: string, streamed: boolean): Promise<DiscoveredRun | undefined> {
+    let mtimeMs: number;
     try {
-      st = statSync(runPaths(runDir).log);
+      mtimeMs = (await stat(runPaths(runDir).log)).mtimeMs;
     } catch {
       return undefined;
     }
-    let cached = this.cache.get(runDir);
-    if (!cached || cached.size !== st.size || cached.mtimeMs !== st.mtimeMs) {
-      let summary = emptySummary();
-      try {
-        summary = foldSummary(summary, readRunRecords(runDir));
-      } catch {
-        // An unreadable log still lists the folder; the summary just stays empty.
-      }
-      cached = { size: st.size, mtimeMs: st.mtimeMs, summary };
-      this.cache.set(runDir, cached);
+    const trainer = await liveTrainerInfo(runDir, this.alive);
+    if (streamed) {
+      // The session has these records already; drop our copy so a later read starts clean.
+      this.followed.delete(runDir);
+      return { runDir, trainer, mtimeMs };
     }
-    return { runDir, summary: cached.summary, trainer: liveTrainerInfo(runDir, this.alive), mtimeMs: st.mtimeMs };
+    let f = this.followed.get(runDir);
+    if (!f) {
+      f = { tail: new LogTail(runPaths(runDir).log), summary: emptySummary() };
+      this.followed.set(runDir, f);
+    }
+    try {
+      const { records, restarted } = await f.tail.read();
+      if (restarted) f.summary = emptySummary();
+      if (records.length) f.summary = foldSummary(f.summary, records);
+    } catch {
+      // An unreadable log still lists the folder; the summary keeps what was read before.
+    }
+    return { runDir, summary: f.summary, trainer, mtimeMs };
   }
 }

@@ -62,7 +62,8 @@ export class RunLauncher implements vscode.Disposable {
     } catch (e) {
       proc.interrupt();
       const exit = await Promise.race([proc.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000))]);
-      throw new TrainerStartError((e as Error).message, [...early, ...proc.lastLines(30)], exit);
+      // The tail of its output already holds the lines `early` collected: pass them once.
+      throw new TrainerStartError((e as Error).message, proc.lastLines(30), exit);
     }
     session = this.registry.ensure(info.runDir);
     if (req.configPath) session.configPath = req.configPath;
@@ -87,7 +88,7 @@ export class RunLauncher implements vscode.Disposable {
       if (processAlive(info.pid)) return;
       clearInterval(timer);
       this.pidWatchers.delete(timer);
-      this.onExit(session, undefined, undefined);
+      void this.onExit(session, undefined, undefined);
     }, 2000);
     this.pidWatchers.add(timer);
   }
@@ -117,10 +118,10 @@ export class RunLauncher implements vscode.Disposable {
     });
   }
 
-  private onExit(session: RunSession, proc: TrainerProcess | undefined, exit: ExitInfo | undefined): void {
+  private async onExit(session: RunSession, proc: TrainerProcess | undefined, exit: ExitInfo | undefined): Promise<void> {
     if (session.process === proc) session.process = undefined;
     // The exit can overtake the last frames on the socket; the log on disk has everything.
-    session.catchUpFromDisk();
+    await session.catchUpFromDisk();
     const terminal = session.summary.state === 'finished' || session.summary.state === 'stopped' || session.summary.state === 'crashed';
     const failed = exit ? exit.code !== 0 || exit.signal !== null : !terminal;
     const how = exit ? describeExit(exit) : 'its process is gone';

@@ -6,6 +6,7 @@
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import type { TrainerInfo } from '../common/run-folder/layout.js';
+import type { MuonscopeOutput } from './output.js';
 import type { RunScanner } from './run-discovery.js';
 import { RunSession } from './run-session.js';
 
@@ -13,6 +14,9 @@ export class RunRegistry implements vscode.Disposable {
   private readonly sessions = new Map<string, RunSession>();
   private readonly mtimes = new Map<string, number>();
   private focusedId: string | undefined;
+  private scanning: Promise<void> | undefined;
+  private rescanRequested = false;
+  private disposed = false;
   private readonly changed = new vscode.EventEmitter<void>();
   private readonly disposables: vscode.Disposable[] = [];
   readonly onDidChange = this.changed.event;
@@ -23,6 +27,7 @@ export class RunRegistry implements vscode.Disposable {
     private readonly maxHistory: () => number,
     /** Called for a trainer found serving a run folder, so the window can (re-)attach to it. */
     private readonly onLiveTrainer: (session: RunSession, info: TrainerInfo) => void,
+    private readonly output: MuonscopeOutput,
   ) {}
 
   all(): RunSession[] {
@@ -62,21 +67,52 @@ export class RunRegistry implements vscode.Disposable {
     if (existing) return existing;
     let id = preferredId.slice(0, 180);
     for (let i = 2; this.sessions.has(id); i++) id = `${preferredId.slice(0, 180)}-${i}`;
-    const session = new RunSession(id, runDir, this.maxHistory());
+    const session = new RunSession(id, runDir, this.maxHistory(), this.output);
     this.sessions.set(id, session);
     this.disposables.push(session.onDidChange(() => this.changed.fire()));
     this.changed.fire();
     return session;
   }
 
-  /** Re-reads the run folders: new runs appear, removed past runs go, live trainers get attached. */
-  refresh(): void {
-    const found = this.scanner.scan(this.roots());
+  /** Forgets a session (an attach that failed, or a duplicate of a run already listed). */
+  remove(session: RunSession): void {
+    if (this.sessions.get(session.id) !== session) return;
+    this.sessions.delete(session.id);
+    if (this.focusedId === session.id) this.focusedId = undefined;
+    session.dispose();
+    this.changed.fire();
+  }
+
+  /**
+   * Re-reads the run folders (asynchronously; one scan at a time, and a request during a scan runs once
+   * more after it): new runs appear, removed past runs go, live trainers get attached.
+   */
+  refresh(): Promise<void> {
+    if (this.scanning) {
+      this.rescanRequested = true;
+      return this.scanning;
+    }
+    this.scanning = (async () => {
+      try {
+        do {
+          this.rescanRequested = false;
+          await this.scanOnce();
+        } while (this.rescanRequested && !this.disposed);
+      } finally {
+        this.scanning = undefined;
+      }
+    })();
+    return this.scanning;
+  }
+
+  private async scanOnce(): Promise<void> {
+    const found = await this.scanner.scan(this.roots(), (runDir) => !!this.byRunDir(runDir)?.live);
+    if (this.disposed) return;
     const present = new Set(found.map((r) => r.runDir));
     for (const run of found) {
       this.mtimes.set(run.runDir, run.mtimeMs);
       const session = this.ensure(run.runDir);
-      session.setScannedSummary(run.summary);
+      if (run.summary) session.setScannedSummary(run.summary);
       if (run.trainer && !session.client) this.onLiveTrainer(session, run.trainer);
     }
     for (const session of [...this.sessions.values()]) {
@@ -96,6 +132,7 @@ export class RunRegistry implements vscode.Disposable {
   }
 
   dispose(): void {
+    this.disposed = true;
     for (const s of this.sessions.values()) s.dispose();
     this.sessions.clear();
     for (const d of this.disposables) d.dispose();

@@ -7,13 +7,16 @@ import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import type { RunDescriptor } from '../common/dashboard-messages.js';
 import type { Command, LogRecord, RunState } from '../common/protocol.js';
+import { existsSync } from 'node:fs';
 import { runPaths } from '../common/run-folder/layout.js';
+import { readRunLog } from '../common/run-folder/log.js';
+import { LogTail } from '../common/run-folder/log-tail.js';
 import { fullHistory, RunHistory } from './history.js';
-import { readRunRecords } from './run-discovery.js';
+import { liveTrainerInfo } from './run-discovery.js';
+import type { MuonscopeOutput, SectionLog } from './output.js';
 import { effectiveState, emptySummary, foldSummary, type RunSummary } from './run-summary.js';
 import { TrainerClient, type CommandReply, type ConnectionState } from './trainer-client.js';
 import type { TrainerProcess } from './trainer-process.js';
-import { existsSync } from 'node:fs';
 
 export class RunSession implements vscode.Disposable {
   readonly history: RunHistory;
@@ -26,7 +29,8 @@ export class RunSession implements vscode.Disposable {
   /** Set when the trainer died without logging a final state. */
   crashedDetail: string | undefined;
   private loadedFromDisk = false;
-  private channel: vscode.LogOutputChannel | undefined;
+  private tail: LogTail | undefined;
+  private readonly output: SectionLog;
   private readonly changed = new vscode.EventEmitter<void>();
   private readonly appended = new vscode.EventEmitter<LogRecord[]>();
   private readonly connectionChanged = new vscode.EventEmitter<ConnectionState>();
@@ -39,8 +43,10 @@ export class RunSession implements vscode.Disposable {
     readonly id: string,
     public runDir: string,
     maxHistory: number,
+    output: MuonscopeOutput,
   ) {
     this.history = new RunHistory(maxHistory);
+    this.output = output.section(() => this.label);
   }
 
   get label(): string {
@@ -77,22 +83,18 @@ export class RunSession implements vscode.Disposable {
   }
 
   /** A past run's records, read from its folder the first time something needs them. */
-  ensureLoaded(): void {
+  async load(): Promise<void> {
     if (this.loadedFromDisk || this.live) return;
     this.loadedFromDisk = true;
-    if (!existsSync(runPaths(this.runDir).log)) return;
-    try {
-      this.addRecords(readRunRecords(this.runDir));
-    } catch (e) {
-      this.log().error(`could not read the run log: ${(e as Error).message}`);
-    }
+    await this.catchUpFromDisk();
   }
 
-  /** Adds whatever the log on disk holds beyond what arrived over the socket. */
-  catchUpFromDisk(): void {
-    if (!existsSync(runPaths(this.runDir).log)) return;
+  /** Adds whatever the log on disk holds beyond what this session has (read by byte offset). */
+  async catchUpFromDisk(): Promise<void> {
+    const log = runPaths(this.runDir).log;
+    if (this.tail?.path !== log) this.tail = new LogTail(log);
     try {
-      this.addRecords(readRunRecords(this.runDir).filter((r) => r.seq > this.history.lastSeq));
+      this.addRecords((await this.tail.read()).records);
     } catch (e) {
       this.log().warn(`could not read the run log: ${(e as Error).message}`);
     }
@@ -100,9 +102,8 @@ export class RunSession implements vscode.Disposable {
 
   /** The run's full history for a panel: from disk when memory was trimmed and the folder is here. */
   fullRecords(): readonly LogRecord[] {
-    this.ensureLoaded();
     const log = runPaths(this.runDir).log;
-    return fullHistory(this.history, () => (existsSync(log) ? readRunRecords(this.runDir) : undefined));
+    return fullHistory(this.history, () => (existsSync(log) ? readRunLog(log).records : undefined));
   }
 
   attach(url: string, token: string): TrainerClient {
@@ -119,6 +120,7 @@ export class RunSession implements vscode.Disposable {
       onConnection: (state, detail) => {
         this.connection = state;
         if (detail && state === 'offline') this.log().warn(`connection: ${detail}`);
+        if (state === 'offline' && client.hasConnected) void this.reconcileWithDisk();
         this.connectionChanged.fire(state);
         this.changed.fire();
       },
@@ -128,6 +130,27 @@ export class RunSession implements vscode.Disposable {
     this.connection = 'connecting';
     client.start();
     return client;
+  }
+
+  /**
+   * The socket dropped: the run folder says what really happened. A log that ends stopped or finished
+   * means the run is over (not "offline" for ever); a trainer.json whose process is gone with no end
+   * logged means it crashed. Otherwise the trainer may be back, and the client keeps reconnecting.
+   */
+  private async reconcileWithDisk(): Promise<void> {
+    if (!existsSync(runPaths(this.runDir).log)) return;
+    await this.catchUpFromDisk();
+    const state = this.summary.state;
+    if (state === 'finished' || state === 'stopped' || state === 'crashed') {
+      this.trainerGone();
+      return;
+    }
+    if (this.process) return; // our own child: its exit event says how it ended
+    const info = await liveTrainerInfo(this.runDir);
+    if (!info && this.connection === 'offline') {
+      this.markCrashed('its trainer is gone and the log does not say the run ended');
+      this.trainerGone();
+    }
   }
 
   command(command: Command, source = 'vscode'): Promise<CommandReply> {
@@ -146,19 +169,13 @@ export class RunSession implements vscode.Disposable {
     this.changed.fire();
   }
 
-  /** The run's output channel (its trainer's log), created on first use. */
-  log(): vscode.LogOutputChannel {
-    this.channel ??= vscode.window.createOutputChannel(`Muonscope: ${this.label}`, { log: true });
-    return this.channel;
-  }
-
-  hasLog(): boolean {
-    return this.channel !== undefined;
+  /** The run's section of the Muonscope output channel (its trainer's lines, connection problems). */
+  log(): SectionLog {
+    return this.output;
   }
 
   dispose(): void {
     this.client?.dispose();
-    this.channel?.dispose();
     this.changed.dispose();
     this.appended.dispose();
     this.connectionChanged.dispose();

@@ -17,7 +17,7 @@ export function readSettings(scope?: vscode.ConfigurationScope): Settings {
     runFolder: c.get<string>('runFolder', 'runs') || 'runs',
     nodePath: c.get<string>('nodePath', '').trim(),
     diagnosticsEvery: Math.max(1, Math.round(c.get<number>('diagnosticsEvery', 25))),
-    keepTrainerRunning: c.get<boolean>('keepTrainerRunning', false),
+    keepTrainerRunning: c.get<boolean>('keepTrainerRunning', true),
     codeLensEnabled: c.get<boolean>('codeLens.enabled', true),
     maxHistoryPoints: Math.max(1000, Math.round(c.get<number>('maxHistoryPoints', 200000))),
   };

@@ -29,6 +29,28 @@ export interface TrainerClientOptions {
 
 const TERMINAL_STATES = new Set(['finished', 'stopped', 'crashed']);
 
+/** Why a connection attempt failed, in the words a notification uses. */
+export type ConnectFailureKind = 'unauthorised' | 'refused' | 'timed out' | 'unreachable' | 'rejected' | 'failed';
+export interface ConnectFailure {
+  kind: ConnectFailureKind;
+  message: string;
+}
+
+/** Classifies a socket error (before the handshake completed) for the user. */
+export function classifyConnectError(url: string, e: Error & { code?: string }): ConnectFailure {
+  const code = e.code ?? '';
+  if (code === 'ECONNREFUSED') return { kind: 'refused', message: `nothing is listening at ${url} (connection refused)` };
+  if (code === 'ETIMEDOUT' || /timed out/i.test(e.message)) return { kind: 'timed out', message: `no answer from ${url} (timed out)` };
+  if (code === 'ENOTFOUND' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EAI_AGAIN') return { kind: 'unreachable', message: `${url} cannot be reached (${code})` };
+  return { kind: 'failed', message: `could not connect to ${url}: ${e.message}` };
+}
+
+/** Classifies an HTTP answer to the upgrade request. */
+export function classifyUpgradeResponse(url: string, status: number | undefined): ConnectFailure {
+  if (status === 401) return { kind: 'unauthorised', message: `the trainer at ${url} refused the token (HTTP 401: wrong token)` };
+  return { kind: 'rejected', message: `the trainer at ${url} refused the connection (HTTP ${status ?? '?'})` };
+}
+
 export class TrainerClient {
   private ws: WebSocket | undefined;
   private attempt = 0;
@@ -36,6 +58,9 @@ export class TrainerClient {
   private closed = false;
   private runEnded = false;
   private state: ConnectionState = 'connecting';
+  private everLive = false;
+  /** The last failed connection attempt, until a connection succeeds. */
+  lastFailure: ConnectFailure | undefined;
   private readonly pending = new Map<string, { resolve: (r: CommandReply) => void; timer: ReturnType<typeof setTimeout> }>();
   private readonly backoff: readonly number[];
   private readonly commandTimeoutMs: number;
@@ -54,6 +79,11 @@ export class TrainerClient {
 
   get connectionState(): ConnectionState {
     return this.state;
+  }
+
+  /** True once the trainer has accepted this client at least once (the token and URL are right). */
+  get hasConnected(): boolean {
+    return this.everLive;
   }
 
   start(): void {
@@ -103,23 +133,31 @@ export class TrainerClient {
     this.setState('connecting');
     const ws = new WebSocket(this.url, { headers: { Authorization: `Bearer ${this.token}` }, perMessageDeflate: false, handshakeTimeout: 10000 });
     this.ws = ws;
-    let refused: string | undefined;
+    let refused: ConnectFailure | undefined;
+    let opened = false;
     ws.on('open', () => {
+      opened = true;
       this.attempt = 0;
       ws.send(JSON.stringify({ type: 'subscribe', afterSeq: this.lastSeq() }));
     });
     ws.on('unexpected-response', (_req, res) => {
-      refused = `the trainer refused the connection (HTTP ${res.statusCode}${res.statusCode === 401 ? ': wrong token' : ''})`;
+      refused = classifyUpgradeResponse(this.url, res.statusCode);
       ws.terminate();
     });
     ws.on('message', (data, isBinary) => this.onFrame(isBinary ? '' : String(data)));
-    ws.on('error', (e) => this.handlers.onLog(`connection error: ${e.message}`));
+    ws.on('error', (e) => {
+      if (!opened && !refused) this.lastFailure = classifyConnectError(this.url, e);
+      this.handlers.onLog(`connection error: ${e.message}`);
+    });
     ws.on('close', () => {
       if (this.ws !== ws) return;
       this.ws = undefined;
       this.failPending('connection closed');
-      if (refused) this.finish('offline', refused);
-      else if (this.runEnded) this.finish('ended');
+      if (refused) {
+        // A refusal is an answer: retrying with the same token cannot help.
+        this.lastFailure = refused;
+        this.finish('offline', refused.message);
+      } else if (this.runEnded) this.finish('ended');
       else this.scheduleReconnect();
     });
   }
@@ -147,6 +185,8 @@ export class TrainerClient {
         this.handlers.onRecords(msg.records);
         break;
       case 'replayed':
+        this.everLive = true;
+        this.lastFailure = undefined;
         this.setState('live');
         break;
       case 'ack':
@@ -168,7 +208,7 @@ export class TrainerClient {
     if (this.closed) return;
     const delay = this.backoff[Math.min(this.attempt, this.backoff.length - 1)];
     this.attempt++;
-    this.setState('offline', `reconnecting in ${delay} ms`);
+    this.setState('offline', `${this.lastFailure ? `${this.lastFailure.message}; ` : ''}reconnecting in ${delay} ms`);
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 

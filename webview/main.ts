@@ -9,6 +9,7 @@ import { Commands } from './commands.js';
 import { ControlsBar } from './controls.js';
 import { debug, markFrameEnd, markFrameStart } from './debug.js';
 import { h, setText } from './dom.js';
+import type { SavedPanelRuns } from '../common/dashboard-messages.js';
 import { connectHost } from './host.js';
 import { Store } from './store.js';
 import { paintCharts } from './charts/chart.js';
@@ -29,6 +30,15 @@ const commands = new Commands(host, store);
 const saved = host.getState<Partial<UiState>>();
 const ui: UiState = { ...DEFAULT_UI, ...saved, view: VIEW_IDS.includes(saved?.view as ViewId) ? (saved!.view as ViewId) : DEFAULT_UI.view };
 
+/**
+ * The page's saved state: the UI, and which runs it shows, which the extension's serializer reads to
+ * restore this panel to the same runs after a window reload.
+ */
+function saveState(): void {
+  const runs: SavedPanelRuns['runs'] = store.descriptors.map((d) => ({ runId: d.runId, runDir: d.runDir }));
+  host.setState({ ...ui, runs });
+}
+
 /** Milliseconds of chart painting per frame; the rest of a 16 ms frame is for the views and the browser. */
 const CHART_PAINT_BUDGET_MS = 6;
 
@@ -45,7 +55,7 @@ const ctx: ViewContext = {
   host,
   ui,
   uiChanged: () => {
-    host.setState(ui);
+    saveState();
     requestRender(true);
   },
   show: (view) => showView(view),
@@ -110,7 +120,10 @@ function draw(): void {
 }
 
 store.onChange(() => requestRender());
-host.onMessage((msg) => store.handle(msg));
+host.onMessage((msg) => {
+  store.handle(msg);
+  if (msg.type === 'runs') saveState();
+});
 watchTheme();
 showView(ui.view);
 host.post({ type: 'ready' });
