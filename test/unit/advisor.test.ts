@@ -26,6 +26,7 @@ import { startSession } from '../../trainer/run/session.js';
 import { AdvisorRunner } from '../../trainer/run/advisor-runner.js';
 import { Trainer } from '../../trainer/run/trainer.js';
 import { bootstrapMedianCi, median, percentile, stepsToTarget } from '../bench/advisor/stats.js';
+import { assertAbove, assertAtLeast, assertBelow } from '../helpers/bounds.js';
 import { loadF32, loadF64, loadIndex, type ArrayRef } from '../helpers/fixtures.js';
 import { tinyMlpConfig, tinyRunParts } from '../helpers/tiny-run.js';
 import { SLOW_TEST, waitUntil } from '../helpers/wait.js';
@@ -118,7 +119,7 @@ describe('rules', () => {
     const p = pProbeRule(observe('dynmuon', [probe([[-0.25, 1], [0, 1], [0.25, 1.2], [0.5, 0.5]]), stepRec(99, 1, 0)]), S)!;
     assert.deepEqual(p.change, { kind: 'set_schedule', schedule: { type: 'constant', p: 0.25 }, fromStep: 100, reason: 'advisor: p-probe at step 98' });
     assert.equal(p.evidence.at(-1)!.value, 0.2);
-    assert.ok(Math.abs(p.confidence - 0.45) < 1e-12, `confidence 0.4 + 0.5·0.2 = 0.5, capped at 0.45 by the benchmark evidence; got ${p.confidence}`);
+    assertBelow(Math.abs(p.confidence - 0.45), 1e-12, `confidence 0.4 + 0.5·0.2 = 0.5, capped at 0.45 by the benchmark evidence; got ${p.confidence}`);
     assert.equal(pProbeRule(observe('dynmuon', [probe([[0, 1], [0.25, 1.09]]), stepRec(99, 1, 0)]), S), null, 'a 9% gain is within the margin');
     assert.equal(pProbeRule(observe('dynmuon', [probe([[0, -1], [0.25, -0.5]]), stepRec(99, 1, 0)]), S), null, 'no candidate decreases the loss');
     assert.equal(pProbeRule(observe('muon', [probe([[0, 1], [0.25, 2]]), stepRec(99, 1, null)]), S), null, 'Muon has no p to set');
@@ -251,7 +252,7 @@ describe('the p-probe against numpy', () => {
       const got = result.candidates[i];
       for (const key of ['gd', 'dHd', 'predictedDecrease'] as const) {
         const rel = Math.abs(got[key] - c[key]) / Math.abs(c[key]);
-        assert.ok(rel < TOL, `p=${c.p} ${key}: ${got[key]} vs numpy ${c[key]} (relative ${rel.toExponential(2)})`);
+        assertBelow(rel, TOL, `p=${c.p} ${key}: ${got[key]} vs numpy ${c[key]} (relative ${rel.toExponential(2)})`);
       }
     }
     assert.equal(result.bestP, f.bestP);
@@ -266,13 +267,13 @@ describe('the harness statistics against numpy', () => {
     f.targets.forEach((t, i) => {
       const got = stepsToTarget(f.evals, t);
       if (f.crossings[i] === null) assert.equal(got, null);
-      else assert.ok(Math.abs(got! - f.crossings[i]!) < 1e-9, `target ${t}: ${got} vs ${f.crossings[i]}`);
+      else assertBelow(Math.abs(got! - f.crossings[i]!), 1e-9, `target ${t}: ${got} vs ${f.crossings[i]}`);
     });
   });
 
   test('median, percentiles and the seeded bootstrap CI equal numpy on the same resampling stream', () => {
     assert.equal(median(f.values), f.median);
-    for (const [q, v] of Object.entries(f.percentiles)) assert.ok(Math.abs(percentile(f.values, Number(q)) - v) < 1e-12, `percentile ${q}`);
+    for (const [q, v] of Object.entries(f.percentiles)) assertBelow(Math.abs(percentile(f.values, Number(q)) - v), 1e-12, `percentile ${q}`);
     const ci = bootstrapMedianCi(f.values, f.bootstrap.resamples, f.bootstrap.seed);
     assert.ok(Math.abs(ci.low - f.bootstrap.low) < 1e-12 && Math.abs(ci.high - f.bootstrap.high) < 1e-12, `${JSON.stringify(ci)} vs ${JSON.stringify(f.bootstrap)}`);
   });
@@ -338,7 +339,7 @@ describe('suggestions through the trainer', () => {
     // Deterministic on the cpu backend: early on, κ rises with σ and the top directions carry signal, so
     // keep_p_positive fires against p = −0.25 with confidence above the auto threshold.
     const confident = suggestions.filter((x) => x.confidence >= 0.5);
-    assert.ok(confident.length >= 1, `a confident suggestion against p = −0.25: ${suggestions.map((x) => `${x.id} ${x.confidence.toFixed(2)}`)}`);
+    assertAtLeast(confident.length, 1, `a confident suggestion against p = −0.25: ${suggestions.map((x) => `${x.id} ${x.confidence.toFixed(2)}`)}`);
     for (const s of confident) {
       const outcome = records.find((r): r is RecordOf<'suggestion_outcome'> => r.kind === 'suggestion_outcome' && r.id === s.id);
       assert.deepEqual([outcome?.outcome, outcome?.source], ['applied', 'advisor (auto)'], `${s.id} applied automatically`);
@@ -360,7 +361,7 @@ describe('suggestions through the trainer', () => {
     await session.done;
     const probes = readRunLog(session.paths.log).records.filter((r): r is RecordOf<'p_probe'> => r.kind === 'p_probe');
     assert.equal(probes.length, 1, `one probe, then over budget: ${probes.map((p) => `${p.step}: ${p.overheadPct.toFixed(1)}%`)}`);
-    assert.ok(probes[0].overheadPct > 1, `its cost is reported as a share of training time: ${probes[0].overheadPct}%`);
+    assertAbove(probes[0].overheadPct, 1, `its cost is reported as a share of training time: ${probes[0].overheadPct}%`);
   });
 
   test('on resume the history is replayed into the advisor and suggestions pending from before are superseded', SLOW_TEST, async () => {

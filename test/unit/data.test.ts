@@ -9,6 +9,7 @@ import { describe, test } from 'node:test';
 import { MarkovSource, TextFileTask, type MarkovConfig } from '../../trainer/data/index';
 import { mulberry32 } from '../../trainer/data/random';
 import { isMuonscopeError } from '../../common/errors';
+import { assertAbove, assertBelow } from '../helpers/bounds.js';
 import { FIXTURES_DIR, loadIndex } from '../helpers/fixtures';
 
 interface MarkovIndex {
@@ -48,20 +49,20 @@ describe('MarkovSource', () => {
         let sum = 0;
         for (let c = 0; c < V; c++) {
           const p = m.transitions[s * V + c];
-          assert.ok(p > 0 && p < 1);
+          assert.ok(p > 0 && p < 1, `seed ${seed}: P(${c} | ${s}) = ${p}, not in (0, 1)`);
           sum += p;
         }
-        assert.ok(Math.abs(sum - 1) < 1e-12, `row ${s} sums to ${sum}`);
+        assertBelow(Math.abs(sum - 1), 1e-12, `row ${s} sums to ${sum}`);
       }
-      assert.ok(m.entropyRate < 0.7 * Math.log(V), `H* ${m.entropyRate} vs log V ${Math.log(V)}`);
+      assertBelow(m.entropyRate, 0.7 * Math.log(V), `H* ${m.entropyRate} vs log V ${Math.log(V)}`);
     }
   });
 
   test('the stationary distribution is stationary (π·Q = π within 1e-12) and sums to 1', () => {
     for (const vocabSize of [8, 32, 64]) {
       const m = markov({ vocabSize, seed: 5 });
-      assert.ok(maxAbsDiff(pairStep(m), m.stationary) < 1e-12);
-      assert.ok(Math.abs(m.stationary.reduce((a, b) => a + b, 0) - 1) < 1e-12);
+      assertBelow(maxAbsDiff(pairStep(m), m.stationary), 1e-12, `V=${vocabSize}: max |π·Q − π|`);
+      assertBelow(Math.abs(m.stationary.reduce((a, b) => a + b, 0) - 1), 1e-12, `V=${vocabSize}: |Σπ − 1|`);
     }
   });
 
@@ -72,10 +73,10 @@ describe('MarkovSource', () => {
       const m = markov({ vocabSize: ref.vocabSize, seed: ref.seed, contextLength: T });
       // The reference was computed from this exact table: the generator must not have drifted.
       assert.deepEqual(Array.from(m.transitions), table.transitions);
-      assert.ok(maxAbsDiff(m.stationary, ref.stationary) < 1e-12);
-      assert.ok(Math.abs(m.entropyRate - ref.entropyRate) < 1e-12);
-      assert.ok(Math.abs(m.firstStepEntropy - ref.firstStepEntropy) < 1e-12);
-      assert.ok(Math.abs(m.lossFloor - ref.lossFloor[String(T)]) < 1e-12, `T=${T}`);
+      assertBelow(maxAbsDiff(m.stationary, ref.stationary), 1e-12, `T=${T}: max |π − numpy π|`);
+      assertBelow(Math.abs(m.entropyRate - ref.entropyRate), 1e-12, `T=${T}: H* ${m.entropyRate} vs numpy ${ref.entropyRate}, abs.`);
+      assertBelow(Math.abs(m.firstStepEntropy - ref.firstStepEntropy), 1e-12, `T=${T}: H(X1|X0) ${m.firstStepEntropy} vs numpy ${ref.firstStepEntropy}, abs.`);
+      assertBelow(Math.abs(m.lossFloor - ref.lossFloor[String(T)]), 1e-12, `T=${T}`);
     }
   });
 
@@ -92,7 +93,7 @@ describe('MarkovSource', () => {
       for (let c = 0; c < V; c++) row += counts[s * V + c];
       for (let c = 0; c < V; c++) if (counts[s * V + c] > 0) h -= (counts[s * V + c] / (n - 2)) * Math.log(counts[s * V + c] / row);
     }
-    assert.ok(Math.abs(h / m.entropyRate - 1) < 0.01, `plug-in ${h} vs H* ${m.entropyRate}`);
+    assertBelow(Math.abs(h / m.entropyRate - 1), 0.01, `plug-in ${h} vs H* ${m.entropyRate}`);
   });
 
   test('H* matches the mean log-loss of the true model along 200k simulated characters within 1% (V = 32)', () => {
@@ -105,14 +106,15 @@ describe('MarkovSource', () => {
     let nll = 0;
     for (let t = 2; t < n; t++) nll -= Math.log(m.transitions[(x[t - 2] * V + x[t - 1]) * V + x[t]]);
     const estimate = nll / (n - 2);
-    assert.ok(Math.abs(estimate / m.entropyRate - 1) < 0.01, `log-loss ${estimate} vs H* ${m.entropyRate}`);
+    assertBelow(Math.abs(estimate / m.entropyRate - 1), 0.01, `log-loss ${estimate} vs H* ${m.entropyRate}`);
   });
 
   test('the window floor lies between H* and H(X1|X0) and tends to H* with T', () => {
     const short = markov({ contextLength: 4 });
     const long = markov({ contextLength: 128 });
-    assert.ok(short.lossFloor > long.lossFloor && long.lossFloor > long.entropyRate);
-    assert.ok(short.firstStepEntropy > short.entropyRate);
+    assertAbove(short.lossFloor, long.lossFloor, 'the T = 4 floor above the T = 128 floor');
+    assertAbove(long.lossFloor, long.entropyRate, 'the T = 128 floor above H*');
+    assertAbove(short.firstStepEntropy, short.entropyRate, 'H(X1|X0) above H*');
   });
 
   test('batches are [B, T+1] ids reproducible from (seed, index); validation is fixed', () => {
@@ -124,13 +126,13 @@ describe('MarkovSource', () => {
     assert.notDeepEqual(a.batch(7), markov({ seed: 5 }).batch(7));
     assert.deepEqual(a.validation, b.validation);
     assert.equal(a.validation.length, 8 * 65);
-    assert.ok(a.batch(3).every((id) => id >= 0 && id < 32));
+    assert.deepEqual(Array.from(a.batch(3)).filter((id) => !(id >= 0 && id < 32)), [], 'ids outside [0, 32)');
   });
 
   test('decode maps ids to distinct printable characters', () => {
     const m = markov({ vocabSize: 128 });
     assert.equal(new Set(m.alphabet).size, 128);
-    assert.ok(m.alphabet.every((c) => /^\P{C}$/u.test(c)));
+    assert.deepEqual(m.alphabet.filter((c) => !/^\P{C}$/u.test(c)), [], 'characters that are not one printable code point');
     assert.equal(m.decode([0, 1, 26]), 'ab ');
   });
 
@@ -162,7 +164,7 @@ describe('TextFileTask', () => {
     const expected = [...new Set(chars)].sort((a, b) => a.codePointAt(0)! - b.codePointAt(0)!);
     assert.deepEqual(t.alphabet, expected);
     assert.equal(t.vocabSize, expected.length);
-    assert.ok(t.alphabet.includes('🙂') && t.alphabet.includes('日'), 'characters outside the BMP are one token each');
+    assert.deepEqual(['🙂', '日'].filter((c) => !t.alphabet.includes(c)), [], `characters outside the BMP are one token each: ${t.alphabet.join('')}`);
     assert.equal(t.decode(t.tokens), sample);
     assert.equal(t.lossFloor, null);
   });
@@ -175,12 +177,18 @@ describe('TextFileTask', () => {
     const heldOut = chars.slice(t.trainEnd).join('');
     for (let k = 0; k < 50; k++) {
       const batch = t.batch(k);
-      for (let r = 0; r < 8; r++) assert.ok(trainText.includes(t.decode(batch.subarray(r * 17, (r + 1) * 17))));
+      for (let r = 0; r < 8; r++) {
+        const window = t.decode(batch.subarray(r * 17, (r + 1) * 17));
+        assert.ok(trainText.includes(window), `batch ${k} row ${r} is not in the training text: ${JSON.stringify(window)}`);
+      }
     }
-    for (let r = 0; r < 4; r++) assert.ok(heldOut.includes(t.decode(t.validation.subarray(r * 17, (r + 1) * 17))));
+    for (let r = 0; r < 4; r++) {
+      const window = t.decode(t.validation.subarray(r * 17, (r + 1) * 17));
+      assert.ok(heldOut.includes(window), `validation row ${r} is not in the held-out text: ${JSON.stringify(window)}`);
+    }
     // The first and last validation windows sit at the ends of the held-out text.
-    assert.ok(heldOut.startsWith(t.decode(t.validation.subarray(0, 17))));
-    assert.ok(heldOut.endsWith(t.decode(t.validation.subarray(3 * 17))));
+    assert.equal(t.decode(t.validation.subarray(0, 17)), heldOut.slice(0, 17), 'the first validation window');
+    assert.equal(t.decode(t.validation.subarray(3 * 17)), Array.from(heldOut).slice(-17).join(''), 'the last validation window');
   });
 
   test('validation keeps at least one window when a tenth is shorter than T+1', () => {

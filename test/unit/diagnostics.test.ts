@@ -38,6 +38,7 @@ import { matmul, svd, transpose } from '../../trainer/linalg/index.js';
 import { Mlp } from '../../trainer/models/mlp.js';
 import type { MatrixStepInfo } from '../../trainer/optim/types.js';
 import { loadF32, loadF64, loadIndex, type ArrayRef } from '../helpers/fixtures.js';
+import { assertAbove, assertAtLeast, assertAtMost, assertBelow } from '../helpers/bounds.js';
 import { randomMatrix } from '../helpers/random.js';
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
@@ -62,7 +63,7 @@ function summaryFromSigmas(s: number[]) {
 
 function assertSummaryClose(actual: Record<string, number>, expected: Record<string, number>, tol: number, what: string) {
   for (const key of Object.keys(expected)) {
-    assert.ok(rel(actual[key], expected[key]) < tol, `${what} ${key}: ${actual[key]} vs ${expected[key]}`);
+    assertBelow(rel(actual[key], expected[key]), tol, `${what} ${key}: ${actual[key]} vs ${expected[key]}`);
   }
 }
 
@@ -86,23 +87,23 @@ describe('spectral summaries', () => {
       scale: 1,
     });
     assert.equal(spectra.exact, true);
-    spectra.G.forEach((s, i) => assert.ok(Math.abs(s - sigmas[i]) < 1e-12, `σ_${i}`));
+    spectra.G.forEach((s, i) => assertBelow(Math.abs(s - sigmas[i]), 1e-12, `σ_${i}`));
     assertSummaryClose(stats.G, summaryFromSigmas(sigmas), 1e-10, 'G');
     const expectedOrth = Math.sqrt(sigmas.reduce((a, s) => a + (s * s - 1) ** 2, 0) / cols);
-    assert.ok(rel(stats.orthogonalityError, expectedOrth) < 1e-10, 'rel(stats.orthogonalityError, expectedOrth) < 1e-10');
-    assert.ok(rel(orthogonalityError(x, rows, cols), expectedOrth) < 1e-10, 'direct (Gram) path');
-    assert.ok(rel(orthogonalityError(transpose(x, rows, cols), cols, rows), expectedOrth) < 1e-10, 'wide orientation');
-    assert.ok(Math.abs(stats.alignment - 1) < 1e-12, 'Math.abs(stats.alignment - 1) < 1e-12');
+    assertBelow(rel(stats.orthogonalityError, expectedOrth), 1e-10, 'orthogonality error, rel. to the σ formula');
+    assertBelow(rel(orthogonalityError(x, rows, cols), expectedOrth), 1e-10, 'direct (Gram) path');
+    assertBelow(rel(orthogonalityError(transpose(x, rows, cols), cols, rows), expectedOrth), 1e-10, 'wide orientation');
+    assertBelow(Math.abs(stats.alignment - 1), 1e-12, '|alignment − 1|');
     assert.equal(stats.updateWeightRatio, 1);
   });
 
   test('an exactly orthogonal O has orthogonality error 0 (abs 1e-12); Muon-like σ spread is reported raw', () => {
     const o = withSpectrum(6, 10, [1, 1, 1, 1, 1, 1], 3);
-    assert.ok(orthogonalityError(o, 6, 10) < 1e-12, 'orthogonalityError(o, 6, 10) < 1e-12');
-    assert.ok(orthogonalityErrorFromSpectrum([1, 1, 1], 3) === 0, 'orthogonalityErrorFromSpectrum([1, 1, 1], 3) === 0');
+    assertBelow(orthogonalityError(o, 6, 10), 1e-12, 'orthogonality error of an orthogonal O');
+    assert.equal(orthogonalityErrorFromSpectrum([1, 1, 1], 3), 0, 'orthogonality error from an all-ones spectrum');
     const ns = [1.15, 1.0, 0.85, 0.7];
     const expected = Math.sqrt(ns.reduce((a, s) => a + (s * s - 1) ** 2, 0) / 4);
-    assert.ok(rel(orthogonalityErrorFromSpectrum(ns, 4), expected) < 1e-14, 'rel(orthogonalityErrorFromSpectrum(ns, 4), expected) < 1e-14');
+    assertBelow(rel(orthogonalityErrorFromSpectrum(ns, 4), expected), 1e-14, 'orthogonality error from a spread spectrum, rel.');
   });
 
   test('zero matrices give zeros, never NaN (exact)', () => {
@@ -130,7 +131,7 @@ describe('spectral summaries', () => {
 
   test('alignment of ±G and of an orthogonal pair (abs 1e-12); update RMS theory 1/sqrt(max(m, n))·scale (exact)', () => {
     const g = Float64Array.from(randomMatrix(5, 7, 2));
-    assert.ok(Math.abs(alignment(g, g.map((v) => -3 * v)) + 1) < 1e-12, 'Math.abs(alignment(g, g.map((v) => -3 * v)) + 1) < 1e-12');
+    assertBelow(Math.abs(alignment(g, g.map((v) => -3 * v)) + 1), 1e-12, '|alignment(G, −3G) + 1|');
     const a = new Float64Array([1, 0, 0, 0]);
     const b = new Float64Array([0, 2, 0, 0]);
     assert.equal(alignment(a, b), 0);
@@ -149,11 +150,12 @@ describe('spectral summaries', () => {
       const exact = summaryFromSigmas([...s]);
       const frobenius = Math.sqrt(s.reduce((a, x) => a + x * x, 0));
       const approx = spectrumSummary(s.slice(0, k), { frobenius, shortSide: n });
-      assert.ok(rel(approx.stableRank, exact.stableRank) < 1e-12, `${name} stable rank`);
+      assertBelow(rel(approx.stableRank, exact.stableRank), 1e-12, `${name} stable rank`);
       assert.equal(approx.sigmaMax, s[0]);
       if (name === 'flat') assertSummaryClose(approx, exact, 1e-12, name);
       else {
-        assert.ok(approx.effectiveRank >= exact.effectiveRank && approx.nuclearRank >= exact.nuclearRank, 'upper estimates');
+        assertAtLeast(approx.effectiveRank, exact.effectiveRank, `${name} effective rank, an upper estimate`);
+        assertAtLeast(approx.nuclearRank, exact.nuclearRank, `${name} nuclear rank, an upper estimate`);
       }
     }
   });
@@ -166,10 +168,10 @@ describe('spectral summaries', () => {
     assert.equal(spectra.exact, false);
     assert.equal(spectra.G.length, 10);
     const exact = summaryFromSigmas(sig);
-    assert.ok(rel(stats.W.stableRank, exact.stableRank) < 1e-6, 'rel(stats.W.stableRank, exact.stableRank) < 1e-6');
-    assert.ok(rel(stats.W.sigmaMax, exact.sigmaMax) < 1e-6, 'rel(stats.W.sigmaMax, exact.sigmaMax) < 1e-6');
+    assertBelow(rel(stats.W.stableRank, exact.stableRank), 1e-6, `stable rank ${stats.W.stableRank} vs ${exact.stableRank}, rel.`);
+    assertBelow(rel(stats.W.sigmaMax, exact.sigmaMax), 1e-6, `σ_max ${stats.W.sigmaMax} vs ${exact.sigmaMax}, rel.`);
     const expectedOrth = Math.sqrt(sig.reduce((a, s) => a + (s * s - 1) ** 2, 0) / 30);
-    assert.ok(rel(stats.orthogonalityError, expectedOrth) < 1e-10, 'rel(stats.orthogonalityError, expectedOrth) < 1e-10');
+    assertBelow(rel(stats.orthogonalityError, expectedOrth), 1e-10, 'orthogonality error, rel. to the σ formula');
     assert.equal(stats.p, -0.25);
     assert.equal(stats.normPowP, 1.7);
     assert.equal(stats.shapingRelError, 0.01);
@@ -249,7 +251,7 @@ describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float6
 
   test('the landscape reproduces torch loss and gradient (rel 1e-5)', async () => {
     const { loss, grads } = await landscape.gradient(theta);
-    assert.ok(rel(loss, fx.loss) < 1e-5, `loss ${loss} vs ${fx.loss}`);
+    assertBelow(rel(loss, fx.loss), 1e-5, `loss ${loss} vs ${fx.loss}`);
     for (const p of fx.params) {
       const ref = loadF64(SET, p.grad);
       let num = 0;
@@ -258,7 +260,7 @@ describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float6
         num += (g - ref[i]) ** 2;
         den += ref[i] ** 2;
       });
-      assert.ok(Math.sqrt(num / den) < 1e-5, `${p.name} gradient`);
+      assertBelow(Math.sqrt(num / den), 1e-5, `${p.name} gradient`);
     }
   });
 
@@ -284,14 +286,14 @@ describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float6
     const whole = await topEigenvalue(landscape, theta, null, { seed: 7 });
     const err = rel(whole.eigenvalue, fx.topEigenvalue);
     t.diagnostic(`whole model: ${whole.eigenvalue} vs ${fx.topEigenvalue} (rel ${err.toExponential(2)}), ${whole.iterations} iterations, ${whole.cost.gradientEvals} gradients, ${whole.cost.ms.toFixed(1)} ms`);
-    assert.ok(whole.converged, 'whole.converged');
-    assert.ok(err < 0.02, 'err < 0.02');
+    assert.ok(whole.converged, `whole model: not converged after ${whole.iterations} iterations`);
+    assertBelow(err, 0.02, `whole-model top eigenvalue ${whole.eigenvalue} vs ${fx.topEigenvalue}, rel.`);
     for (const name of MATRICES) {
       const r = await topEigenvalue(landscape, theta, [name], { seed: 7 });
       const e = rel(r.eigenvalue, fx.perLayer[name].topEigenvalue);
       t.diagnostic(`${name}: ${r.eigenvalue} vs ${fx.perLayer[name].topEigenvalue} (rel ${e.toExponential(2)}), ${r.iterations} iterations, ${r.cost.ms.toFixed(1)} ms`);
-      assert.ok(r.converged, 'r.converged');
-      assert.ok(e < 0.02, 'e < 0.02');
+      assert.ok(r.converged, `${name}: not converged after ${r.iterations} iterations`);
+      assertBelow(e, 0.02, `${name} top eigenvalue ${r.eigenvalue} vs ${fx.perLayer[name].topEigenvalue}, rel.`);
     }
     const again = await topEigenvalue(landscape, theta, null, { seed: 7 });
     assert.equal(again.eigenvalue, whole.eigenvalue, 'deterministic for a seed');
@@ -301,16 +303,16 @@ describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float6
     const whole = await directionalCurvature(landscape, theta, d);
     const e = rel(whole.kappa, fx.kappa);
     t.diagnostic(`whole model κ ${whole.kappa} vs ${fx.kappa} (rel ${e.toExponential(2)}), gᵀd rel ${rel(whole.gd, fx.gradDotDirection).toExponential(2)}, ${whole.cost.ms.toFixed(1)} ms`);
-    assert.ok(e < 0.02, 'e < 0.02');
-    assert.ok(rel(whole.gd, fx.gradDotDirection) < 0.02, 'rel(whole.gd, fx.gradDotDirection) < 0.02');
+    assertBelow(e, 0.02, `whole-model κ ${whole.kappa} vs ${fx.kappa}, rel.`);
+    assertBelow(rel(whole.gd, fx.gradDotDirection), 0.02, `gᵀd ${whole.gd} vs ${fx.gradDotDirection}, rel.`);
     assert.equal(whole.cost.gradientEvals, 2);
-    if (whole.gd > 0 && whole.dHd > 0) assert.ok(rel(whole.etaStar!, whole.gd / whole.dHd) < 1e-15, 'rel(whole.etaStar!, whole.gd / whole.dHd) < 1e-15');
+    if (whole.gd > 0 && whole.dHd > 0) assertBelow(rel(whole.etaStar!, whole.gd / whole.dHd), 1e-15, `η* ${whole.etaStar} vs gᵀd/dᵀHd ${whole.gd / whole.dHd}, rel.`);
     else assert.equal(whole.etaStar, null);
     for (const name of MATRICES) {
       const r = await directionalCurvature(landscape, theta, restrictDirection(d, [name]));
       const el = rel(r.kappa, fx.perLayer[name].kappa);
       t.diagnostic(`${name} κ ${r.kappa} vs ${fx.perLayer[name].kappa} (rel ${el.toExponential(2)})`);
-      assert.ok(el < 0.02, 'el < 0.02');
+      assertBelow(el, 0.02, `${name} κ ${r.kappa} vs ${fx.perLayer[name].kappa}, rel.`);
     }
     const zero = await directionalCurvature(landscape, theta, {});
     assert.deepEqual([zero.kappa, zero.etaStar, zero.cost.gradientEvals], [0, null, 0]);
@@ -333,7 +335,7 @@ describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float6
       let q = 0;
       for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) q += v[i] * h[i * n + j] * v[j];
       t.diagnostic(`κ_${dir.index} = ${dir.kappa} vs ${q} (rel ${rel(dir.kappa, q).toExponential(2)})`);
-      assert.ok(rel(dir.kappa, q) < 0.02, 'rel(dir.kappa, q) < 0.02');
+      assertBelow(rel(dir.kappa, q), 0.02, `κ_${dir.index} ${dir.kappa} vs the quadratic form ${q}, rel.`);
       assert.equal(dir.sigma, pairs.s[dir.index]);
     }
   });
@@ -341,8 +343,8 @@ describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float6
   test('critical sharpness on the fixture model stays within 10 forward passes (reported)', async (t) => {
     const { grads } = await landscape.gradient(theta);
     const r = await criticalSharpness(landscape.loss, theta, grads, { initialStep: 0.01 });
-    assert.ok(r.cost.lossEvals <= 10, 'r.cost.lossEvals <= 10');
-    assert.ok(r.etaC !== null && r.etaC > r.bracket[0] && r.etaC < r.bracket[1]!, 'r.etaC !== null && r.etaC > r.bracket[0] && r.etaC < r.bracket[1]!');
+    assertAtMost(r.cost.lossEvals, 10, 'forward passes');
+    assert.ok(r.etaC !== null && r.etaC > r.bracket[0] && r.etaC < r.bracket[1]!, `η_c ${r.etaC} inside its bracket ${JSON.stringify(r.bracket)}`);
     t.diagnostic(`η_c ${r.etaC}, λ_c ${r.lambdaC} (top eigenvalue ${fx.topEigenvalue}), ${r.cost.lossEvals} passes, ${r.cost.ms.toFixed(1)} ms`);
   });
 });
@@ -358,9 +360,9 @@ describe('critical sharpness on a quadratic L = ½θᵀAθ', () => {
       const th = { w: Float32Array.from(eig, (_, j) => (j === i ? 1 : 0)) };
       const g = { w: Float64Array.from(th.w, (v, j) => eig[j] * v) };
       const r = await criticalSharpness(quadLoss, th, g, { initialStep: 2e-3 / lambda });
-      assert.ok(r.cost.lossEvals <= 10, 'r.cost.lossEvals <= 10');
-      assert.ok(rel(r.etaC!, 2 / lambda) < 1e-4, `λ=${lambda}: η_c ${r.etaC}`);
-      assert.ok(rel(r.lambdaC!, lambda) < 1e-4, 'rel(r.lambdaC!, lambda) < 1e-4');
+      assertAtMost(r.cost.lossEvals, 10, 'forward passes');
+      assertBelow(rel(r.etaC!, 2 / lambda), 1e-4, `λ=${lambda}: η_c ${r.etaC}`);
+      assertBelow(rel(r.lambdaC!, lambda), 1e-4, `λ=${lambda}: λ_c ${r.lambdaC}, rel.`);
     }
   });
 
@@ -370,7 +372,7 @@ describe('critical sharpness on a quadratic L = ½θᵀAθ', () => {
     const gAg = g.w.reduce((a, v, j) => a + eig[j] * v * v, 0);
     const gg = g.w.reduce((a, v) => a + v * v, 0);
     const r = await criticalSharpness(quadLoss, th, g, { initialStep: 10 });
-    assert.ok(rel(r.lambdaC!, gAg / gg) < 1e-4, `${r.lambdaC} vs ${gAg / gg}`);
+    assertBelow(rel(r.lambdaC!, gAg / gg), 1e-4, `${r.lambdaC} vs ${gAg / gg}`);
     const up = await criticalSharpness(quadLoss, th, { w: g.w.map((v) => -v) }, { initialStep: 1 });
     assert.equal(up.etaC, null);
     assert.equal(up.cost.lossEvals, 10);
@@ -425,7 +427,7 @@ describe('gradient noise', () => {
       const got = ema[name].bSimple!;
       const want = truth([...names]);
       t.diagnostic(`${name}: B_simple ${got.toFixed(2)} vs ${want.toFixed(2)} (rel ${rel(got, want).toExponential(2)})`);
-      assert.ok(rel(got, want) < 0.1, 'rel(got, want) < 0.1');
+      assertBelow(rel(got, want), 0.1, `${name}: B_simple ${got} vs ${want}, rel.`);
     }
   });
 
@@ -433,12 +435,13 @@ describe('gradient noise', () => {
     const g2 = 2;
     const tr = 30;
     const s = twoBatchEstimate(g2 + tr / 4, 4, g2 + tr / 64, 64);
-    assert.ok(Math.abs(s.gradSq - g2) < 1e-12 && Math.abs(s.traceSigma - tr) < 1e-12, 'Math.abs(s.gradSq - g2) < 1e-12 && Math.abs(s.traceSigma - tr) < 1e-12');
+    assertBelow(Math.abs(s.gradSq - g2), 1e-12, `|G|² ${s.gradSq} vs ${g2}, abs.`);
+    assertBelow(Math.abs(s.traceSigma - tr), 1e-12, `tr Σ ${s.traceSigma} vs ${tr}, abs.`);
     const e = new NoiseScaleEma(0.99);
     e.update({ gradSq: -1, traceSigma: 5 });
     assert.equal(e.bSimple, null);
     e.update({ gradSq: 100, traceSigma: 5 });
-    assert.ok(e.bSimple! > 0, 'e.bSimple! > 0');
+    assertAbove(e.bSimple!, 0, 'B_simple once |G|² > 0');
     assert.throws(() => twoBatchEstimate(1, 8, 1, 8), /0 < b < B/);
   });
 
@@ -473,9 +476,9 @@ describe('gradient noise', () => {
     });
     const out = directionSnr(micro, pairs, [0, 1, 2]);
     out.forEach((o, i) => {
-      assert.ok(Math.abs(o.mean - means[i]) < 1e-5 * Math.max(1, Math.abs(means[i])), `mean_${i} ${o.mean}`);
-      assert.ok(rel(o.std, stds[i]) < 1e-5, `std_${i} ${o.std}`);
-      assert.ok(rel(o.snr, Math.abs(means[i]) / stds[i]) < 1e-4, `snr_${i}`);
+      assertBelow(Math.abs(o.mean - means[i]), 1e-5 * Math.max(1, Math.abs(means[i])), `mean_${i} ${o.mean}`);
+      assertBelow(rel(o.std, stds[i]), 1e-5, `std_${i} ${o.std}`);
+      assertBelow(rel(o.snr, Math.abs(means[i]) / stds[i]), 1e-4, `snr_${i}`);
     });
   });
 });
@@ -499,9 +502,9 @@ describe('diagnostics scheduler', () => {
   test('expensive diagnostics costing 10× a step are spaced so overhead ≤ 10% budget (planned ≤ 10%, measured ≤ 10.1%)', () => {
     const s = new DiagnosticsScheduler({ every: 20, adaptive: true, budgetPct: 10 });
     const runs = simulate(s, 100_000, 1, (n) => (n === 'spectra' ? 0.2 : 10));
-    assert.ok(s.plannedOverheadPct()! <= 10, `planned ${s.plannedOverheadPct()}`);
+    assertAtMost(s.plannedOverheadPct()!, 10, `planned ${s.plannedOverheadPct()}`);
     // Measured over a finite run, the runs at step 0 and the one-at-a-time probing add a fencepost's worth.
-    assert.ok(s.measuredOverheadPct() <= 10.1, `measured ${s.measuredOverheadPct()}`);
+    assertAtMost(s.measuredOverheadPct(), 10.1, `measured ${s.measuredOverheadPct()}`);
     assert.equal(runs.get('spectra')!.length, 100_000 / 20, 'cheap ones every K');
     for (const name of EXPENSIVE_DIAGNOSTICS) {
       const gaps = runs.get(name)!.slice(1).map((v, i) => v - runs.get(name)![i]);
@@ -514,8 +517,8 @@ describe('diagnostics scheduler', () => {
     simulate(s, 5000, 10, (n) => (n === 'noise' ? 0.5 : n === 'spectra' ? 1 : 40));
     assert.equal(s.spacing('noise'), 1);
     assert.equal(s.spacing('spectra'), 1);
-    assert.ok(s.spacing('topEigenvalue') > 1);
-    assert.ok(s.plannedOverheadPct()! <= 10, 's.plannedOverheadPct()! <= 10');
+    assertAbove(s.spacing('topEigenvalue'), 1, 'top-eigenvalue spacing (the costly one is thinned)');
+    assertAtMost(s.plannedOverheadPct()!, 10, 'planned overhead %');
   });
 
   test('no diagnostic starves: at 1000× a step each still runs every N·K steps (N = 32 default)', () => {
@@ -523,8 +526,8 @@ describe('diagnostics scheduler', () => {
     const runs = simulate(s, 5 * 32 * 10, 1, (n) => (n === 'spectra' ? 0.1 : 1000));
     for (const name of EXPENSIVE_DIAGNOSTICS) {
       const r = runs.get(name)!;
-      assert.ok(r.length >= 9, `${name} ran ${r.length} times`);
-      r.slice(1).forEach((v, i) => assert.ok(v - r[i] <= 5 * 32, `${name} gap ${v - r[i]}`));
+      assertAtLeast(r.length, 9, `${name} ran ${r.length} times`);
+      r.slice(1).forEach((v, i) => assertAtMost(v - r[i], 5 * 32, `${name} gap ${v - r[i]}`));
     }
   });
 

@@ -5,6 +5,7 @@ import { describe, test } from 'node:test';
 import type { ToDashboard } from '../../common/dashboard-messages.js';
 import type { LogRecord } from '../../common/protocol.js';
 import { PanelRelay, type RelayTimers } from '../../extension/relay.js';
+import { assertAtMost } from '../helpers/bounds.js';
 
 /** A manual clock: timers fire only when the test advances time. */
 class FakeTimers implements RelayTimers {
@@ -63,7 +64,7 @@ describe('PanelRelay', () => {
     assert.equal(relay.pending, 0, 'the queue drains');
     for (const { at } of posted) {
       const inWindow = posted.filter((p) => p.at >= at && p.at < at + 1000).length;
-      assert.ok(inWindow <= 30, `${inWindow} messages within one second starting at ${at} ms`);
+      assertAtMost(inWindow, 30, `${inWindow} messages within one second starting at ${at} ms`);
     }
     const all = posted.map((p) => p.m);
     assert.deepEqual([...seqsOf(all, 'a'), ...seqsOf(all, 'b')].sort((x, y) => x - y), Array.from({ length: 300 }, (_, i) => i + 1));

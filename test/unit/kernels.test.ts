@@ -11,6 +11,7 @@ import { NS_COEFFICIENT_SETS, expandNsSteps, type NsStep } from '../../trainer/l
 import { shapeExact } from '../../trainer/linalg/shaping.js';
 import { singularValues } from '../../trainer/linalg/svd.js';
 import { cachedShapingFit, shapeMatmulOnly } from '../../trainer/optim/shaping-matmul.js';
+import { assertAtMost, assertBelow } from '../helpers/bounds.js';
 import { randomMatrix, relFrobenius } from '../helpers/random.js';
 
 const NS_TOL = 2e-5;
@@ -70,7 +71,7 @@ for (const providerName of ['onnxruntime', 'tfjs']) {
           const steps = expandNsSteps(set, 5);
           const got = await providers[providerName].orthogonalize({ rows, cols, x, steps, eps: 1e-7, normSafety: set.normSafety });
           const want = newtonSchulzReference(x, rows, cols, steps, 1e-7, set.normSafety);
-          assert.ok(relFrobenius(got, want) < NS_TOL, `${rows}x${cols}: ${relFrobenius(got, want)}`);
+          assertBelow(relFrobenius(got, want), NS_TOL, `${rows}x${cols}: ${relFrobenius(got, want)}`);
         }
       });
     }
@@ -86,9 +87,9 @@ for (const providerName of ['onnxruntime', 'tfjs']) {
           const u = nesterov ? buf.map((v, i) => g[i] + 0.95 * (v - g[i])) : buf;
           const o = newtonSchulzReference(Float64Array.from(u), rows, cols, steps, 1e-7, 1);
           const wNew = Array.from(w, (v, i) => v * (1 - 0.02 * 0.1) - 0.02 * 1.5 * o[i]);
-          assert.ok(relFrobenius(out.momentumBuffer, buf) < 1e-6);
-          assert.ok(relFrobenius(out.update, o) < NS_TOL, `update ${relFrobenius(out.update, o)}`);
-          assert.ok(relFrobenius(out.weight, wNew) < 1e-6, `weight ${relFrobenius(out.weight, wNew)}`);
+          assertBelow(relFrobenius(out.momentumBuffer, buf), 1e-6, 'momentum buffer, rel. Frobenius');
+          assertBelow(relFrobenius(out.update, o), NS_TOL, `update ${relFrobenius(out.update, o)}`);
+          assertBelow(relFrobenius(out.weight, wNew), 1e-6, `weight ${relFrobenius(out.weight, wNew)}`);
           assert.deepEqual(Array.from(w.slice(0, 3)), Array.from(randomMatrix(rows, cols, 100 + rows, 0.1).slice(0, 3)), 'inputs untouched');
         }
       }
@@ -102,10 +103,10 @@ for (const providerName of ['onnxruntime', 'tfjs']) {
         const divisor = singularValues(x, rows, cols)[0] * 1.02;
         const want = nsCombinationReference(x, rows, cols, steps, weights, divisor);
         const given = await providers[providerName].nsCombination({ rows, cols, x, steps, weights, scale: { divisor } });
-        assert.ok(relFrobenius(given, want) < NS_TOL, `${rows}x${cols} given divisor: ${relFrobenius(given, want)}`);
+        assertBelow(relFrobenius(given, want), NS_TOL, `${rows}x${cols} given divisor: ${relFrobenius(given, want)}`);
         // 60 power iterations on X·Xᵀ of a Gaussian matrix: σ_max to ~1e-6, so the same result within the tolerance.
         const found = await providers[providerName].nsCombination({ rows, cols, x, steps, weights, scale: { sigmaMargin: 1.02, powerIterations: 60 } });
-        assert.ok(relFrobenius(found, want) < NS_TOL, `${rows}x${cols} σ_max in kernel: ${relFrobenius(found, want)}`);
+        assertBelow(relFrobenius(found, want), NS_TOL, `${rows}x${cols} σ_max in kernel: ${relFrobenius(found, want)}`);
       }
       const zero = await providers[providerName].nsCombination({ rows: 4, cols: 6, x: new Float32Array(24), steps, weights, scale: { sigmaMargin: 1.02, powerIterations: 5 } });
       assert.ok(zero.every((v) => v === 0), 'a zero matrix stays zero (no 0/0)');
@@ -114,14 +115,14 @@ for (const providerName of ['onnxruntime', 'tfjs']) {
     test('matmul and gram match float64 within 1e-6', async () => {
       const a = randomMatrix(13, 17, 5);
       const b = randomMatrix(17, 9, 6);
-      assert.ok(relFrobenius(await providers[providerName].matmul(a, b, 13, 17, 9), matmul64(a, b, 13, 17, 9)) < 1e-6);
+      assertBelow(relFrobenius(await providers[providerName].matmul(a, b, 13, 17, 9), matmul64(a, b, 13, 17, 9)), 1e-6, '13×17 · 17×9 matmul, rel. Frobenius');
       for (const [rows, cols] of SHAPES) {
         const x = randomMatrix(rows, cols, 9);
         const flip = rows > cols;
         const xs = flip ? transpose64(x, rows, cols) : Float64Array.from(x);
         const [m, n] = flip ? [cols, rows] : [rows, cols];
         const want = matmul64(xs, transpose64(xs, m, n), m, n, m);
-        assert.ok(relFrobenius(await providers[providerName].gram(x, rows, cols), want) < 1e-6);
+        assertBelow(relFrobenius(await providers[providerName].gram(x, rows, cols), want), 1e-6, `${rows}x${cols} gram, rel. Frobenius`);
       }
     });
   });
@@ -139,14 +140,14 @@ describe('matmul-only shaping', () => {
         // Compare directions: DynMuon rescales both to Muon's update size.
         const scale = Math.hypot(...exact) / Math.hypot(...shaped);
         const err = relFrobenius(Array.from(shaped, (v) => v * scale), exact);
-        assert.ok(err <= fit.maxRelError + 1e-4, `p=${p} ${rows}x${cols}: ${err} > fit bound ${fit.maxRelError}`);
+        assertAtMost(err, fit.maxRelError + 1e-4, `p=${p} ${rows}x${cols}: ${err} > fit bound ${fit.maxRelError}`);
       }
     }
   });
 
   test('the fit is exact at p = 1 and within 5% for |p| ≤ 0.25', () => {
-    assert.ok(cachedShapingFit(1, 1e-3).maxRelError < 1e-9);
-    for (const p of [-0.25, 0, 0.25]) assert.ok(cachedShapingFit(p, 1e-3).maxRelError < 0.05, `p=${p}`);
+    assertBelow(cachedShapingFit(1, 1e-3).maxRelError, 1e-9, 'fit error at p = 1');
+    for (const p of [-0.25, 0, 0.25]) assertBelow(cachedShapingFit(p, 1e-3).maxRelError, 0.05, `p=${p}`);
   });
 
 });

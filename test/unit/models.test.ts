@@ -10,6 +10,7 @@ import { mulberry32 } from '../../trainer/data/random';
 import { isMuonscopeError } from '../../common/errors';
 import { TINY_TRANSFORMER_DEFAULT, Transformer, type TransformerConfig } from '../../trainer/models/transformer';
 import { routeParameters } from '../../trainer/optim/routing';
+import { assertBelow } from '../helpers/bounds.js';
 
 const TINY: TransformerConfig = { vocabSize: 8, contextLength: 8, width: 16, layers: 2, heads: 4, mlpRatio: 4, seed: 1 };
 
@@ -92,7 +93,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
           }
         }
         const loss = m.loss(tokens);
-        assert.ok(Math.abs(loss.dataSync()[0] - nll / 16) < 1e-5);
+        assertBelow(Math.abs(loss.dataSync()[0] - nll / 16), 1e-5, `loss vs the mean NLL ${nll / 16} computed by hand, abs.`);
         tf.dispose([tokens, loss]);
       });
     });
@@ -129,7 +130,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
             assignFrom(variable, tf.tensor(original, variable.shape));
             const rel = Math.abs(fd - g[i]) / Math.max(Math.abs(fd), Math.abs(g[i]));
             worst = Math.max(worst, rel);
-            assert.ok(rel < 2e-2, `${name}[${i}]: autodiff ${g[i]}, finite difference ${fd}, relative error ${rel}`);
+            assertBelow(rel, 2e-2, `${name}[${i}]: autodiff ${g[i]}, finite difference ${fd}, relative error ${rel}`);
           }
         }
         t.diagnostic(`${backend}: worst relative error ${worst.toExponential(2)}`);
@@ -145,7 +146,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
       const builtIn = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x as tf.Tensor3D, y as tf.Tensor3D), w)));
       const [da, db] = ours([a, b]);
       const [ea, eb] = builtIn([a, b]);
-      const close = (x: tf.Tensor, y: tf.Tensor) => assert.ok(tf.tidy(() => tf.max(tf.abs(tf.sub(x, y))).dataSync()[0]) < 1e-5);
+      const close = (x: tf.Tensor, y: tf.Tensor) => assertBelow(tf.tidy(() => tf.max(tf.abs(tf.sub(x, y))).dataSync()[0]), 1e-5, 'max |ours − built-in|');
       const value = batchMatMulWithGrad(a, b);
       const expected = tf.matMul(a, b);
       close(value, expected);
@@ -168,7 +169,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
       const second = run(7);
       assert.deepEqual(second.logits, first.logits);
       assert.deepEqual(second.losses, first.losses);
-      assert.ok(first.losses[9] < first.losses[0], `SGD lowers the loss: ${first.losses.join(', ')}`);
+      assertBelow(first.losses[9], first.losses[0], `SGD lowers the loss: ${first.losses.join(', ')}`);
       assert.notDeepEqual(run(8).logits, first.logits);
     });
 
@@ -195,7 +196,7 @@ describe('transformer parameters', () => {
       assert.deepEqual(matrix, [0, 1].flatMap((i) => [`block${i}.attn.qkv.weight`, `block${i}.attn.proj.weight`, `block${i}.mlp.fc.weight`, `block${i}.mlp.proj.weight`]));
       const adamw = routed.filter((r) => r.route === 'adamw').map((r) => r.name);
       for (const name of ['tok_embed', 'pos_embed', 'lm_head.weight', 'block0.ln1.gain', 'block0.ln1.bias', 'block1.ln2.gain', 'ln_f.gain', 'ln_f.bias']) {
-        assert.ok(adamw.includes(name), name);
+        assert.ok(adamw.includes(name), `${name} is not routed to AdamW: ${adamw.join(', ')}`);
       }
       assert.equal(routed.length, m.variables.length);
       assert.deepEqual(Object.keys(m.layouts).sort(), routed.filter((r) => r.shape.length === 2).map((r) => r.name).sort());
@@ -208,7 +209,7 @@ describe('transformer parameters', () => {
       assert.equal(m.parameterCount, V * W + T * W + L * (4 * W + 3 * W * W + W * W + 2 * r * W * W) + 2 * W + W * V);
       assert.deepEqual(m.blocks[0].qkv.shape, [W, 3 * W]);
       assert.deepEqual(m.lmHead.shape, [W, V]);
-      assert.ok(m.variables.every((v) => v.dtype === 'float32'));
+      assert.deepEqual(m.variables.filter((v) => v.dtype !== 'float32').map((v) => `${v.name}: ${v.dtype}`), [], 'variables that are not float32');
     });
   });
 

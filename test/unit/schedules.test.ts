@@ -6,6 +6,7 @@ import { isMuonscopeError, type MuonscopeErrorCode } from '../../common/errors.j
 import { schedules } from '../../trainer/optim/index.js';
 import { evaluate, ScheduleSpecSchema, validateSchedule, type ScheduleSpec } from '../../common/schedules.js';
 import { DYNMUON_REPO_LOGISTIC, ScheduleTimeline, TRACK3_LOGISTIC } from '../../trainer/optim/schedules.js';
+import { assertAtMost, assertBelow } from '../helpers/bounds.js';
 import { loadIndex } from '../helpers/fixtures.js';
 
 const index = loadIndex<{ schedules: { spec: ScheduleSpec; values: [number, number][] }[] }>('optim');
@@ -28,16 +29,16 @@ test('the library entry point exports the shared specs and the trainer\'s timeli
 test('every schedule type matches the Python values at known points (≤ 1e-12)', () => {
   for (const { spec, values } of index.schedules) {
     validateSchedule(spec);
-    for (const [q, p] of values) assert.ok(Math.abs(evaluate(spec, q) - p) <= 1e-12, `${JSON.stringify(spec)} at q = ${q}`);
+    for (const [q, p] of values) assertAtMost(Math.abs(evaluate(spec, q) - p), 1e-12, `${JSON.stringify(spec)} at q = ${q}`);
   }
 });
 
 test('Track-3 logistic starts at p ≈ 0.116, the repository defaults at ≈ 0.664 (≤ 1e-12)', () => {
   const expected = (pMax: number) => -0.25 + (pMax + 0.25) / (1 + Math.exp(-1));
-  assert.ok(Math.abs(evaluate(TRACK3_LOGISTIC, 0) - expected(0.25)) <= 1e-12);
-  assert.ok(Math.abs(evaluate(TRACK3_LOGISTIC, 0) - 0.116) < 1e-3);
-  assert.ok(Math.abs(evaluate(DYNMUON_REPO_LOGISTIC, 0) - expected(1)) <= 1e-12);
-  assert.ok(Math.abs(evaluate(DYNMUON_REPO_LOGISTIC, 0) - 0.664) < 1e-3);
+  assertAtMost(Math.abs(evaluate(TRACK3_LOGISTIC, 0) - expected(0.25)), 1e-12, `Track-3 logistic at 0: ${evaluate(TRACK3_LOGISTIC, 0)} vs ${expected(0.25)}, abs.`);
+  assertBelow(Math.abs(evaluate(TRACK3_LOGISTIC, 0) - 0.116), 1e-3, `Track-3 logistic at 0: ${evaluate(TRACK3_LOGISTIC, 0)} vs 0.116, abs.`);
+  assertAtMost(Math.abs(evaluate(DYNMUON_REPO_LOGISTIC, 0) - expected(1)), 1e-12, `repository logistic at 0: ${evaluate(DYNMUON_REPO_LOGISTIC, 0)} vs ${expected(1)}, abs.`);
+  assertBelow(Math.abs(evaluate(DYNMUON_REPO_LOGISTIC, 0) - 0.664), 1e-3, `repository logistic at 0: ${evaluate(DYNMUON_REPO_LOGISTIC, 0)} vs 0.664, abs.`);
 });
 
 test('reversed runs a schedule backwards, piecewise holds each point, progress is clamped to [0, 1]', () => {

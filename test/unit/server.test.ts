@@ -9,6 +9,7 @@ import { Outbox, toOutgoing } from '../../trainer/server/outbox.js';
 import { MemoryRecordSource } from '../../trainer/server/record-source.js';
 import { mulberry32 } from '../../trainer/data/random.js';
 import { generateToken, startServer, type CommandHandler, type ServerOptions, type TrainerServer } from '../../trainer/server/server.js';
+import { assertAbove, assertAtLeast, assertAtMost, assertBelow } from '../helpers/bounds.js';
 import { SLOW_TEST, WAIT_MS, waitUntil, within } from '../helpers/wait.js';
 
 const TOKEN = generateToken();
@@ -111,7 +112,7 @@ describe('binding and HTTP', () => {
   test('binds 127.0.0.1 by default, answers /healthz, tries the http hook first', SLOW_TEST, async () => {
     const { server, logs } = await setup({ httpHandler: (req, res) => (req.url === '/hook' ? (res.end('hooked'), true) : false) });
     assert.match(server.url, /^ws:\/\/127\.0\.0\.1:\d+$/);
-    assert.ok(!logs.some((l) => /reachable from the network/.test(l)));
+    assert.ok(!logs.some((l) => /reachable from the network/.test(l)), logs.join('\n'));
     const base = `http://127.0.0.1:${server.port}`;
     assert.equal(await (await fetch(`${base}/healthz`)).text(), 'ok');
     assert.equal((await fetch(`${base}/`)).status, 404);
@@ -134,7 +135,8 @@ describe('connect', () => {
     const c = await Client.open(server.url);
     const hello = await c.next(['hello']);
     assert.deepEqual(hello, { type: 'hello', protocol: PROTOCOL_VERSION, runId: 'run-1', runDir: '/tmp/run-1', lastSeq: 3 });
-    assert.ok(validateServerMessage(hello).ok);
+    const helloCheck = validateServerMessage(hello);
+    assert.ok(helloCheck.ok, JSON.stringify(!helloCheck.ok && helloCheck.issues));
     const watcher = await Client.open(server.url);
     watcher.send({ type: 'subscribe', afterSeq: 3 });
     await watcher.next(['replayed']);
@@ -237,7 +239,7 @@ describe('replay and live records', () => {
     for (const r of results) {
       assert.deepEqual(r.violations, []);
       assert.deepEqual(r.seqs, expected);
-      assert.ok(r.cuts >= 3, `only ${r.cuts} forced disconnects`);
+      assertAtLeast(r.cuts, 3, `only ${r.cuts} forced disconnects`);
     }
     await waitUntil('cut-off clients to be cleaned up', () => server.clients(), { until: (n) => n === 0 });
 
@@ -263,7 +265,7 @@ describe('replay and live records', () => {
       await tick();
     }
     const replayed = await c.next(['replayed']);
-    assert.ok(replayed.throughSeq >= 3000);
+    assertAtLeast(replayed.throughSeq, 3000, 'the replay reaches at least the records there at subscribe time');
     await waitUntil('the live tail up to seq 3200', () => c.records().at(-1)?.seq, { until: (seq) => seq === 3200 });
     assert.deepEqual(
       c.records().map((r) => r.seq),
@@ -383,9 +385,10 @@ describe('commands', () => {
       assert.equal(reply.type, 'error', reason);
       assert.equal(reply.type === 'error' && reply.code, code, reason);
       assert.equal(reply.id, `id-${reason}`);
-      assert.ok(validateServerMessage(reply).ok);
+      const replyCheck = validateServerMessage(reply);
+      assert.ok(replyCheck.ok, JSON.stringify(!replyCheck.ok && replyCheck.issues));
     }
-    assert.ok(logs.some((l) => /kaboom/.test(l)), 'internal failures are logged');
+    assert.ok(logs.some((l) => /kaboom/.test(l)), `internal failures are logged: ${logs.join('\n')}`);
     c.send({ type: 'command', id: 'bad-lr', command: { kind: 'set_lr', lr: -1 } });
     const invalid = await c.next(['ack', 'error']);
     assert.deepEqual([invalid.type, invalid.type === 'error' && invalid.code, invalid.id], ['error', 'INVALID_COMMAND', 'bad-lr']);
@@ -574,7 +577,7 @@ describe('robustness', () => {
       assert.ok(/^(valid-|after-|final$)/.test(m.id), `onCommand got a frame built to be invalid: ${m.id}`);
     }
     // Random JSON (case 12) may happen to be a valid command only with ids like these; none of ours.
-    assert.ok(validSent.every((id) => received.some((m) => (m as { id: string }).id === id)));
+    assert.deepEqual(validSent.filter((id) => !received.some((m) => (m as { id: string }).id === id)), [], 'valid commands that never reached onCommand');
     t.diagnostic(`1200 fuzz frames, ${closes.reduce((a, b) => a + b, 0)} closed connections (oversized / invalid UTF-8), ${received.length} valid commands applied`);
   });
 
@@ -615,7 +618,7 @@ describe('backpressure', () => {
       [3, 4, 6, 7, 8],
     );
     assert.equal(box.snapshot().coalescedAway, 3);
-    assert.ok(box.empty);
+    assert.ok(box.empty, `the outbox is empty after taking everything: ${JSON.stringify(box.snapshot())}`);
     assert.equal(box.bytes, 0);
   });
 
@@ -667,18 +670,18 @@ describe('backpressure', () => {
     // The last records: a step, so the stream ends on a record that can never be coalesced.
     scalarSeqs.push(source.append(stepRecord(++step)).seq);
     assert.ok(sawCongestion, 'the stalled client became congested');
-    assert.ok(peak.coalescable <= layers.length + 1, `at most one spectra per layer + one layer_stats queued (saw ${peak.coalescable})`);
-    assert.ok(peak.bytes < 2_500_000, `pending bytes bounded (saw ${peak.bytes}, spectra produced ${spectraBytes})`);
-    assert.ok(peak.buffered <= highWaterBytes + (1 << 20) + 64 * 1024, `socket buffer bounded (saw ${peak.buffered})`);
+    assertAtMost(peak.coalescable, layers.length + 1, `at most one spectra per layer + one layer_stats queued (saw ${peak.coalescable})`);
+    assertBelow(peak.bytes, 2_500_000, `pending bytes bounded (saw ${peak.bytes}, spectra produced ${spectraBytes})`);
+    assertAtMost(peak.buffered, highWaterBytes + (1 << 20) + 64 * 1024, `socket buffer bounded (saw ${peak.buffered})`);
     const stats = server.debugStats().clients.find((c) => c.id === 'ws-1');
-    assert.ok(stats && stats.pending.coalescedAway > 0);
+    assert.ok(stats && stats.pending.coalescedAway > 0, `records coalesced away: ${JSON.stringify(stats?.pending)}`);
 
     (stalled.ws as unknown as { _socket: { resume(): void } })._socket.resume();
     await waitUntil(`the stalled client to catch up to seq ${lastSeq + 1}`, () => stalled.records().at(-1)?.seq, { until: (seq) => seq === lastSeq + 1 });
     await waitUntil(`the healthy client to catch up to seq ${lastSeq + 1}`, () => healthy.records().at(-1)?.seq, { until: (seq) => seq === lastSeq + 1 });
 
     const got = stalled.records();
-    for (let i = 1; i < got.length; i++) assert.ok(got[i].seq > got[i - 1].seq, 'strictly increasing');
+    for (let i = 1; i < got.length; i++) assertAbove(got[i].seq, got[i - 1].seq, 'strictly increasing');
     assert.deepEqual(
       got.filter((r) => r.kind === 'step').map((r) => r.seq),
       scalarSeqs,
@@ -690,7 +693,7 @@ describe('backpressure', () => {
     }
     const spectraGot = got.filter((r) => r.kind === 'spectra').length;
     const spectraMade = Math.round((TOTAL * 4) / 15);
-    assert.ok(spectraGot < spectraMade, `spectra coalesced (${spectraGot} of ~${spectraMade})`);
+    assertBelow(spectraGot, spectraMade, `spectra coalesced (${spectraGot} of ~${spectraMade})`);
     assert.deepEqual(
       healthy.records().filter((r) => r.kind === 'step').map((r) => r.seq),
       scalarSeqs,
@@ -721,6 +724,6 @@ describe('backpressure', () => {
     assert.equal(server.debugStats().clients[0].pending.records, 0, 'its queue is freed at once');
     socket.resume();
     assert.equal(await stalled.closed(), 1013);
-    assert.ok(logs.some((l) => /more than 1000 records waiting/.test(l)));
+    assert.ok(logs.some((l) => /more than 1000 records waiting/.test(l)), logs.join('\n'));
   });
 });

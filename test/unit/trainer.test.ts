@@ -15,6 +15,7 @@ import { listCheckpoints } from '../../trainer/run/checkpoint.js';
 import { readRunLog, RunLog } from '../../common/run-folder/log.js';
 import { startSession, type Session } from '../../trainer/run/session.js';
 import { Trainer } from '../../trainer/run/trainer.js';
+import { assertAbove, assertAtLeast, assertAtMost } from '../helpers/bounds.js';
 import { tinyMlpConfig, tinyRunParts } from '../helpers/tiny-run.js';
 import { SLOW_TEST, waitUntil, within } from '../helpers/wait.js';
 import { TestClient } from '../helpers/ws-client.js';
@@ -187,7 +188,7 @@ describe('reproducibility', () => {
     // The noise-scale EMAs come back from the checkpoint: the estimates continue, not restart.
     const noiseAfter = (records: LogRecord[], from: number) => ofKind(records, 'noise').filter((r) => r.seq > from && r.step >= 20).map((r) => [r.step, r.layer, r.bSimple]);
     const expected = noiseAfter(a.records, 0);
-    assert.ok(expected.length >= 2, `noise measured after step 20: ${expected.length}`);
+    assertAtLeast(expected.length, 2, `noise measured after step 20: ${expected.length}`);
     assert.deepEqual(noiseAfter(resumed.records, starts[1].seq), expected, 'noise estimates after resume equal the uninterrupted run\'s');
   });
 });
@@ -295,14 +296,14 @@ describe('diagnostics in the loop', () => {
     const spectra = ofKind(records, 'spectra');
     const layers = ['mlp.layer0.weight', 'mlp.layer1.weight'];
     assert.deepEqual([...new Set(spectra.map((s) => s.layer))].sort(), layers, 'spectra for every matrix layer');
-    assert.ok(ofKind(records, 'layer_stats').length >= 8, 'layer stats at every diagnostics step');
+    assertAtLeast(ofKind(records, 'layer_stats').length, 8, 'layer stats at every diagnostics step');
     const curv = ofKind(records, 'curvature');
     assert.ok(curv.some((c) => c.layer === null && c.kappaUpdate !== undefined), 'whole-model curvature along the update');
     assert.ok(curv.some((c) => c.topEigenvalue !== undefined), 'top Hessian eigenvalue');
     assert.ok(curv.some((c) => c.directions && c.directions.top.length === 2), 'curvature along singular directions');
     const noise = ofKind(records, 'noise');
     assert.ok(noise.some((n) => n.layer === null && n.bSimple !== null), 'overall gradient noise scale');
-    assert.ok(ofKind(records, 'diagnostics_cost').length > 0, 'costs are reported');
+    assertAbove(ofKind(records, 'diagnostics_cost').length, 0, 'costs are reported');
 
     // Exact shaping maps each σ of M to φ(σ) = σ·(σ² + δ)^((p−1)/2), δ = (1e-3·σ_max)², then rescales:
     // the sorted spectrum of O, normalised by its largest value, equals the sorted φ(σ_M), normalised.
@@ -313,7 +314,7 @@ describe('diagnostics in the loop', () => {
     for (let i = 0; i < last.O.length; i++) {
       const want = phi[i] / phi[0];
       const got = last.O[i] / last.O[0];
-      assert.ok(Math.abs(got - want) <= 1e-4, `σ_${i}: ${got} vs ${want}`);
+      assertAtMost(Math.abs(got - want), 1e-4, `σ_${i}: ${got} vs ${want}`);
     }
   });
 });
