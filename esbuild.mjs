@@ -58,15 +58,6 @@ function copyWasmBinaries() {
   for (const f of readdirSync(from).filter((f) => f.endsWith('.wasm'))) cpSync(join(from, f), join(to, f));
 }
 
-/** The advisor benchmark's plots, which the dashboard's Suggestions view shows (webview/evidence.ts). */
-function copyEvidencePlots() {
-  const from = join(root, 'test/bench/results');
-  const to = join(dist, 'webview', 'evidence');
-  mkdirSync(to, { recursive: true });
-  if (!existsSync(from)) return;
-  for (const f of readdirSync(from).filter((f) => /^advisor-.*\.svg$/.test(f))) cpSync(join(from, f), join(to, f));
-}
-
 /** The run-config JSON Schema, generated from the one TypeBox definition, for editors (jsonValidation). */
 function writeConfigSchema() {
   const trainer = createRequire(import.meta.url)(join(dist, 'trainer', 'index.js'));
@@ -84,4 +75,3 @@ if (watch) {
   writeConfigSchema();
 }
 copyWasmBinaries();
-copyEvidencePlots();

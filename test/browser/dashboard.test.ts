@@ -268,7 +268,7 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
     const probes = runs[0].records.filter((r): r is Extract<LogRecord, { kind: 'p_probe' }> => r.kind === 'p_probe');
     assert.match(await page.locator('#probe-table caption').innerText(), new RegExp(`step ${probes.at(-1)!.step}`), 'the latest p-probe');
     assert.equal(await page.locator('#probe-table tbody tr').count(), probes.at(-1)!.candidates.length, 'one row per candidate p');
-    assert.ok((await page.locator('#evidence-table tbody tr').count()) > 0, 'benchmark evidence rows');
+    assert.equal(await page.locator('#advisor-evidence, #evidence-table, img.evidence-plot').count(), 0, 'no benchmark evidence from another run beside this one');
     await page.screenshot({ path: join(artifacts, 'suggestions.png'), fullPage: true });
 
     // A refusal is shown on the card, which stays.

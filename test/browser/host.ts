@@ -5,7 +5,7 @@
  * the extension does after a reload); commands get scripted replies, and accepted ones are appended to the
  * run's log as the trainer would (control and state records), then streamed to the page.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -44,9 +44,6 @@ export async function serveDashboard(): Promise<{ origin: string; server: Server
       const [name, type] = files[url.pathname];
       res.writeHead(200, { 'content-type': type });
       res.end(readFileSync(join(dist, name)));
-    } else if (/^\/evidence\/[\w.-]+\.svg$/.test(url.pathname) && existsSync(join(dist, url.pathname))) {
-      res.writeHead(200, { 'content-type': 'image/svg+xml' });
-      res.end(readFileSync(join(dist, url.pathname)));
     } else {
       res.writeHead(404).end(); // favicon.ico: the page asks, nothing is served
     }

@@ -40,12 +40,6 @@ export function dashboardHandler(wsUrl: () => string, dir = webviewDir()): (req:
       res.writeHead(204, headers).end();
       return true;
     }
-    if (/^\/webview\/evidence\/[\w.-]+\.svg$/.test(path)) {
-      const file = join(dir, path.slice('/webview/'.length));
-      if (!existsSync(file)) return false;
-      res.writeHead(200, { ...headers, 'Content-Type': 'image/svg+xml', 'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'" }).end(readFileSync(file));
-      return true;
-    }
     const type = ASSETS[path];
     if (!type) return false;
     const file = join(dir, path.slice('/webview/'.length));

@@ -1,11 +1,10 @@
 /**
  * The advisor's suggestions: pending ones as cards with their evidence (each measured value against the
  * threshold it crossed), confidence and expected effect, with Apply / Dismiss answered in place; the
- * history of what became of every earlier one; the latest p-probe; and the benchmark evidence on whether
- * following the advisor helps at all (test/bench/results, bundled at build time).
+ * history of what became of every earlier one; and the latest p-probe. Everything here is about the run
+ * on screen: Muonscope's own benchmark of the advisor belongs in its README, not beside a user's run.
  */
 import { dataTable, describeValue, fmt, h, setText, textRow } from '../dom.js';
-import { benchmarkEvidence, evidenceImageUrl } from '../evidence.js';
 import { canCommand } from '../controls.js';
 import type { RunStore, SuggestionEntry } from '../store.js';
 import { button, textField, type Control } from '../ui/toolkit.js';
@@ -92,7 +91,7 @@ export class SuggestionsView implements View {
 
   constructor(private readonly ctx: ViewContext) {
     this.reason = textField('Reason for Apply / Dismiss (optional)', '', { id: 'suggestion-reason', size: 40 });
-    this.el.append(h('h2', {}, 'Suggestions'), this.mode, this.reason, this.pendingBox, h('h2', {}, 'History'), this.historyTable.table, h('h2', {}, 'p-probe'), this.probeTable.table, this.evidenceSection());
+    this.el.append(h('h2', {}, 'Suggestions'), this.mode, this.reason, this.pendingBox, h('h2', {}, 'History'), this.historyTable.table, h('h2', {}, 'p-probe'), this.probeTable.table);
   }
 
   private send(entry: SuggestionEntry, kind: 'apply_suggestion' | 'dismiss_suggestion', reply: ReplyStatus): void {
@@ -174,32 +173,5 @@ export class SuggestionsView implements View {
         return tr;
       }),
     );
-  }
-
-  /** Whether following the advisor helps, from the last `npm run bench:advisor` (bundled at build time). */
-  private evidenceSection(): HTMLElement {
-    const section = h('section', { id: 'advisor-evidence', 'aria-label': 'Benchmark evidence' });
-    section.append(h('h2', {}, 'Does it help? Benchmark evidence'));
-    const ev = benchmarkEvidence();
-    if (!ev) {
-      section.append(emptyNote('No benchmark results were bundled with this build (run `npm run bench:advisor`).'));
-      return section;
-    }
-    section.append(h('p', {}, `From npm run bench:advisor (${ev.size}, ${ev.date.slice(0, 10)}): steps to the target loss relative to tuned Muon, paired by seed, median and 95% CI. A ratio below 1 is faster; a CI that contains 1 means no measurable difference.`));
-    const table = dataTable({ class: 'audit', id: 'evidence-table' }, null, ['Task', 'Optimizer', 'Seeds', 'Ratio vs Muon', '95% CI', 'Verdict']);
-    for (const r of ev.rows.filter((x) => x.optimizer !== 'muon')) {
-      const verdict = r.ci_high < 1 ? 'faster' : r.ci_low > 1 ? 'slower' : 'no difference';
-      const tr = textRow([r.task, r.optimizer, String(r.n_seeds), fmt(r.ratio_vs_muon), `[${fmt(r.ci_low)}, ${fmt(r.ci_high)}]`, verdict]);
-      if (r.optimizer === 'advisor') tr.className = 'best';
-      table.body.append(tr);
-    }
-    section.append(table.table);
-    for (const task of [...new Set(ev.rows.map((r) => r.task))]) {
-      const ratios = evidenceImageUrl(`advisor-${task}-ratios.svg`);
-      const losses = evidenceImageUrl(`advisor-${task}-loss.svg`);
-      if (ratios) section.append(h('img', { src: ratios, alt: `Forest plot of the paired step ratios against Muon on ${task}`, class: 'evidence-plot', loading: 'lazy' }));
-      if (losses) section.append(h('img', { src: losses, alt: `Validation loss of every optimizer on ${task}, median and interquartile band over seeds`, class: 'evidence-plot', loading: 'lazy' }));
-    }
-    return section;
   }
 }
