@@ -5,7 +5,8 @@
  */
 export type StarterKind = 'mlp' | 'transformer';
 
-export function starterConfig(kind: StarterKind, name: string, diagnosticsEvery = 25): string {
+/** `diagnosticsEvery`: the muonscope.diagnosticsEvery setting; null leaves `every` to the trainer's default. */
+export function starterConfig(kind: StarterKind, name: string, diagnosticsEvery: number | null = null): string {
   const model =
     kind === 'mlp'
       ? `  // An MLP regressing onto a fixed random teacher; the loss floor is the label-noise variance.
@@ -29,8 +30,9 @@ ${model}
     "lr": 0.02,
     "schedule": { "type": "logistic", "pMax": 0.25, "pMin": -0.25, "tau": 0.04, "width": 0.04 }
   },
-  // Per-layer spectra, curvature and gradient noise every N steps, kept within a time budget.
-  "diagnostics": { "every": ${diagnosticsEvery}, "adaptive": true, "budgetPct": 10 },
+  // Per-layer spectra, curvature and gradient noise every N steps ("every"; left out: the trainer's
+  // default), with the expensive probes spaced out to stay within a time budget.
+  "diagnostics": { ${diagnosticsEvery === null ? '' : `"every": ${diagnosticsEvery}, `}"adaptive": true, "budgetPct": 10 },
   "evalEvery": 50,
   "checkpointEvery": 200
 }

@@ -97,8 +97,8 @@ export class RunLauncher implements vscode.Disposable {
    * The diagnostics cadence setting applies to configs that leave `diagnostics.every` out; it is sent as
    * a command so the change is in the run's audit trail like any other.
    */
-  private applyDiagnosticsSetting(session: RunSession, configPath: string | undefined, every: number): void {
-    if (!configPath) return;
+  private applyDiagnosticsSetting(session: RunSession, configPath: string | undefined, every: number | null): void {
+    if (!configPath || every === null) return;
     let raw: { diagnostics?: { every?: unknown } };
     try {
       raw = JSON.parse(stripLineComments(readFileSync(configPath, 'utf8')));

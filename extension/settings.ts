@@ -5,7 +5,8 @@ import * as vscode from 'vscode';
 export interface Settings {
   runFolder: string;
   nodePath: string;
-  diagnosticsEvery: number;
+  /** Diagnostics cadence for configs that leave `diagnostics.every` out; null: the run config's own default. */
+  diagnosticsEvery: number | null;
   keepTrainerRunning: boolean;
   codeLensEnabled: boolean;
   maxHistoryPoints: number;
@@ -16,11 +17,19 @@ export function readSettings(scope?: vscode.ConfigurationScope): Settings {
   return {
     runFolder: c.get<string>('runFolder', 'runs') || 'runs',
     nodePath: c.get<string>('nodePath', '').trim(),
-    diagnosticsEvery: Math.max(1, Math.round(c.get<number>('diagnosticsEvery', 25))),
+    diagnosticsEvery: cadenceSetting(c.get<number | null>('diagnosticsEvery', null)),
     keepTrainerRunning: c.get<boolean>('keepTrainerRunning', true),
     codeLensEnabled: c.get<boolean>('codeLens.enabled', true),
     maxHistoryPoints: Math.max(1000, Math.round(c.get<number>('maxHistoryPoints', 200000))),
   };
+}
+
+/**
+ * The cadence has one default, the run config schema's; the setting only overrides it, so it has no
+ * number of its own (empty in the settings editor is null).
+ */
+function cadenceSetting(every: number | null): number | null {
+  return typeof every === 'number' && Number.isFinite(every) ? Math.max(1, Math.round(every)) : null;
 }
 
 /** The run folder for a workspace folder: the setting, relative to the folder unless absolute. */
