@@ -13,6 +13,7 @@ import type { MatrixOps } from '../../trainer/kernels/types.js';
 import { transpose } from '../../trainer/linalg/matrix.js';
 import { NS_COEFFICIENT_SETS, expandNsSteps, type NsStep } from '../../trainer/linalg/ns-coefficients.js';
 import { DynMuon, Muon } from '../../trainer/optim/index.js';
+import { assertAtMost } from '../helpers/bounds.js';
 import { loadF32, loadF64, loadIndex, type ArrayRef } from '../helpers/fixtures.js';
 import { OPTIM_SET, changeErr, optimIndex, trajectory } from '../helpers/optim-fixtures.js';
 import { relFrobenius } from '../helpers/random.js';
@@ -268,13 +269,19 @@ for (const impl of IMPLEMENTATIONS) {
     for (const c of CASES) {
       test(c.name, async (t) => {
         if (unavailable) return t.skip(`${impl.name} is not available here: ${unavailable}`);
-        await c.run(loaded!.ops, (what, error, bound) => {
-          const key = `${impl.name} | ${c.name} | ${bound.of}`;
-          const b = bound[impl.precision];
-          const seen = worst.get(key);
-          if (!seen || error > seen.error) worst.set(key, { error, bound: b });
-          assert.ok(error <= b, `${impl.name}: ${what}: relative error ${error.toExponential(3)} exceeds ${b}`);
-        });
+        try {
+          await c.run(loaded!.ops, (what, error, bound) => {
+            const key = `${impl.name} | ${c.name} | ${bound.of}`;
+            const b = bound[impl.precision];
+            const seen = worst.get(key);
+            if (!seen || error > seen.error) worst.set(key, { error, bound: b });
+            assertAtMost(error, b, `${what}: relative error`);
+          });
+        } catch (e) {
+          // Every failure names the implementation, whichever assertion it came from.
+          if (e instanceof assert.AssertionError) e.message = `${impl.name}: ${e.message}`;
+          throw e;
+        }
       });
     }
   });
