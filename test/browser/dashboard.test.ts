@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { LogRecord } from '../../common/protocol.js';
+import { SLOW_TEST } from '../helpers/wait.js';
 import { FakeHost, loadStream, serveDashboard, type RunFixture } from './host.js';
 
 const artifacts = join(import.meta.dirname, 'artifacts');
@@ -69,25 +70,24 @@ async function axe(page: Page, name: string): Promise<void> {
   assert.deepEqual(violations, [], `axe found serious violations in ${name}: ${violations.join('; ')}`);
 }
 
-describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
+describe('dashboard in headless Chromium', () => {
   let browser: Browser;
   let server: Server;
-  let host: FakeHost;
-  let runs: RunFixture[];
-  let page: Page;
+  let origin: string;
+  const opened: FakeHost[] = [];
 
   before(async () => {
     const served = await serveDashboard();
     server = served.server;
+    origin = served.origin;
     browser = await chromium.launch({
       executablePath: '/usr/bin/chromium',
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
     });
-    runs = fixtures();
-    host = await FakeHost.open(browser, served.origin, runs);
-    page = host.page;
-    const total = runs[0].records.length;
-    await page.waitForFunction((n) => (window as unknown as { __muonscope: { store: { focused: { lastSeq: number } | null } } }).__muonscope.store.focused?.lastSeq === n, total);
+  });
+
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((h) => h.page.close()));
   });
 
   after(async () => {
@@ -95,7 +95,17 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
     server?.close();
   });
 
-  test('Overview: loss with validation and floor, lr, p planned vs actual, steps/s, alerts, markers on every chart', async () => {
+  /** Each test gets its own page on fresh fixtures, with the live run's whole history shown: no test sees another's commands or clicks. */
+  async function openDashboard(): Promise<{ host: FakeHost; page: Page; runs: RunFixture[] }> {
+    const runs = fixtures();
+    const host = await FakeHost.open(browser, origin, runs);
+    opened.push(host);
+    await host.page.waitForFunction((n) => (window as unknown as { __muonscope: { store: { focused: { lastSeq: number } | null } } }).__muonscope.store.focused?.lastSeq === n, runs[0].records.length);
+    return { host, page: host.page, runs };
+  }
+
+  test('Overview: loss with validation and floor, lr, p planned vs actual, steps/s, alerts, markers on every chart', SLOW_TEST, async () => {
+    const { page } = await openDashboard();
     await showView(page, 'overview');
     const text = await page.locator('#view-overview').innerText();
     assert.match(text, /wasm/, 'backend shown');
@@ -116,7 +126,8 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
     await page.screenshot({ path: join(artifacts, 'overview.png'), fullPage: true });
   });
 
-  test('Layers: a sortable table of matrix layers with sparklines; a name opens the detail', async () => {
+  test('Layers: a sortable table of matrix layers with sparklines; a name opens the detail', SLOW_TEST, async () => {
+    const { page } = await openDashboard();
     await showView(page, 'layers');
     const rows = page.locator('#layers-table tbody tr');
     assert.equal(await rows.count(), 2, 'two matrix layers');
@@ -135,7 +146,10 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
     await page.waitForFunction(() => (window as unknown as { __muonscope: { view: string } }).__muonscope.view === 'layer');
   });
 
-  test('Layer detail: spectra at a scrubbed step, heatmap over time, shaping curve, directions', async () => {
+  test('Layer detail: spectra at a scrubbed step, heatmap over time, shaping curve, directions', SLOW_TEST, async () => {
+    const { page, runs } = await openDashboard();
+    await showView(page, 'layers');
+    await page.click('button[aria-label="Open layer mlp.layer1.weight"]');
     await showView(page, 'layer');
     const spectraSteps = runs[0].records.filter((r) => r.kind === 'spectra' && r.layer === 'mlp.layer1.weight').map((r) => r.step);
     const spectrum = await chart(page, 'spectrum');
@@ -152,7 +166,8 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
     await page.screenshot({ path: join(artifacts, 'layer-detail.png'), fullPage: true });
   });
 
-  test('Curvature & noise: κ vs 2/η_eff, sharpness, η ratio, noise scale vs batch, cost', async () => {
+  test('Curvature & noise: κ vs 2/η_eff, sharpness, η ratio, noise scale vs batch, cost', SLOW_TEST, async () => {
+    const { host, page, runs } = await openDashboard();
     await showView(page, 'curvature');
     // What the recorded run measured (the whole model's top eigenvalue once per round of the layers).
     const model = runs[0].records.filter((r): r is Extract<LogRecord, { kind: 'curvature' }> => r.kind === 'curvature' && r.layer === null);
@@ -181,7 +196,8 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
     await page.screenshot({ path: join(artifacts, 'curvature.png'), fullPage: true });
   });
 
-  test('Controls: each sends its command and shows the reply; enabled states follow the run state', async () => {
+  test('Controls: each sends its command and shows the reply; enabled states follow the run state', SLOW_TEST, async () => {
+    const { host, page } = await openDashboard();
     const click = async (id: string): Promise<number> => {
       const before = host.commands().length;
       const t0 = Date.now();
@@ -215,7 +231,8 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
     assert.equal(ids.size, host.commands().length, 'every command has a fresh id');
   });
 
-  test('Schedule editor: preview, apply sends set_schedule, the control record becomes a marker; undo; lr; audit', async () => {
+  test('Schedule editor: preview, apply sends set_schedule, the control record becomes a marker; undo; lr; audit', SLOW_TEST, async () => {
+    const { host, page } = await openDashboard();
     await showView(page, 'schedule');
     await page.locator('#schedule-type').evaluate((e) => {
       (e as HTMLElement & { value: string }).value = 'cosine';
@@ -251,7 +268,8 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
     await page.screenshot({ path: join(artifacts, 'schedule.png'), fullPage: true });
   });
 
-  test('Suggestions: pending cards with evidence; Apply and Dismiss send their commands and show the outcome; history; p-probe', async () => {
+  test('Suggestions: pending cards with evidence; Apply and Dismiss send their commands and show the outcome; history; p-probe', SLOW_TEST, async () => {
+    const { host, page, runs } = await openDashboard();
     await showView(page, 'suggestions');
     const suggestions = runs[0].records.filter((r): r is Extract<LogRecord, { kind: 'suggestion' }> => r.kind === 'suggestion');
     const resolved = new Set(runs[0].records.filter((r) => r.kind === 'suggestion_outcome').map((r) => (r as { id: string }).id));
@@ -289,7 +307,8 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
     assert.ok((await chart(page, 'loss')).markers.includes(applyStep), 'the applied change is a marker on the time charts');
   });
 
-  test('Compare: both runs overlaid in stable colours, with a config diff', async () => {
+  test('Compare: both runs overlaid in stable colours, with a config diff', SLOW_TEST, async () => {
+    const { page } = await openDashboard();
     await showView(page, 'compare');
     const c = await chart(page, 'compare-loss');
     assert.deepEqual(c.labels, ['dynmuon-live', 'muon-baseline'], 'one series per run');
@@ -300,19 +319,21 @@ describe('dashboard in headless Chromium', { timeout: 60_000 }, () => {
     await page.screenshot({ path: join(artifacts, 'compare.png'), fullPage: true });
   });
 
-  test('axe: no serious or critical violations in any view', async () => {
+  test('axe: no serious or critical violations in any view', SLOW_TEST, async () => {
+    const { page } = await openDashboard();
     for (const id of ['overview', 'layers', 'layer', 'curvature', 'schedule', 'suggestions', 'compare']) {
       await showView(page, id);
       await axe(page, id);
     }
   });
 
-  test('reload replays the whole history with no gaps and keeps the UI state', async () => {
+  test('reload replays the whole history with no gaps and keeps the UI state', SLOW_TEST, async () => {
+    const { host, page, runs } = await openDashboard();
     await showView(page, 'curvature');
     const total = runs[0].records.length;
     const readies = host.posted.filter((m) => m.type === 'ready').length;
     await page.reload();
-    await host.waitFor(() => host.posted.filter((m) => m.type === 'ready').length === readies + 1);
+    await host.waitFor('a second ready message after the reload', () => host.posted.filter((m) => m.type === 'ready').length === readies + 1);
     await page.waitForFunction((n) => (window as unknown as { __muonscope: { store: { focused: { lastSeq: number } | null } } }).__muonscope.store.focused?.lastSeq === n, total);
     const s = await store<{ records: number; gaps: number; controls: number }>(page, `({ records: s.focused.records, gaps: s.focused.gaps, controls: s.focused.controls.length })`);
     assert.deepEqual(s, { records: total, gaps: 0, controls: runs[0].records.filter((r) => r.kind === 'control').length }, 'every record, once, no gaps');

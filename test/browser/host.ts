@@ -13,6 +13,7 @@ import type { Browser, Page } from 'playwright-core';
 import type { FromDashboard, ToDashboard } from '../../common/dashboard-messages.js';
 import type { Command, LogRecord, NewLogRecord, RecordOf } from '../../common/protocol.js';
 import { dashboardHtml } from '../../common/dashboard-page.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const dist = join(root, 'dist', 'webview');
@@ -58,7 +59,6 @@ export class FakeHost {
   readonly errors: string[] = [];
   /** Override to script a refusal; the default accepts every command. */
   script: ((command: Command) => { error: string } | null) | null = null;
-  private readonly waiters: (() => void)[] = [];
 
   private constructor(
     readonly page: Page,
@@ -82,7 +82,7 @@ export class FakeHost {
       setState: (s) => sessionStorage.setItem('vscode-state', JSON.stringify(s)),
     });`);
     await page.goto(origin);
-    await host.waitFor(() => host.posted.some((m) => m.type === 'ready'));
+    await host.waitFor("the page's ready message", () => host.posted.some((m) => m.type === 'ready'));
     return host;
   }
 
@@ -94,15 +94,9 @@ export class FakeHost {
     await this.page.evaluate((json) => window.postMessage(JSON.parse(json), '*'), JSON.stringify(msg));
   }
 
-  async waitFor(pred: () => boolean, timeoutMs = 10_000): Promise<void> {
-    const start = Date.now();
-    while (!pred()) {
-      if (Date.now() - start > timeoutMs) throw new Error('FakeHost.waitFor timed out');
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 50);
-      });
-    }
+  /** Waits until `pred` holds; on timeout, names what was awaited and the last messages the page posted. */
+  async waitFor(what: string, pred: () => boolean): Promise<void> {
+    await waitUntil(what, () => ({ done: pred(), lastPosted: this.posted.slice(-3).map((m) => m.type) }), { until: (s) => s.done });
   }
 
   commands(): Extract<FromDashboard, { type: 'command' }>[] {
@@ -120,7 +114,6 @@ export class FakeHost {
 
   private async receive(msg: FromDashboard): Promise<void> {
     this.posted.push(msg);
-    this.waiters.splice(0).forEach((w) => w());
     if (msg.type === 'ready') await this.replay();
     else if (msg.type === 'command') await this.answer(msg);
   }

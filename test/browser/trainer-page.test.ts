@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
 import { readRunLog } from '../../common/run-folder/log.js';
+import { SLOW_TEST, within } from '../helpers/wait.js';
 
 const CLI = join(__dirname, '..', '..', 'dist', 'trainer', 'cli.js');
 let trainer: ChildProcess;
@@ -21,7 +22,7 @@ before(async () => {
   const config = join(dir, 'page.muonscope.json');
   writeFileSync(config, JSON.stringify({ name: 'page', steps: 1_000_000, batchSize: 32, model: { type: 'mlp', hiddenDims: [32] }, task: { type: 'teacherStudent', inputDim: 16, outputDim: 4, teacherWidth: 16 }, compute: { backend: 'cpu' } }));
   trainer = spawn(process.execPath, [CLI, 'train', config, '--out', join(dir, 'runs')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  listening = JSON.parse(await new Promise<string>((resolve) => createInterface({ input: trainer.stdout! }).once('line', resolve)));
+  listening = JSON.parse(await within("the trainer's listening line", new Promise<string>((resolve) => createInterface({ input: trainer.stdout! }).once('line', resolve))));
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
 });
 
@@ -30,7 +31,7 @@ after(async () => {
   trainer?.kill('SIGINT');
 });
 
-test('the trainer serves the dashboard, which streams the run over its own socket and pauses it', async () => {
+test('the trainer serves the dashboard, which streams the run over its own socket and pauses it', SLOW_TEST, async () => {
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -46,9 +47,12 @@ test('the trainer serves the dashboard, which streams the run over its own socke
   await page.screenshot({ path: join(__dirname, 'artifacts', 'trainer-page.png') });
 });
 
-test('without the token the page gets no run data', async () => {
+test('without the token the page gets no run data: its socket is refused with 401', SLOW_TEST, async () => {
   const page = await browser.newPage();
+  // The page's socket error: Chromium's words for a 401 answer to the handshake.
+  const refusal = new Promise<string>((resolve) => page.on('websocket', (ws) => ws.on('socketerror', resolve)));
   await page.goto(`${listening.url.replace(/^ws/, 'http')}/`);
-  await page.waitForTimeout(1500);
-  assert.doesNotMatch(await page.locator('body').innerText(), /running · live/, 'no live data without the token');
+  assert.match(await within("the page's WebSocket refusal", refusal), /HTTP Authentication failed/);
+  assert.doesNotMatch(await page.locator('body').innerText(), /running · live/, 'no live data once the socket was refused');
+  await page.close();
 });
