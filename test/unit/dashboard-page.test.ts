@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { dashboardHandler } from '../../trainer/server/dashboard-page.js';
+import { SLOW_TEST } from '../helpers/wait.js';
 
 let server: Server;
 let base = '';
@@ -24,7 +25,7 @@ before(async () => {
 });
 after(() => new Promise<void>((r) => server.close(() => r())));
 
-test('the page has a strict CSP with a nonce, connects only to the trainer, and loads only its own files', async () => {
+test('the page has a strict CSP with a nonce, connects only to the trainer, and loads only its own files', SLOW_TEST, async () => {
   const res = await fetch(`${base}/`);
   assert.equal(res.status, 200);
   const html = await res.text();
@@ -39,7 +40,7 @@ test('the page has a strict CSP with a nonce, connects only to the trainer, and 
   assert.notEqual(/nonce-([A-Za-z0-9+/=]+)/.exec(again)?.[1], nonces[0], 'a fresh nonce per load');
 });
 
-test('serves the bundle files with their types and refuses everything else', async () => {
+test('serves the bundle files with their types and refuses everything else', SLOW_TEST, async () => {
   const js = await fetch(`${base}/webview/main.js`);
   assert.deepEqual([js.status, js.headers.get('content-type')], [200, 'text/javascript; charset=utf-8']);
   assert.equal(await js.text(), 'console.log("dashboard")');
@@ -49,7 +50,7 @@ test('serves the bundle files with their types and refuses everything else', asy
   }
 });
 
-test('says how to build the bundle when it is missing', async () => {
+test('says how to build the bundle when it is missing', SLOW_TEST, async () => {
   const empty = mkdtempSync(join(tmpdir(), 'muonscope-empty-'));
   const handle = dashboardHandler(() => 'ws://127.0.0.1:1', empty);
   const s = createServer((req, res) => {
