@@ -77,7 +77,8 @@ describe('TrainerClient', () => {
       await waitUntil('the refusal', () => refusedStates, { until: (states) => states.some((d) => d.includes('wrong token')) });
       reference.start();
       await waitUntil('3 connection attempts of the reference client', () => droppedStates, { until: (states) => states.filter((d) => d === 'connecting').length >= 3 });
-      assert.deepEqual(refusedStates, ['connecting', 'offline: the trainer refused the connection (HTTP 401: wrong token)'], 'one attempt, one refusal, no retry');
+      assert.deepEqual(refusedStates.map((state) => state.split(':')[0]), ['connecting', 'offline'], `one attempt, one refusal, no retry: ${refusedStates.join(' | ')}`);
+      assert.match(refusedStates[1], /HTTP 401: wrong token/);
       const reply = await client.command({ kind: 'pause' });
       assert.equal(reply.type, 'error', 'a command without a connection fails at once');
     } finally {
