@@ -11,7 +11,6 @@ import { processAlive } from './run-discovery.js';
 import type { RunRegistry } from './run-registry.js';
 import type { RunSession } from './run-session.js';
 import { readSettings } from './settings.js';
-import { stripLineComments } from './config-starter.js';
 import { describeExit, TrainerProcess, type ExitInfo } from './trainer-process.js';
 
 const READY_TIMEOUT_MS = 180_000;
@@ -43,6 +42,9 @@ export class RunLauncher implements vscode.Disposable {
     const args = ['train'];
     if (req.configPath) args.push(req.configPath);
     if (req.resumeRunDir) args.push('--resume', req.resumeRunDir);
+    // A setting is part of the run's config from its first step (the trainer applies it only where the
+    // config leaves `diagnostics.every` out), not a change in its audit trail that nobody made.
+    if (settings.diagnosticsEvery !== null && !req.resumeRunDir) args.push('--default-diagnostics-every', String(settings.diagnosticsEvery));
     args.push('--out', req.runRoot);
     const outputFile = join(this.context.globalStorageUri.fsPath, 'trainer-output', `${Date.now()}-${Math.random().toString(36).slice(2, 8)}.log`);
     const early: string[] = [];
@@ -73,7 +75,6 @@ export class RunLauncher implements vscode.Disposable {
     for (const line of early) channel.info(line);
     session.attach(info.url, info.token);
     this.registry.focus(session);
-    this.applyDiagnosticsSetting(session, req.configPath, settings.diagnosticsEvery);
     const started = session;
     void proc.exited.then((exit) => this.onExit(started, proc, exit));
     return session;
@@ -91,31 +92,6 @@ export class RunLauncher implements vscode.Disposable {
       void this.onExit(session, undefined, undefined);
     }, 2000);
     this.pidWatchers.add(timer);
-  }
-
-  /**
-   * The diagnostics cadence setting applies to configs that leave `diagnostics.every` out; it is sent as
-   * a command so the change is in the run's audit trail like any other.
-   */
-  private applyDiagnosticsSetting(session: RunSession, configPath: string | undefined, every: number | null): void {
-    if (!configPath || every === null) return;
-    let raw: { diagnostics?: { every?: unknown } };
-    try {
-      raw = JSON.parse(stripLineComments(readFileSync(configPath, 'utf8')));
-    } catch {
-      return;
-    }
-    if (raw?.diagnostics?.every !== undefined) return;
-    const sub = session.onDidChange(() => {
-      const started = session.history.records().find((r) => r.kind === 'run_started');
-      if (!started || session.connection !== 'live') return;
-      sub.dispose();
-      const effective = (started.config as { diagnostics?: { every?: number } })?.diagnostics?.every;
-      if (effective === every) return;
-      void session.command({ kind: 'set_diagnostics', every, reason: 'muonscope.diagnosticsEvery setting' }, 'settings').then((reply) => {
-        if (reply.type === 'error') session.log().warn(`could not apply muonscope.diagnosticsEvery: ${reply.message}`);
-      });
-    });
   }
 
   private async onExit(session: RunSession, proc: TrainerProcess | undefined, exit: ExitInfo | undefined): Promise<void> {

@@ -2,6 +2,7 @@
  * `muonscope` — the trainer's command line.
  *
  *   muonscope train [CONFIG] [--steps N] [--out DIR] [--listen HOST:PORT] [--backend NAME] [--kernels NAME] [--resume CHECKPOINT|RUNDIR]
+ *                   [--default-diagnostics-every N]
  *   muonscope inspect RUNDIR
  *
  * `train`'s first stdout line is one JSON object {"event":"listening","url","token","runDir"} for the
@@ -13,6 +14,7 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMuonscopeError, MuonscopeError } from '../common/errors.js';
 import { formatConfigIssues, validateRunConfig, type RunConfig } from './run/config.js';
+import { withDefaultDiagnosticsEvery } from './run/config-defaults.js';
 import { inspectRun } from './run/inspect.js';
 import { ProgressPrinter } from './run/progress.js';
 import { readRunConfigFile, runDirOf } from '../common/run-folder/layout.js';
@@ -23,7 +25,7 @@ export const EXIT = { ok: 0, crashed: 1, badConfig: 2, backendUnavailable: 3, ba
 const USAGE = `usage: muonscope train [CONFIG.muonscope.json] [--steps N] [--out DIR] [--listen HOST:PORT]
                        [--backend auto|tensorflow-gpu|tensorflow|wasm|cpu]
                        [--kernels auto|onnxruntime|onnxruntime-cuda|onnxruntime-cpu|tfjs]
-                       [--resume CHECKPOINT|RUNDIR]
+                       [--resume CHECKPOINT|RUNDIR] [--default-diagnostics-every N]
        muonscope inspect RUNDIR
 exit codes: 0 done or stopped, 1 crashed, 2 bad config, 3 backend unavailable, 4 bad arguments`;
 
@@ -67,12 +69,18 @@ async function train(argv: string[]): Promise<number> {
       backend: { type: 'string' },
       kernels: { type: 'string' },
       resume: { type: 'string' },
+      'default-diagnostics-every': { type: 'string' },
     },
   });
   if (positionals.length > 1) throw new UsageError(`train takes one config file, got ${positionals.length}`);
   const { raw, dir, label } = loadConfig(positionals[0], values.resume);
   const overrides = raw as Record<string, unknown>;
   if (values.steps !== undefined) overrides.steps = /^\d+$/.test(values.steps) ? Number(values.steps) : values.steps;
+  const defaultEvery = values['default-diagnostics-every'];
+  if (defaultEvery !== undefined) {
+    if (!/^[1-9]\d*$/.test(defaultEvery)) throw new UsageError(`--default-diagnostics-every must be a positive integer, got "${defaultEvery}"`);
+    withDefaultDiagnosticsEvery(overrides, Number(defaultEvery));
+  }
   if (values.backend || values.kernels) overrides.compute = { ...(overrides.compute as object), ...(values.backend ? { backend: values.backend } : {}), ...(values.kernels ? { kernels: values.kernels } : {}) };
   const result = validateRunConfig(overrides);
   if (!result.ok) {
