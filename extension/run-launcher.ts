@@ -3,7 +3,6 @@
  * connects their sessions, reports crashes with the last lines of output, re-attaches to trainers that
  * outlived a window, and on shutdown interrupts the ones it started unless "keep running" is on.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { TrainerInfo } from '../common/run-folder/layout.js';
