@@ -9,7 +9,13 @@ export interface ChartProbe {
   readonly alignedData: uPlot.AlignedData;
   readonly markers: number[];
   readonly seriesLabels: string[];
+  /** Theme colour names, one per series. */
+  readonly seriesColors: string[];
   readonly summary: string;
+  readonly title: string;
+  readonly painted: boolean;
+  /** The x scale uPlot drew with; null before the chart's first draw. */
+  readonly xScale: { min: number; max: number } | null;
 }
 
 export const debug: { charts: Record<string, ChartProbe>; store: Store | null; view: string; frames: number; measureFrames: boolean; frameWorkMs: number[] } = {

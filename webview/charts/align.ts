@@ -34,3 +34,29 @@ export function alignSeries(series: readonly Points[]): uPlot.AlignedData {
   });
   return [xs, ...ys];
 }
+
+/** An x-range `[min, max]`, inclusive. */
+export type XRange = readonly [number, number];
+
+/** A series' steps: its x column, and where that column is a growing buffer (the store's), how much is filled. */
+export interface Steps {
+  readonly x: ArrayLike<number>;
+  readonly length?: number;
+}
+
+/**
+ * The one step range every step-axis chart of a view shares, so a step sits at the same place on each:
+ * from the earliest step any series starts at to the current step or the furthest any series reaches,
+ * whichever is later. Null while there is nothing to span (no points, or a single step).
+ */
+export function sharedStepRange(series: readonly Steps[], currentStep: number): XRange | null {
+  let min = Infinity;
+  let max = currentStep;
+  for (const s of series) {
+    const n = s.length ?? s.x.length;
+    if (!n) continue;
+    min = Math.min(min, s.x[0]);
+    max = Math.max(max, s.x[n - 1]);
+  }
+  return max > min ? [min, max] : null;
+}

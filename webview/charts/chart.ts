@@ -1,10 +1,12 @@
 /**
  * One uPlot chart in a labelled figure: theme colours, a text summary for screen readers, vertical markers
  * (every control record: schedule edits, lr changes, pauses) and horizontal reference lines (the task's
- * loss floor), resizing with its container. Views hand it already-downsampled, aligned data.
+ * loss floor), resizing with its container. Views hand it already-downsampled, aligned data, and the
+ * step-axis charts of a view share one x-range (`setXRange`) instead of each fitting its own data.
  */
 import uPlot from 'uplot';
 import { debug } from '../debug.js';
+import type { XRange } from './align.js';
 import { chartFont, color, onThemeChange, type ChartColor } from './theme.js';
 
 export interface SeriesDef {
@@ -58,11 +60,14 @@ export function paintCharts(budgetMs: number): boolean {
 export class Chart {
   readonly el: HTMLElement;
   private readonly plotHost: HTMLElement;
+  private readonly caption: HTMLElement;
   private readonly summaryEl: HTMLElement;
   private u: uPlot | null = null;
   private data: uPlot.AlignedData;
   markers: number[] = [];
   refLines: RefLine[] = [];
+  /** The x-range the view shares between its charts; null fits this chart's own data. */
+  private xRange: XRange | null = null;
 
   constructor(
     parent: HTMLElement,
@@ -71,7 +76,7 @@ export class Chart {
     this.el = document.createElement('figure');
     this.el.className = 'chart';
     this.el.id = `chart-${options.id}`;
-    const caption = document.createElement('figcaption');
+    const caption = (this.caption = document.createElement('figcaption'));
     caption.textContent = options.title;
     caption.id = `${this.el.id}-title`;
     this.plotHost = document.createElement('div');
@@ -98,6 +103,10 @@ export class Chart {
     return this.options.series.map((s) => s.label);
   }
 
+  get seriesColors(): ChartColor[] {
+    return this.options.series.map((s) => s.color);
+  }
+
   /** Plot width in CSS pixels: the number of buckets to downsample to. */
   get width(): number {
     return Math.max(50, Math.floor(this.plotHost.clientWidth || 400));
@@ -109,6 +118,39 @@ export class Chart {
 
   get summary(): string {
     return this.summaryEl.textContent ?? '';
+  }
+
+  get title(): string {
+    return this.caption.textContent ?? '';
+  }
+
+  /** Whether the latest data is drawn: the frame loop paints a few charts per frame, so data leads a little. */
+  get painted(): boolean {
+    return this.u !== null && !unpainted.has(this);
+  }
+
+  /** The x scale as drawn (null before the first draw), for the debug hook. */
+  get xScale(): { min: number; max: number } | null {
+    const x = this.u?.scales.x;
+    return x?.min != null && x.max != null ? { min: x.min, max: x.max } : null;
+  }
+
+  setTitle(title: string): void {
+    if (this.caption.textContent !== title) this.caption.textContent = title;
+  }
+
+  /** New series (a run joined, another layer was chosen): the data is cleared until the next update. */
+  setSeries(series: SeriesDef[]): void {
+    this.options = { ...this.options, series };
+    this.data = [[], ...series.map(() => [])];
+    this.rebuild();
+  }
+
+  /** Draws over `range` from the next paint on, whatever this chart's own data spans. */
+  setXRange(range: XRange | null): void {
+    if (range?.[0] === this.xRange?.[0] && range?.[1] === this.xRange?.[1]) return;
+    this.xRange = range;
+    unpainted.add(this);
   }
 
   setLogY(logY: boolean): void {
@@ -131,8 +173,16 @@ export class Chart {
     else {
       const u = this.u;
       // batch: draw now rather than in a microtask, so the frame's paint budget sees the real cost.
-      u.batch(() => u.setData(this.data));
+      u.batch(() => {
+        u.setData(this.data);
+        this.applyXRange(u);
+      });
     }
+  }
+
+  /** setData fits x to this chart's data; the view's shared range replaces that fit. */
+  private applyXRange(u: uPlot): void {
+    if (this.xRange) u.setScale('x', { min: this.xRange[0], max: this.xRange[1] });
   }
 
   private resize(): void {
@@ -166,7 +216,18 @@ export class Chart {
         scales: { x: { time: false, distr: o.logX ? 3 : 1 }, y: { distr: o.logY ? 3 : 1 } },
         axes: [axis(o.xLabel), axis(o.yLabel)],
         legend: { show: true, live: true },
-        cursor: { drag: { x: true, y: false } },
+        cursor: {
+          drag: { x: true, y: false },
+          // A double-click undoes a zoom: back to the view's shared range, not to this chart's own data.
+          bind: {
+            dblclick: (u, _target, handler) => (e) => {
+              if (e.button !== 0) return null;
+              handler(e);
+              this.applyXRange(u);
+              return null;
+            },
+          },
+        },
         series: [
           { label: o.xLabel },
           ...o.series.map<uPlot.Series>((s) => ({
@@ -183,6 +244,7 @@ export class Chart {
       this.data,
       this.plotHost,
     );
+    this.applyXRange(this.u);
   }
 
   private drawOverlays(u: uPlot): void {

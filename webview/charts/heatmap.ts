@@ -58,6 +58,11 @@ export class Heatmap {
       },
       markers: [],
       seriesLabels: [title],
+      seriesColors: [],
+      title,
+      // An image scaled by CSS, not a uPlot scale.
+      xScale: null,
+      painted: true,
       get summary() {
         return self.summaryEl.textContent ?? '';
       },

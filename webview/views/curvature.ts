@@ -4,7 +4,7 @@
  * batch size, and what the diagnostics cost.
  */
 import { Chart } from '../charts/chart.js';
-import { alignSeries } from '../charts/align.js';
+import { alignSeries, sharedStepRange } from '../charts/align.js';
 import { fmt, h, setText } from '../dom.js';
 import type { RunStore } from '../store.js';
 import { canCommand } from '../controls.js';
@@ -114,6 +114,9 @@ export class CurvatureView implements View {
     this.noise.update(alignSeries([points(m.noiseScale, w), points(m.batchSize, w)]), `${describeSeries('Noise scale', m.noiseScale, fmt)} Batch size ${fmt(m.batchSize.last)}.${marks}`, markers);
     const cost = points(m.overheadPct, w);
     this.cost.update([cost.x, cost.y], describeSeries('Diagnostics overhead %', m.overheadPct, fmt) + marks, markers);
+    // The run's steps so far, as on the Overview, though diagnostics start later and come every N steps.
+    const range = sharedStepRange([run.loss, ...Object.values(m)], run.step);
+    for (const chart of [this.edge, this.sharpness, this.eta, this.noise, this.cost]) chart.setXRange(range);
     setText(this.costs, costText(run));
     const settings = diagnosticsSettings(run);
     if (settings && this.seededFor !== run.runId) {

@@ -1,10 +1,11 @@
 /**
  * Overview: train and validation loss (EMA smoothing, log axis, the task's known loss floor), lr, p
  * planned vs actual, steps/s, the compute the run landed on, and its alerts. Every control record is a
- * marker on every chart.
+ * marker on every chart. All charts span the same steps, up to the current one: the planned p curve is
+ * cut there too (the Schedule view shows the whole plan).
  */
 import { Chart } from '../charts/chart.js';
-import { alignSeries } from '../charts/align.js';
+import { alignSeries, sharedStepRange } from '../charts/align.js';
 import { h, fmt, setText } from '../dom.js';
 import { emaSmooth, downsampleMinMax } from '../downsample.js';
 import { plannedCurve, plannedEntries } from '../schedule-timeline.js';
@@ -121,6 +122,9 @@ export class OverviewView implements View {
     const speed = points(run.stepMs, w);
     const y = speed.y.map((ms) => (ms > 0 ? 1000 / ms : NaN));
     this.speed.update([speed.x, y], `Steps per second from step time: latest ${fmt(1000 / run.stepMs.last)}.${marks}`, markers);
+    // The planned curve is left out: it runs to the schedule's last step, the charts to the current one.
+    const range = sharedStepRange([run.loss, run.valLoss, run.lr, run.p, run.stepMs], run.step);
+    for (const chart of [this.loss, this.lr, this.p, this.speed]) chart.setXRange(range);
   }
 
   private renderAlerts(run: RunStore): void {
