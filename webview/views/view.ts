@@ -1,7 +1,7 @@
 /** What every view gets, and what it must provide: a root element and a render called once per frame. */
 import type { Commands } from '../commands.js';
 import type { Host } from '../host.js';
-import type { MatrixName, RunStore, Series, Store } from '../store.js';
+import type { LayerMetric, MatrixName, RunStore, Series, Store } from '../store.js';
 import { downsampleMinMax, type Points } from '../downsample.js';
 
 export const VIEW_IDS = ['overview', 'layers', 'layer', 'curvature', 'schedule', 'suggestions', 'compare'] as const;
@@ -17,9 +17,12 @@ export interface UiState {
   /** Index into the selected layer's spectra history; null follows the latest. */
   scrub: number | null;
   sort: { key: string; descending: boolean };
+  /** Compare's per-layer chart: the layer (null: the first any run reports) and the quantity drawn. */
+  compareLayer: string | null;
+  compareMetric: LayerMetric;
 }
 
-export const DEFAULT_UI: UiState = { view: 'overview', layer: null, logY: true, smoothing: 0.6, matrix: 'G', scrub: null, sort: { key: 'name', descending: false } };
+export const DEFAULT_UI: UiState = { view: 'overview', layer: null, logY: true, smoothing: 0.6, matrix: 'G', scrub: null, sort: { key: 'name', descending: false }, compareLayer: null, compareMetric: 'updateRms' };
 
 export interface ViewContext {
   store: Store;
