@@ -5,10 +5,18 @@
  * diagnostic's measured cost and of the training step time; the non-adaptive mode runs everything
  * every K steps.
  *
- * Never starving: a diagnostic's spacing is capped at `maxSpacing` (N, default 32), so each runs at least
- * every N·K steps, even when that breaks the budget (a diagnostic costing more than budget·N·K training
- * steps). A diagnostic not yet measured is probed once, one per diagnostics step, so an expensive one
- * never lands on the same step as the others before its cost is known.
+ * The budget holds from step 0, not only on average once costs are known: a measured diagnostic that is
+ * due runs only if its expected cost fits in what the budget has left, budget·(training time so far)
+ * minus the time spent so far (diagnostics and any external work sharing the budget, such as the
+ * advisor's p-probe); otherwise it waits, the most overdue first when several do. So the one-off cost of
+ * probing each diagnostic early is paid back before the plan resumes, instead of adding to it.
+ *
+ * Never starving: a diagnostic's spacing is capped at `maxSpacing` (N, default 32), so each runs again by
+ * the first K-step point N·K steps after its last run, even when that breaks the budget (a diagnostic
+ * costing more than budget·N·K training steps). A diagnostic not yet measured is probed once, alone and
+ * spread evenly over the first K steps (steps 0, K/5, 2K/5, … for the five expensive ones), so an
+ * expensive one never lands on the same step as the others before its cost is known, and every one has
+ * reported within the first K steps.
  *
  * Pure bookkeeping: deterministic given the measurements fed to it; it times nothing itself.
  */
@@ -41,8 +49,10 @@ export class DiagnosticsScheduler {
   private stepMsEma: number | null = null;
   private readonly costEma = new Map<DiagnosticName, number>();
   private readonly lastRun = new Map<DiagnosticName, number>();
+  private readonly externalCostEma = new Map<string, number>();
   private totalStepMs = 0;
   private totalDiagnosticsMs = 0;
+  private totalExternalMs = 0;
 
   constructor(settings: SchedulerSettings, opts: SchedulerOptions = {}) {
     this.maxSpacing = opts.maxSpacing ?? 32;
@@ -75,26 +85,55 @@ export class DiagnosticsScheduler {
     this.totalDiagnosticsMs += ms;
   }
 
+  /**
+   * Work outside these diagnostics that shares their budget (the advisor's p-probe): it counts in the
+   * measured overhead, and its share of training time so far comes off the diagnostics' own plan.
+   */
+  recordExternal(name: string, ms: number): void {
+    this.externalCostEma.set(name, ema(this.externalCostEma.get(name) ?? null, ms, this.beta));
+    this.totalExternalMs += ms;
+  }
+
   /** The diagnostics to run at `step`, cheap ones first. */
   due(step: number): DiagnosticName[] {
     const { every, adaptive } = this.settings;
-    if (step % every !== 0) return [];
+    if (step % every !== 0) {
+      if (!adaptive) return [];
+      const unmeasured = EXPENSIVE_DIAGNOSTICS.find((name) => !this.costEma.has(name));
+      const probeStride = Math.max(1, Math.floor(every / EXPENSIVE_DIAGNOSTICS.length));
+      return unmeasured && step % probeStride === 0 ? [unmeasured] : [];
+    }
     if (!adaptive) return [...ALL];
     const out: DiagnosticName[] = [...CHEAP_DIAGNOSTICS];
+    let left = (this.settings.budgetPct / 100) * this.totalStepMs - this.totalDiagnosticsMs - this.totalExternalMs;
+    for (const name of CHEAP_DIAGNOSTICS) left -= this.costEma.get(name) ?? 0;
     let probed = false;
+    const waiting: { name: DiagnosticName; overdue: number }[] = [];
     for (const name of EXPENSIVE_DIAGNOSTICS) {
       const last = this.lastRun.get(name);
       if (!this.costEma.has(name) || last === undefined) {
         if (!probed) out.push(name);
         probed = true;
-      } else if (step - last >= this.spacing(name) * every) out.push(name);
+        continue;
+      }
+      const waited = step - last;
+      if (waited >= this.maxSpacing * every) {
+        out.push(name);
+        left -= this.costEma.get(name)!;
+      } else if (waited >= this.spacing(name) * every) waiting.push({ name, overdue: waited / (this.spacing(name) * every) });
+    }
+    for (const { name } of waiting.sort((a, b) => b.overdue - a.overdue)) {
+      const cost = this.costEma.get(name)!;
+      if (cost > left) continue;
+      out.push(name);
+      left -= cost;
     }
     return out;
   }
 
   /**
    * How many multiples of K apart a diagnostic runs. The budget of one K-step window, budget·K·stepTime,
-   * minus the cheap diagnostics' cost, is shared by water-filling: in order of rising cost each expensive
+   * minus the cheap diagnostics' cost and the external work's share, is shared by water-filling: in order of rising cost each expensive
    * diagnostic takes at most an equal share of what is left, at the smallest spacing that fits it, and
    * what it leaves unused passes on to the costlier ones.
    */
@@ -107,7 +146,8 @@ export class DiagnosticsScheduler {
     const plan = new Map<DiagnosticName, number>();
     if (this.stepMsEma === null) return plan;
     const cheap = CHEAP_DIAGNOSTICS.reduce((s, n) => s + (this.costEma.get(n) ?? 0), 0);
-    let remaining = (this.settings.budgetPct / 100) * this.settings.every * this.stepMsEma - cheap;
+    const externalShare = this.totalStepMs > 0 ? this.totalExternalMs / this.totalStepMs : 0;
+    let remaining = (this.settings.budgetPct / 100 - externalShare) * this.settings.every * this.stepMsEma - cheap;
     const measured = EXPENSIVE_DIAGNOSTICS.filter((n) => this.costEma.has(n)).sort((a, b) => this.costEma.get(a)! - this.costEma.get(b)! || a.localeCompare(b));
     // Diagnostics not yet measured count as the costliest: their shares stay reserved until they are.
     measured.forEach((name, i) => {
@@ -131,14 +171,14 @@ export class DiagnosticsScheduler {
     return (100 * perWindow) / (this.settings.every * this.stepMsEma);
   }
 
-  /** Diagnostics time so far as a percentage of training time so far. */
+  /** Diagnostics and external time so far as a percentage of training time so far. */
   measuredOverheadPct(): number {
-    return this.totalStepMs > 0 ? (100 * this.totalDiagnosticsMs) / this.totalStepMs : 0;
+    return this.totalStepMs > 0 ? (100 * (this.totalDiagnosticsMs + this.totalExternalMs)) / this.totalStepMs : 0;
   }
 
-  /** The cost fields of a `diagnostics_cost` record: each diagnostic's cost EMA, measured overhead, K. */
+  /** The cost fields of a `diagnostics_cost` record: each cost EMA (external work's too), measured overhead, K. */
   costSummary(): Pick<RecordOf<'diagnostics_cost'>, 'costsMs' | 'overheadPct' | 'every'> {
-    return { costsMs: Object.fromEntries(this.costEma), overheadPct: this.measuredOverheadPct(), every: this.settings.every };
+    return { costsMs: Object.fromEntries([...this.costEma, ...this.externalCostEma]), overheadPct: this.measuredOverheadPct(), every: this.settings.every };
   }
 }
 

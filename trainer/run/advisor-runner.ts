@@ -39,13 +39,15 @@ export interface AdvisorLog {
 }
 
 type Enqueue = (command: Command, meta: { source: string }) => Promise<unknown>;
-type Budget = () => { adaptive: boolean; budgetPct: number };
+/** The diagnostics budget, which the probe shares: its settings and the overhead so far, the probes' included. */
+type Budget = () => { adaptive: boolean; budgetPct: number; overheadPct: number };
 
 export class AdvisorRunner implements StepObserver {
   readonly advisor: Advisor;
   private readonly unsubscribe: () => void;
   private trainMs = 0;
   private probeMs = 0;
+  private lastProbeMs = 0;
 
   constructor(
     private readonly workload: Workload,
@@ -54,7 +56,7 @@ export class AdvisorRunner implements StepObserver {
     private readonly options: AdvisorRunnerOptions,
     private readonly enqueue: Enqueue,
     resumedAtStep: number | null,
-    private readonly budget: Budget = () => ({ adaptive: false, budgetPct: 100 }),
+    private readonly budget: Budget = () => ({ adaptive: false, budgetPct: 100, overheadPct: 0 }),
   ) {
     this.advisor = new Advisor({ cooldownSteps: options.cooldownSteps, maxAge: options.maxAge });
     for (let seq = 0; seq < log.lastSeq(); ) {
@@ -96,12 +98,12 @@ export class AdvisorRunner implements StepObserver {
   }
 
   /**
-   * With the adaptive diagnostics budget on, a due probe waits for the next cadence point while the
-   * probes so far cost more than the budget's share of training time (the first always runs).
+   * With the adaptive diagnostics budget on, a due probe waits for the next cadence point unless its
+   * last cost fits in what the budget, shared with the diagnostics, has left (the first always runs).
    */
   private withinBudget(): boolean {
-    const { adaptive, budgetPct } = this.budget();
-    return !adaptive || this.probeMs === 0 || this.probeMs <= (budgetPct / 100) * this.trainMs;
+    const { adaptive, budgetPct, overheadPct } = this.budget();
+    return !adaptive || this.probeMs === 0 || overheadPct + (100 * this.lastProbeMs) / Math.max(this.trainMs, 1e-9) <= budgetPct;
   }
 
   private probeLayers(): ProbeLayer[] {
@@ -149,7 +151,8 @@ export class AdvisorRunner implements StepObserver {
       });
     } finally {
       batch.dispose();
-      this.probeMs += performance.now() - started;
+      this.lastProbeMs = performance.now() - started;
+      this.probeMs += this.lastProbeMs;
     }
   }
 }

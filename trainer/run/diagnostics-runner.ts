@@ -6,8 +6,10 @@
  * the new weights on the same batch.
  *
  * Per-layer probes (curvature along the update, top Hessian eigenvalue, curvature and SNR along singular
- * directions) visit one layer per run, round robin, so their cost does not grow with depth; the
- * whole-model curvature runs every time, the whole-model eigenvalue once per round.
+ * directions) visit one layer per run, each probe in its own round robin, so their cost does not grow
+ * with depth and no probe's round depends on which others happened to run. The whole-model curvature
+ * runs every time. The top eigenvalue computes one eigenvalue per run, the whole model's and a layer's
+ * in turn (the whole model's first, so its chart fills early): no run pays for two power iterations.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -59,7 +61,8 @@ export class DiagnosticsRunner implements StepObserver {
   private readonly noiseEma = new Map<string, NoiseScaleEma>();
   private due: DiagnosticName[] = [];
   private before: { weights: Map<string, Float32Array>; grads: Map<string, Float32Array> } | null = null;
-  private roundRobin = 0;
+  /** How many times each per-layer probe has run: its place in its own round robin. */
+  private readonly turns = new Map<DiagnosticName, number>();
 
   constructor(
     private readonly workload: Workload,
@@ -111,12 +114,12 @@ export class DiagnosticsRunner implements StepObserver {
     for (const [name, w0] of before.weights) d[name] = Float32Array.from(theta[name], (w, i) => (w0[i] - w) / lr);
     const momentum = momentumBuffers(this.optimizer);
     const pairs = new Map<string, SingularPairs>();
+    const hasPairs = (l: MatrixLayer) => Math.min(l.rows, l.cols) <= DIRECTION_PROBE_MAX_SIDE && !!momentum[l.name];
     const pairsOf = (l: MatrixLayer): SingularPairs | null => {
-      if (Math.min(l.rows, l.cols) > DIRECTION_PROBE_MAX_SIDE || !momentum[l.name]) return null;
+      if (!hasPairs(l)) return null;
       if (!pairs.has(l.name)) pairs.set(l.name, { rows: l.rows, cols: l.cols, ...svd(momentum[l.name], l.rows, l.cols) });
       return pairs.get(l.name)!;
     };
-    const probe = this.layers[this.roundRobin++ % this.layers.length];
 
     if (this.due.includes('spectra')) this.timed('spectra', step, () => this.spectra(step, before, theta, momentum, lr));
     const landscape = tfLandscape(this.workload.variables, () => this.workload.loss(ctx.batch));
@@ -126,25 +129,23 @@ export class DiagnosticsRunner implements StepObserver {
         await this.timedAsync('curvature', step, async () => {
           const whole = await directionalCurvature(landscape, theta, d);
           curvature.set(null, { kappaUpdate: whole.kappa, etaStar: whole.etaStar, edgeReference: 2 / lr });
+          const probe = this.nextLayer('curvature');
           const layer = await directionalCurvature(landscape, theta, restrictDirection(d, [probe.name]));
           merge(curvature, probe.name, { kappaUpdate: layer.kappa, etaStar: layer.etaStar, edgeReference: edgeReference(lr, probe.scale) });
         });
       }
       if (this.due.includes('topEigenvalue')) {
         await this.timedAsync('topEigenvalue', step, async () => {
-          const layer = await topEigenvalue(landscape, theta, [probe.name], { maxIter: EIGEN_ITERATIONS, seed: step });
-          merge(curvature, probe.name, { topEigenvalue: layer.eigenvalue, edgeReference: edgeReference(lr, probe.scale) });
-          // The whole model's once per round of the layers: it costs as much as one layer's.
-          if (probe === this.layers[0]) {
-            const whole = await topEigenvalue(landscape, theta, null, { maxIter: EIGEN_ITERATIONS, seed: step + 1 });
-            merge(curvature, null, { topEigenvalue: whole.eigenvalue, edgeReference: 2 / lr });
-          }
+          const target = this.nextEigenTarget();
+          const top = await topEigenvalue(landscape, theta, target ? [target.name] : null, { maxIter: EIGEN_ITERATIONS, seed: step });
+          merge(curvature, target?.name ?? null, { topEigenvalue: top.eigenvalue, edgeReference: target ? edgeReference(lr, target.scale) : 2 / lr });
         });
       }
       if (this.due.includes('singularCurvature')) {
-        const p = pairsOf(probe);
-        if (p) {
+        const probe = this.nextLayer('singularCurvature', hasPairs);
+        if (hasPairs(probe)) {
           await this.timedAsync('singularCurvature', step, async () => {
+            const p = pairsOf(probe)!;
             const k = Math.min(this.options.topK, p.s.length);
             const top = await curvatureAlongSingularDirections(landscape, theta, probe.name, p, range(0, k));
             const bottom = await curvatureAlongSingularDirections(landscape, theta, probe.name, p, range(p.s.length - k, p.s.length));
@@ -159,7 +160,10 @@ export class DiagnosticsRunner implements StepObserver {
         });
       }
     }
-    if (this.options.noise && this.due.includes('noise')) await this.timedAsync('noise', step, () => this.noise(step, ctx, momentum, pairsOf(probe), probe));
+    if (this.options.noise && this.due.includes('noise')) {
+      const probe = this.nextLayer('noise');
+      await this.timedAsync('noise', step, () => this.noise(step, ctx, momentum, pairsOf(probe), probe));
+    }
 
     for (const [layer, c] of curvature) {
       this.append({
@@ -234,6 +238,21 @@ export class DiagnosticsRunner implements StepObserver {
         ...(probed ? { snrTop: snrAt(range(0, k)), snrBottom: snrAt(range(probed.s.length - k, probed.s.length)) } : {}),
       });
     }
+  }
+
+  /** The layer a per-layer probe visits this time (the next one it can use, if any), and its turn moves on. */
+  private nextLayer(name: DiagnosticName, usable: (l: MatrixLayer) => boolean = () => true): MatrixLayer {
+    let turn = this.turns.get(name) ?? 0;
+    for (let tried = 1; tried < this.layers.length && !usable(this.layers[turn % this.layers.length]); tried++) turn++;
+    this.turns.set(name, turn + 1);
+    return this.layers[turn % this.layers.length];
+  }
+
+  /** The top eigenvalue's round: the whole model (null), a layer, the whole model, the next layer, … */
+  private nextEigenTarget(): MatrixLayer | null {
+    const turn = this.turns.get('topEigenvalue') ?? 0;
+    this.turns.set('topEigenvalue', turn + 1);
+    return turn % 2 === 0 ? null : this.layers[(turn >> 1) % this.layers.length];
   }
 
   private timed(name: DiagnosticName, step: number, f: () => void): void {

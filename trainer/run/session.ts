@@ -153,11 +153,16 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
     opts.onProgress,
   );
 
-  trainer.observers.push(
-    new DiagnosticsRunner(workload, optimizer, config.diagnostics, () => trainer.diagnosticsSettings, (r) => log.append(r), config.batchSize),
-  );
+  const diagnosticsRunner = new DiagnosticsRunner(workload, optimizer, config.diagnostics, () => trainer.diagnosticsSettings, (r) => log.append(r), config.batchSize);
+  trainer.observers.push(diagnosticsRunner);
+  // The p-probe spends the diagnostics' overhead budget: its cost counts in their overhead, and it runs
+  // only while that leaves room.
+  log.subscribe((r) => {
+    if (r.kind === 'p_probe') diagnosticsRunner.scheduler.recordExternal('pProbe', r.costMs);
+  });
+  const sharedBudget = () => ({ ...trainer.diagnosticsSettings, overheadPct: diagnosticsRunner.scheduler.measuredOverheadPct() });
   // After the diagnostics: the advisor reads what they just logged.
-  const advisor = new AdvisorRunner(workload, optimizer, log, advisorOptions(config), (command, meta) => trainer.enqueue(command, meta), opts.resume ? startStep : null, () => trainer.diagnosticsSettings);
+  const advisor = new AdvisorRunner(workload, optimizer, log, advisorOptions(config), (command, meta) => trainer.enqueue(command, meta), opts.resume ? startStep : null, sharedBudget);
   trainer.observers.push(advisor);
   if (resumedExtra) trainer.restoreObservers(resumedExtra.observers);
 
