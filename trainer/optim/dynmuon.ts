@@ -3,8 +3,12 @@
  * (arXiv 2605.17109; github.com/fzwark/DynMuon). Three modes, never mixed up:
  *
  * - `exact` (default): Muon's EMA momentum and Nesterov, then the damped exact shaping U·φ_p(S)·Vᵀ,
- *   rescaled to Muon's update size sqrt(min(m, n)) (the Frobenius norm of an orthogonal factor) so that
- *   changing p changes the *shape* of the update and not its size; then Muon's lr scale and decay.
+ *   sized as `normalization` says, then Muon's lr scale and decay. `frobenius` (default) rescales to
+ *   Muon's Frobenius norm sqrt(min(m, n)) and `spectral` to Muon's operator norm 1, so that changing p
+ *   changes the *shape* of the update and not its size in that norm (the two differ: at p = 0.5 the
+ *   Frobenius-matched step has several times Muon's operator norm); `none` keeps U·φ_p(S)·Vᵀ as it
+ *   comes, the paper's SVD reference, whose size follows ‖M‖^p and the lr. At p < 0 the damping is
+ *   raised where needed so that no direction gets more than `maxGain` times the top direction's step.
  * - `released`: what the published code does, formulas and all: sum-form momentum, identity for
  *   p ≥ 0.25, Newton–Schulz for 0 ≤ p < 0.25, and for p < 0 a second-order binomial series of
  *   (Xn·Xnᵀ)^(p/2) around I applied to NS(Xn), times ‖X‖_F^p — a factor that acts like a learning rate.
@@ -17,14 +21,18 @@ import type { MatrixOps } from '../kernels/types.js';
 import { FLOAT32_UPDATE, decayAndStep, momentumStep, stepScalars } from '../linalg/muon-update.js';
 import { NS_COEFFICIENT_SETS, expandNsSteps } from '../linalg/ns-coefficients.js';
 import type { Matrix } from '../linalg/matrix.js';
+import { FLOAT64_ALGEBRA } from '../linalg/newton-schulz.js';
+import { largestEigenvalue } from '../linalg/ns-iteration.js';
 import { shapeExact } from '../linalg/shaping.js';
+import { singularValues } from '../linalg/svd.js';
+import { gainBoundedDamping } from '../../common/shaping.js';
 import { OptimizerBase } from './base.js';
 import { DYNMUON_DEFAULTS, MUON_DEFAULTS, checkInteger, checkNumber, checkOneOf } from './hyperparameters.js';
 import { adjustLrScale, frobeniusNorm, optionsObject, parseMuonLikeOptions, rms, type MuonCoefficients } from './muon.js';
 import { bindParams, readGradients, readValues, writeValue, type BoundParam, type ParamInput } from './params.js';
 import type { ScheduleSpec } from '../../common/schedules.js';
 import { ScheduleTimeline, type ScheduleChangeMeta } from './schedules.js';
-import { shapeMatmulOnly } from './shaping-matmul.js';
+import { POWER_ITERATIONS, SIGMA_MARGIN, shapeMatmulOnly } from './shaping-matmul.js';
 import type { AdjustLr, MatrixStepInfo, OptimizerState, ShapingMethod, StepInfo } from './types.js';
 
 export type DynMuonMode = 'exact' | 'released' | 'lrOnly';
@@ -32,6 +40,10 @@ export const DYNMUON_MODES: readonly DynMuonMode[] = ['exact', 'released', 'lrOn
 
 export type ShapingMethodChoice = 'auto' | 'exact' | 'matmul';
 export const SHAPING_METHODS: readonly ShapingMethodChoice[] = ['auto', 'exact', 'matmul'];
+
+/** How `exact` mode sizes the shaped update: Muon's Frobenius norm, Muon's operator norm, or not at all. */
+export type ShapedNormalization = 'frobenius' | 'spectral' | 'none';
+export const SHAPED_NORMALIZATIONS: readonly ShapedNormalization[] = ['frobenius', 'spectral', 'none'];
 
 /**
  * `method: 'auto'` shapes exactly (float64 Gram + eigendecomposition, ~9m³ flops on the short side m)
@@ -52,6 +64,10 @@ export interface DynMuonOptions {
   schedule?: ScheduleSpec;
   /** `exact`: damping ε of φ_p, δ = (ε·σ_max)², which bounds the gain of tiny directions when p < 0. */
   damping?: number;
+  /** `exact`: at most this many times the top direction's step for any direction (ε is raised to hold it); null: ε alone. */
+  maxGain?: number | null;
+  /** `exact`: the size of the shaped update (see the module comment). */
+  normalization?: ShapedNormalization;
   method?: ShapingMethodChoice;
   lr?: number;
   weightDecay?: number;
@@ -71,6 +87,8 @@ export type DynMuonHyperparameters = {
   mode: DynMuonMode;
   totalSteps: number;
   damping: number;
+  maxGain: number | null;
+  normalization: ShapedNormalization;
   method: ShapingMethodChoice;
   lr: number;
   weightDecay: number;
@@ -92,6 +110,8 @@ export function parseDynMuonOptions(raw: unknown): DynMuonHyperparameters {
     mode,
     totalSteps: checkInteger(OWNER, 'totalSteps', o.totalSteps, 1, Number.MAX_SAFE_INTEGER),
     damping: checkNumber(OWNER, 'damping', o.damping ?? DYNMUON_DEFAULTS.damping, { min: 0 }),
+    maxGain: o.maxGain === null ? null : checkNumber(OWNER, 'maxGain', o.maxGain ?? DYNMUON_DEFAULTS.maxGain, { min: 1 }),
+    normalization: checkOneOf(OWNER, 'normalization', o.normalization ?? DYNMUON_DEFAULTS.normalization, SHAPED_NORMALIZATIONS, 'INVALID_HYPERPARAMETER'),
     method: checkOneOf(OWNER, 'method', o.method ?? DYNMUON_DEFAULTS.method, SHAPING_METHODS, 'UNKNOWN_MODE'),
     ...parseMuonLikeOptions(OWNER, o, { nesterov: defaults.nesterov }),
     adjustLr: checkOneOf(
@@ -119,9 +139,44 @@ export function toMuonSize(shaped: ArrayLike<number>, rows: number, cols: number
   return out;
 }
 
-/** The `exact` mode's direction for one momentum matrix: U·φ_p(S)·Vᵀ at Muon's update size. */
-export function exactShapedDirection(u: Float32Array, rows: number, cols: number, p: number, damping: number): Float64Array {
-  return toMuonSize(shapeExact(u, rows, cols, p, damping), rows, cols);
+/** x·f for a non-zero finite f, zero otherwise (a zero matrix has no norm to match). */
+function scaledBy(x: ArrayLike<number>, f: number): Float64Array {
+  const k = Number.isFinite(f) ? f : 0;
+  return Float64Array.from(x as ArrayLike<number>, (v) => v * k);
+}
+
+/**
+ * The `exact` mode's direction for one momentum matrix: U·φ_p(S)·Vᵀ with damping ε (the caller applies
+ * the gain bound, gainBoundedDamping), sized by `normalization`: Frobenius norm sqrt(min(m, n)), largest
+ * singular value 1 (measured exactly), or as it comes.
+ */
+export function exactShapedDirection(
+  u: Float32Array,
+  rows: number,
+  cols: number,
+  p: number,
+  damping: number,
+  normalization: ShapedNormalization = 'frobenius',
+): Float64Array {
+  const shaped = shapeExact(u, rows, cols, p, damping);
+  if (normalization === 'frobenius') return toMuonSize(shaped, rows, cols);
+  if (normalization === 'spectral') return scaledBy(shaped, 1 / singularValues(shaped, rows, cols)[0]);
+  return shaped;
+}
+
+/**
+ * Iterations of the power method that measure the matmul-only direction's largest singular value for
+ * `spectral`: the Rayleigh quotient approaches σ_max² from below as (σ₂/σ₁)^(2k), so 100 steps (100·m²
+ * flops, nothing next to the shaping) leave well under 1% even when the top two are within 5%.
+ */
+const SPECTRAL_POWER_ITERATIONS = 100;
+
+/** σ_max of a rows×cols matrix from the power method on its short-side Gram matrix (formed by the kernels). */
+async function powerSigmaMax(kernels: MatrixOps, x: Float32Array, rows: number, cols: number, iterations: number): Promise<number> {
+  const m = Math.min(rows, cols);
+  const g = await kernels.gram(x, rows, cols);
+  const lambda = largestEigenvalue(FLOAT64_ALGEBRA, { data: Float64Array.from(g), rows: m, cols: m }, m, iterations);
+  return Math.sqrt(Math.max(lambda, 0));
 }
 
 /** A matrix's step, computed and not yet written. */
@@ -156,8 +211,14 @@ export class DynMuon extends OptimizerBase<DynMuonHyperparameters> {
     return ['momentum'];
   }
 
+  /**
+   * A snapshot's hyperparameters. Snapshots hold every option, so one without `maxGain` was saved before
+   * the bound existed: it ran on the damping alone and resumes that way (and without `normalization`, at
+   * the Frobenius size, which is the default).
+   */
   protected parseHyperparameters(raw: unknown): DynMuonHyperparameters {
-    return parseDynMuonOptions(raw);
+    const saved = typeof raw === 'object' && raw !== null && !Array.isArray(raw) && !('maxGain' in raw) ? { ...raw, maxGain: null } : raw;
+    return parseDynMuonOptions(saved);
   }
 
   get mode(): DynMuonMode {
@@ -246,12 +307,22 @@ export class DynMuon extends OptimizerBase<DynMuonHyperparameters> {
   }
 
   private async exactDirection(u: Float32Array, rows: number, cols: number, p: number): Promise<Direction> {
-    const { method, damping } = this.hp;
+    const { method, normalization } = this.hp;
+    const damping = gainBoundedDamping(p, this.hp.damping, this.hp.maxGain);
     if (method === 'exact' || (method === 'auto' && Math.min(rows, cols) <= EXACT_SHAPING_MAX_SIDE)) {
-      return { d: exactShapedDirection(u, rows, cols, p, damping), method: 'exact', normPowP: 1 };
+      return { d: exactShapedDirection(u, rows, cols, p, damping, normalization), method: 'exact', normPowP: 1 };
     }
+    // ≈ U·φ_p(S/s)·Vᵀ, s = SIGMA_MARGIN·σ̂_max from the kernel's own power iteration.
     const { shaped, relError } = await shapeMatmulOnly(this.kernels, u, rows, cols, p, damping);
-    return { d: toMuonSize(shaped, rows, cols), method: 'matmul', normPowP: 1, shapingRelError: relError };
+    const sized = async (): Promise<Matrix> => {
+      if (normalization === 'frobenius') return toMuonSize(shaped, rows, cols);
+      if (normalization === 'spectral') return scaledBy(shaped, 1 / (await powerSigmaMax(this.kernels, shaped, rows, cols, SPECTRAL_POWER_ITERATIONS)));
+      // φ_p(σ/s)·s^p = φ_p(σ) with δ = (ε·s)²: the same power iteration here (float64 on the kernels'
+      // Gram matrix) finds the kernel's s to float32 precision.
+      const s = SIGMA_MARGIN * (await powerSigmaMax(this.kernels, u, rows, cols, POWER_ITERATIONS));
+      return s > 0 ? scaledBy(shaped, s ** p) : shaped;
+    };
+    return { d: await sized(), method: 'matmul', normPowP: 1, shapingRelError: relError };
   }
 
   private async lrOnlyDirection(u: Float32Array, momentum: Float32Array, rows: number, cols: number, p: number): Promise<Direction> {

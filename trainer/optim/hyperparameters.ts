@@ -29,6 +29,14 @@ export const DYNMUON_DEFAULTS = {
   method: 'auto',
   /** ε of φ_p's damping δ = (ε·σ_max)². */
   damping: 1e-3,
+  /**
+   * At p < 0 no direction gets more than this many times the top direction's step (ε is raised to hold
+   * it): at p = −1 the inverse law σ_max/σ holds to 6% down to σ_max/5 and stops at 10× near σ_max/20,
+   * where ε = 1e-3 alone allowed 500× (docs/algorithms.md, DynMuon).
+   */
+  maxGain: 10,
+  /** Shaped updates at Muon's Frobenius norm sqrt(min(m, n)), as DynMuon exact always did. */
+  normalization: 'frobenius',
   schedule: TRACK3_LOGISTIC,
   /** `released` mode follows the published code: no Nesterov, the "spectral_norm" lr scale. */
   released: { nesterov: false, adjustLr: 'spectral_norm' },

@@ -9,6 +9,7 @@ export {
   type DynMuonOptions,
   type DynMuonHyperparameters,
   type ShapingMethodChoice,
+  type ShapedNormalization,
 } from './dynmuon.js';
 import * as scheduleSpecs from '../../common/schedules.js';
 import * as scheduleTimeline from './schedules.js';

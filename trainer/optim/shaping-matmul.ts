@@ -6,9 +6,9 @@ import type { MatrixOps } from '../kernels/types.js';
 import { fitShapingWeights, type ShapingFit } from '../linalg/shaping-fit.js';
 
 /** Margin over the power-iteration estimate so the top singular value stays inside the fitted range. */
-const SIGMA_MARGIN = 1.02;
+export const SIGMA_MARGIN = 1.02;
 /** On the m×m Gram matrix these cost 20·m² flops, nothing next to one Newton–Schulz step. */
-const POWER_ITERATIONS = 20;
+export const POWER_ITERATIONS = 20;
 
 const fitCache = new Map<string, ShapingFit>();
 

@@ -78,11 +78,19 @@ const DynMuonOptimizer = Type.Object(
     type: Type.Literal('dynmuon'),
     mode: Type.Union([Type.Literal('exact'), Type.Literal('released'), Type.Literal('lrOnly')], {
       default: DYNMUON_DEFAULTS.mode,
-      ...d('`exact`: damped exact U·φ_p(S)·Vᵀ at Muon\'s update size. `released`: the published code\'s behaviour. `lrOnly`: Muon × ‖M‖_F^p (ablation).'),
+      ...d('`exact`: damped exact U·φ_p(S)·Vᵀ, sized as `normalization` says. `released`: the published code\'s behaviour. `lrOnly`: Muon × ‖M‖_F^p (ablation).'),
     }),
     method: Type.Union([Type.Literal('auto'), Type.Literal('exact'), Type.Literal('matmul')], { default: DYNMUON_DEFAULTS.method, ...d('How `exact` mode shapes: float64 eigendecomposition, matmul-only approximation, or chosen by size.') }),
     schedule: { ...ScheduleSpecSchema, default: DYNMUON_DEFAULTS.schedule, ...d('The p schedule over training progress q = step/steps.') },
     damping: Type.Number({ minimum: 0, maximum: 1, default: DYNMUON_DEFAULTS.damping }),
+    maxGain: Type.Union([Type.Number({ minimum: 1 }), Type.Null()], {
+      default: DYNMUON_DEFAULTS.maxGain,
+      ...d('`exact`, p < 0: no direction gets more than this many times the top direction\'s step (the damping is raised to hold it); null: the damping alone.'),
+    }),
+    normalization: Type.Union([Type.Literal('frobenius'), Type.Literal('spectral'), Type.Literal('none')], {
+      default: DYNMUON_DEFAULTS.normalization,
+      ...d('`exact`: the shaped update at Muon\'s Frobenius norm sqrt(min(m, n)), at Muon\'s operator norm 1, or unscaled U·φ_p(S)·Vᵀ (the lr sets its size).'),
+    }),
     lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: MUON_DEFAULTS.lr }),
     weightDecay: Type.Number({ minimum: 0, maximum: 1, default: MUON_DEFAULTS.weightDecay }),
     momentum: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: MUON_DEFAULTS.momentum }),
