@@ -91,6 +91,14 @@ const SpectrumSummarySchema = Type.Object({
 });
 export type SpectrumSummary = Static<typeof SpectrumSummarySchema>;
 
+/**
+ * The singular values of NS(M) counted in `nsNearOne` as "brought near 1". Keller's quintic leaves
+ * converged directions oscillating in [0.68, 1.20] (Polar Express's in [0.86, 1.14]), so the band holds
+ * every direction the iteration has converged: after 5 steps of Keller's quintic a direction is in it from
+ * σ/‖M‖_F ≈ 1.3e-3 up, while σ/‖M‖_F = 1e-3 maps to 0.47 and 1e-4 to 0.05.
+ */
+export const NS_NEAR_ONE_BAND: readonly [number, number] = [0.6, 1.4];
+
 const LayerStatsSchema = Type.Object({
   name: Str(),
   rows: Int(),
@@ -109,6 +117,25 @@ const LayerStatsSchema = Type.Object({
   M: SpectrumSummarySchema,
   O: SpectrumSummarySchema,
   W: SpectrumSummarySchema,
+  // Muon's own norms (optional: absent from logs written before they were measured).
+  /** Spectrum summary of ΔW, the change the step made to W (weight decay included); sigmaMax = ‖ΔW‖_op in W's units. */
+  deltaW: Type.Optional(SpectrumSummarySchema),
+  /** ‖ΔW‖_op·√(in/out): the step's RMS→RMS operator norm, in W's units. */
+  updateRmsToRms: Type.Optional(Finite()),
+  /** ‖W‖_op·√(in/out): the weight's RMS→RMS operator norm, in W's units. */
+  weightRmsToRms: Type.Optional(Finite()),
+  /** ‖ΔW‖_op/‖W‖_op, dimensionless (the same ratio in RMS→RMS norms). */
+  updateWeightOpRatio: Type.Optional(Finite()),
+  /** ⟨G, O⟩/‖G‖_*, dimensionless where O is (≤ ‖O‖_op = O.sigmaMax; equal when O is a multiple of G's polar factor). */
+  nuclearAlignment: Type.Optional(Finite()),
+  /** ‖NS(M) − polar(M)‖_F/‖polar(M)‖_F, dimensionless, NS as the run's Muon options set it (NS₅, Keller, by default); exact spectra only. */
+  nsPolarError: Type.Optional(Finite()),
+  /** How many singular values of NS(M) lie in NS_NEAR_ONE_BAND, [0.6, 1.4] (a count, of min(rows, cols)); exact spectra only. */
+  nsNearOne: Type.Optional(Int({ minimum: 0 })),
+  /** cos(O, O at the layer's previous measurement), dimensionless in [−1, 1]; absent at its first. */
+  updateCosine: Type.Optional(Finite()),
+  /** Steps between the two updates of updateCosine (1: consecutive steps). */
+  updateCosineLag: Type.Optional(Int({ minimum: 1 })),
 });
 export type LayerStats = Static<typeof LayerStatsSchema>;
 

@@ -4,7 +4,9 @@
  * never NaN, so a layer whose gradient vanished still yields a valid record.
  */
 import { dot, frobeniusNorm, gram, transpose, type Matrix } from '../linalg/matrix.js';
-import type { SpectrumSummary } from '../../common/protocol.js';
+import { nsPolynomial, type NsSpec } from '../linalg/ns-iteration.js';
+import type { Layout } from '../optim/types.js';
+import { NS_NEAR_ONE_BAND, type SpectrumSummary } from '../../common/protocol.js';
 
 /**
  * What the randomized path could not see: a matrix with `shortSide` singular values of which only the
@@ -28,15 +30,7 @@ export interface SpectrumTail {
 export function spectrumSummary(values: ArrayLike<number>, tail?: SpectrumTail): SpectrumSummary {
   const k = values.length;
   const seen = k > 0 ? values[0] : 0;
-  let tailCount = 0;
-  let tailValue = 0;
-  if (tail && tail.shortSide > k) {
-    let seenEnergy = 0;
-    for (let i = 0; i < k; i++) seenEnergy += values[i] * values[i];
-    const unseen = Math.max(0, tail.frobenius * tail.frobenius - seenEnergy);
-    tailCount = tail.shortSide - k;
-    tailValue = Math.min(Math.sqrt(unseen / tailCount), k > 0 ? values[k - 1] : Infinity);
-  }
+  const { count: tailCount, value: tailValue } = evenTail(values, tail);
   const sigmaMax = Math.max(seen, tailValue);
   if (!(sigmaMax > 0)) return { sigmaMax: 0, stableRank: 0, effectiveRank: 0, nuclearRank: 0 };
 
@@ -61,6 +55,88 @@ export function spectrumSummary(values: ArrayLike<number>, tail?: SpectrumTail):
   if (q > 0) entropy -= tailCount * q * Math.log(q);
 
   return { sigmaMax, stableRank: energy, effectiveRank: Math.exp(entropy), nuclearRank: (l1 * l1) / energy };
+}
+
+/** The unseen values of a top-k spectrum, spread evenly over the energy left (spectrumSummary says why). */
+function evenTail(values: ArrayLike<number>, tail?: SpectrumTail): { count: number; value: number } {
+  const k = values.length;
+  if (!tail || tail.shortSide <= k) return { count: 0, value: 0 };
+  let seenEnergy = 0;
+  for (let i = 0; i < k; i++) seenEnergy += values[i] * values[i];
+  const unseen = Math.max(0, tail.frobenius * tail.frobenius - seenEnergy);
+  const count = tail.shortSide - k;
+  return { count, value: Math.min(Math.sqrt(unseen / count), k > 0 ? values[k - 1] : Infinity) };
+}
+
+/** ‖X‖_* = Σσ_i. With `tail`, the unseen values are spread evenly as in spectrumSummary: an upper estimate. */
+export function nuclearNorm(values: ArrayLike<number>, tail?: SpectrumTail): number {
+  const { count, value } = evenTail(values, tail);
+  let sum = count * value;
+  for (let i = 0; i < values.length; i++) sum += values[i];
+  return sum;
+}
+
+/**
+ * ⟨G, O⟩/‖G‖_*, given ‖G‖_*. Since ⟨G, O⟩ ≤ ‖G‖_*·‖O‖_op, it is at most ‖O‖_op, with equality when O is
+ * a multiple of G's polar factor: the step's first-order decrease per unit of the best one a direction of
+ * operator norm 1 could get (the two factors of the Newton–Schulz convergence bound: this and ‖O‖_op).
+ * 0 when G is zero.
+ */
+export function nuclearAlignment(g: Matrix, o: Matrix, gNuclear: number): number {
+  const ng = frobeniusNorm(g);
+  if (!(ng > 0 && gNuclear > 0)) return 0;
+  // ⟨G/‖G‖_F, O⟩·(‖G‖_F/‖G‖_*): dividing first keeps the inner product in range for any magnitude of G.
+  const gs = Float64Array.from(g, (x) => x / ng);
+  return dot(gs, 0, Float64Array.from(o), 0, gs.length) * (ng / gNuclear);
+}
+
+/**
+ * √(in/out): the factor that turns a layer's operator norm into its RMS→RMS norm, ‖A‖_{RMS→RMS} =
+ * √(d_in/d_out)·‖A‖_op (the norm in which an orthogonal update of any shape has the same size when the
+ * lr scale is √(out/in)). `outIn` stores the matrix as rows = out, cols = in; `inOut` the transpose.
+ */
+export function rmsToRmsFactor(rows: number, cols: number, layout: Layout): number {
+  const [out, inp] = layout === 'outIn' ? [rows, cols] : [cols, rows];
+  return out > 0 ? Math.sqrt(inp / out) : 0;
+}
+
+/** How far Newton–Schulz gets on a matrix: its distance from the polar factor, and how many directions it brings near 1. */
+export interface NewtonSchulzReach {
+  /** ‖NS(M) − polar(M)‖_F/‖polar(M)‖_F (0 when M is zero). */
+  polarError: number;
+  /** How many singular values of NS(M) lie in NS_NEAR_ONE_BAND. */
+  nearOne: number;
+}
+
+/**
+ * NS(M) against polar(M) = U·Vᵀ, from all of M's singular values. Every Newton–Schulz step maps each
+ * singular value by its odd polynomial and keeps the singular vectors, so NS(M) = U·f(S/s)·Vᵀ with
+ * s = max(‖M‖_F·normSafety, eps), f the composed steps, exactly as the iteration runs (in exact
+ * arithmetic): ‖NS(M) − polar(M)‖_F² = Σ_{i<r} (f(σ_i/s) − 1)² over the r = rank(M) directions polar(M)
+ * has (‖polar(M)‖_F² = r). The rank takes numpy's matrix_rank tolerance, σ > σ_max·max(m, n)·2⁻⁵². O(m)
+ * given the spectrum, where forming NS(M) and an SVD would cost O(m²n).
+ */
+export function newtonSchulzReach(values: ArrayLike<number>, rows: number, cols: number, spec: NsSpec): NewtonSchulzReach {
+  const sigmaMax = values.length > 0 ? values[0] : 0;
+  if (!(sigmaMax > 0)) return { polarError: 0, nearOne: 0 };
+  let energy = 0;
+  for (let i = 0; i < values.length; i++) energy += (values[i] / sigmaMax) ** 2;
+  const s = Math.max(sigmaMax * Math.sqrt(energy) * spec.normSafety, spec.eps);
+  const rankFloor = sigmaMax * Math.max(rows, cols) * 2 ** -52;
+  const [low, high] = NS_NEAR_ONE_BAND;
+  let rank = 0;
+  let squaredError = 0;
+  let nearOne = 0;
+  for (let i = 0; i < values.length; i++) {
+    let f = values[i] / s;
+    for (const step of spec.steps) f = nsPolynomial(step, f);
+    if (f >= low && f <= high) nearOne++;
+    if (values[i] > rankFloor) {
+      rank++;
+      squaredError += (f - 1) ** 2;
+    }
+  }
+  return { polarError: Math.sqrt(squaredError / rank), nearOne };
 }
 
 /**

@@ -20,6 +20,7 @@ import {
   directionSnr,
   edgeReference,
   layerSpectra,
+  nsSpecOf,
   microbatchNoise,
   NoiseScaleEma,
   readTheta,
@@ -29,6 +30,7 @@ import {
   type DiagnosticName,
   type Direction,
   type SingularPairs,
+  UpdateHistory,
 } from '../diagnostics/index.js';
 import { svd } from '../linalg/svd.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
@@ -63,6 +65,8 @@ export class DiagnosticsRunner implements StepObserver {
   private before: { weights: Map<string, Float32Array>; grads: Map<string, Float32Array> } | null = null;
   /** How many times each per-layer probe has run: its place in its own round robin. */
   private readonly turns = new Map<DiagnosticName, number>();
+  /** Each layer's last measured update, for the cosine between successive ones. */
+  private readonly updates = new UpdateHistory();
 
   constructor(
     private readonly workload: Workload,
@@ -195,7 +199,10 @@ export class DiagnosticsRunner implements StepObserver {
       // ΔW = −lr·wd·W₀ − lr·scale·normPowP·O, so O is recovered exactly from what the weights did.
       const unit = lr * l.scale * stepInfo.normPowP;
       const o = Float32Array.from(deltaW, (dw, i) => (unit > 0 ? -(dw + lr * wd * w0[i]) / unit : 0));
-      const r = layerSpectra({ name: l.name, rows: l.rows, cols: l.cols, G: before.grads.get(l.name)!, M: momentum[l.name], O: o, W: w1, deltaW, stepInfo, scale: l.scale });
+      const r = layerSpectra({
+        name: l.name, rows: l.rows, cols: l.cols, G: before.grads.get(l.name)!, M: momentum[l.name], O: o, W: w1, deltaW, stepInfo, scale: l.scale,
+        layout: this.workload.layouts[l.name], ns: nsSpecOf(this.optimizer.matrix?.hyperparameters), history: { updates: this.updates, step },
+      });
       this.append({ kind: 'spectra', step, ...r.spectra });
       layers.push(r.stats);
     }
