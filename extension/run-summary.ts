@@ -3,6 +3,7 @@
  * Pure: the same fold serves a live stream and a finished run read from its folder.
  */
 import type { LogRecord, RunState } from '../common/protocol.js';
+import { optimizerLabel } from '../common/optimizer-label.js';
 
 export interface RunSummary {
   /** The trainer's own id for the run (from run_started), when seen. */
@@ -30,12 +31,6 @@ export function emptySummary(): RunSummary {
   return { step: 0, lastSeq: 0, pendingSuggestions: [] };
 }
 
-function optimizerLabel(config: unknown): string | undefined {
-  const opt = (config as { optimizer?: { type?: unknown; mode?: unknown } } | null)?.optimizer;
-  if (!opt || typeof opt.type !== 'string') return undefined;
-  return opt.type === 'dynmuon' && typeof opt.mode === 'string' ? `dynmuon (${opt.mode})` : opt.type;
-}
-
 /** Folds records (in seq order) into the summary; records at or below its lastSeq are ignored. */
 export function foldSummary(summary: RunSummary, records: readonly LogRecord[]): RunSummary {
   const s = { ...summary };
@@ -49,7 +44,7 @@ export function foldSummary(summary: RunSummary, records: readonly LogRecord[]):
         const name = (r.config as { name?: unknown } | null)?.name;
         if (typeof name === 'string') s.name = name;
         s.totalSteps = r.totalSteps;
-        s.optimizer = optimizerLabel(r.config);
+        s.optimizer = optimizerLabel((r.config as { optimizer?: unknown } | null)?.optimizer);
         s.backend = r.backend.chosen;
         s.kernels = r.kernels.chosen;
         s.step = r.step;

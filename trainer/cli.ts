@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMuonscopeError, MuonscopeError } from '../common/errors.js';
+import { optimizerLabel } from '../common/optimizer-label.js';
 import { formatConfigIssues, validateRunConfig, type RunConfig } from './run/config.js';
 import { withDefaultDiagnosticsEvery } from './run/config-defaults.js';
 import { inspectRun } from './run/inspect.js';
@@ -106,7 +107,7 @@ async function train(argv: string[]): Promise<number> {
   progress.log(`dashboard: ${session.dashboardUrl}`);
   report('TF.js backend', session.backend);
   report('optimizer kernels', session.kernels);
-  progress.log(`${session.workload.description}; ${config.optimizer.type}${config.optimizer.type === 'dynmuon' ? ` (${config.optimizer.mode})` : ''}; run folder ${session.paths.dir}`);
+  progress.log(`${session.workload.description}; ${optimizerLabel(config.optimizer)}; run folder ${session.paths.dir}`);
   const stop = (signal: string) => () => session.trainer.requestStop(`signal ${signal}`);
   process.once('SIGINT', stop('SIGINT'));
   process.once('SIGTERM', stop('SIGTERM'));

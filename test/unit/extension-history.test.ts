@@ -75,6 +75,12 @@ describe('run summary', () => {
     assert.equal(describeProgress(s), 'step 4/300 · loss 0.25 · p -0.25');
   });
 
+  test('names DynMuon exact\'s normalisation in the optimizer label', () => {
+    const config = { name: 'exp', optimizer: { type: 'dynmuon', mode: 'exact', normalization: 'spectral' } };
+    const s = foldSummary(emptySummary(), [{ ...started, config } as LogRecord]);
+    assert.equal(s.optimizer, 'dynmuon (exact, spectral)');
+  });
+
   test('counts the advisor\'s pending suggestions: added by suggestion records, removed by their outcome', () => {
     const suggestion = (seq: number, id: string) => ({ kind: 'suggestion', seq, t: 0, step: seq, id, rule: 'plateau', title: 't', change: { kind: 'set_lr', lr: 0.1 }, evidence: [], confidence: 0.3, expectedEffect: 'e' }) as LogRecord;
     const outcome = (seq: number, id: string) => ({ kind: 'suggestion_outcome', seq, t: 0, step: seq, id, outcome: 'applied', source: 'dashboard', reason: '' }) as LogRecord;

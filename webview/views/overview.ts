@@ -4,6 +4,7 @@
  * marker on every chart. All charts span the same steps, up to the current one: the planned p curve is
  * cut there too (the Schedule view shows the whole plan).
  */
+import { optimizerLabel } from '../../common/optimizer-label.js';
 import { Chart } from '../charts/chart.js';
 import { alignSeries, sharedStepRange } from '../charts/align.js';
 import { h, fmt, setText } from '../dom.js';
@@ -88,13 +89,13 @@ export class OverviewView implements View {
 
   private renderInfo(run: RunStore): void {
     const s = run.started;
-    const cfg = s?.config as { optimizer?: { type?: string; mode?: string } } | undefined;
+    const cfg = s?.config as { optimizer?: unknown } | undefined;
     const last = run.stepMs.last;
     const set = (k: (typeof INFO_FIELDS)[number], v: string): void => setText(this.info.get(k)!, v);
     set('Run', s ? `${(s.config as { name?: string })?.name ?? 'run'} (${s.runId.slice(0, 8)})` : run.runId);
     set('State', `${run.state ?? 'unknown'}${run.stateReason ? ` — ${run.stateReason}` : ''} · ${run.connection}`);
     set('Step', s ? `${run.step + 1} / ${s.totalSteps}` : String(run.step + 1));
-    set('Optimizer', cfg?.optimizer ? `${cfg.optimizer.type}${cfg.optimizer.mode ? ` (${cfg.optimizer.mode})` : ''}` : '—');
+    set('Optimizer', optimizerLabel(cfg?.optimizer) ?? '—');
     set('Task', s?.task.name ?? '—');
     set('Loss floor', s?.task.lossFloor != null ? `${fmt(s.task.lossFloor)} (${s.task.lossFloorLabel})` : 'unknown');
     set('Backend', s ? `${s.backend.chosen}${s.backend.skipped.length ? ` (skipped: ${s.backend.skipped.map((k) => k.name).join(', ')})` : ''}` : '—');
