@@ -107,7 +107,26 @@ export class SpectraHistory {
   }
 }
 
-export const LAYER_METRICS = ['stableRank', 'effectiveRank', 'updateRms', 'kappa', 'noiseScale', 'updateWeightRatio', 'p'] as const;
+export const LAYER_METRICS = [
+  'stableRank',
+  'effectiveRank',
+  'updateRms',
+  'kappa',
+  'noiseScale',
+  'updateWeightRatio',
+  'p',
+  // Muon's own norms (layer_stats fields of the same names; `update…Rank` are ΔW's, `oOpNorm` is ‖O‖_op).
+  'updateRmsToRms',
+  'weightRmsToRms',
+  'updateWeightOpRatio',
+  'nuclearAlignment',
+  'oOpNorm',
+  'nsPolarError',
+  'nsNearOne',
+  'updateCosine',
+  'updateStableRank',
+  'updateEffectiveRank',
+] as const;
 export type LayerMetric = (typeof LAYER_METRICS)[number];
 
 export class LayerHistory {
@@ -221,6 +240,20 @@ export class RunStore {
           l.series.updateRms.push(r.step, s.updateRms);
           l.series.updateWeightRatio.push(r.step, s.updateWeightRatio);
           l.series.p.push(r.step, s.p);
+          l.series.oOpNorm.push(r.step, s.O.sigmaMax);
+          // Absent from logs written before they were measured, and some only at some rounds: no point then.
+          const optional: [LayerMetric, number | undefined][] = [
+            ['updateRmsToRms', s.updateRmsToRms],
+            ['weightRmsToRms', s.weightRmsToRms],
+            ['updateWeightOpRatio', s.updateWeightOpRatio],
+            ['nuclearAlignment', s.nuclearAlignment],
+            ['nsPolarError', s.nsPolarError],
+            ['nsNearOne', s.nsNearOne],
+            ['updateCosine', s.updateCosine],
+            ['updateStableRank', s.deltaW?.stableRank],
+            ['updateEffectiveRank', s.deltaW?.effectiveRank],
+          ];
+          for (const [metric, value] of optional) if (value !== undefined) l.series[metric].push(r.step, value);
         }
         return;
       case 'spectra': {

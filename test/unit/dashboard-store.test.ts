@@ -6,7 +6,7 @@ import { RELEASED_IDENTITY_FROM as TRAINER_IDENTITY_FROM } from '../../trainer/o
 import type { LogRecord } from '../../common/protocol.js';
 import { compactMinMax, downsampleMinMax, emaSmooth } from '../../webview/downsample.js';
 import { exactCurve, RELEASED_IDENTITY_FROM, releasedCurve } from '../../webview/shaping-curves.js';
-import { LAYER_SERIES_CAP, RunStore, SERIES_CAP, SPECTRA_HISTORY_CAP, Series } from '../../webview/store.js';
+import { LAYER_METRICS, LAYER_SERIES_CAP, RunStore, SERIES_CAP, SPECTRA_HISTORY_CAP, Series, type LayerMetric } from '../../webview/store.js';
 import { synthDiagnostics } from '../fixtures/dashboard/synth.js';
 import { assertAbove, assertAtMost, assertBelow } from '../helpers/bounds.js';
 
@@ -88,8 +88,37 @@ test('RunStore memory is bounded over a long run with many layers', () => {
   assertAtMost(r.loss.length, SERIES_CAP, 'step series bounded');
   const first = r.layers.get('l0')!.spectra.columns;
   assert.ok(first[0].step === 0 && first[first.length - 1].step > total * 0.9, `heatmap spans the whole run: ${first[0].step}…${first[first.length - 1].step}`);
-  const bound = 20 * (7 * LAYER_SERIES_CAP * 16 + SPECTRA_HISTORY_CAP * 4 * 32 * 4) + 13 * SERIES_CAP * 16;
+  const bound = 20 * (LAYER_METRICS.length * LAYER_SERIES_CAP * 16 + SPECTRA_HISTORY_CAP * 4 * 32 * 4) + 13 * SERIES_CAP * 16;
   assertAtMost(r.bytes, bound, `${r.bytes} bytes within ${bound}`);
+});
+
+test('RunStore keeps the layer quantities in Muon norms as series, ‖O‖_op from O\'s summary, and none from records without them', () => {
+  const layers = [{ name: 'l0', rows: 16, cols: 32 }];
+  const at = (step: number, seq: number) => synthDiagnostics(layers, step, { totalSteps: 100, batchSize: 32, p: 0.1, every: 10 }).map((d, i) => ({ ...d, seq: seq + i, t: 0 }) as LogRecord);
+  const r = new RunStore('a');
+  r.apply([...at(0, 1), ...at(10, 100)]);
+  const l = r.layers.get('l0')!;
+  const stats = l.stats!;
+  const expected: [LayerMetric, number][] = [
+    ['updateRmsToRms', stats.updateRmsToRms!],
+    ['weightRmsToRms', stats.weightRmsToRms!],
+    ['updateWeightOpRatio', stats.updateWeightOpRatio!],
+    ['nuclearAlignment', stats.nuclearAlignment!],
+    ['oOpNorm', stats.O.sigmaMax],
+    ['nsPolarError', stats.nsPolarError!],
+    ['nsNearOne', stats.nsNearOne!],
+    ['updateCosine', stats.updateCosine!],
+    ['updateStableRank', stats.deltaW!.stableRank],
+    ['updateEffectiveRank', stats.deltaW!.effectiveRank],
+  ];
+  for (const [metric, value] of expected) assert.equal(l.series[metric].last, value, `${metric} latest`);
+  assert.equal(l.series.updateRmsToRms.length, 2, 'one point per round');
+  assert.equal(l.series.updateCosine.length, 1, 'no cosine at the first round, so no point');
+  // A record written before these fields existed: the old series go on, the new ones get no point.
+  const { deltaW: _d, updateRmsToRms: _u, weightRmsToRms: _w, updateWeightOpRatio: _o, nuclearAlignment: _n, nsPolarError: _e, nsNearOne: _c, updateCosine: _k, updateCosineLag: _g, ...old } = stats;
+  r.apply([{ kind: 'layer_stats', seq: 500, t: 0, step: 20, layers: [old] }]);
+  assert.equal(l.series.stableRank.length, 3, 'old fields still recorded');
+  assert.equal(l.series.updateRmsToRms.length, 2, 'no point for a field the record lacks');
 });
 
 test('shaping curves: φ_p flattens at p = 0, tilts at p < 0; the released Taylor tilt is milder', () => {

@@ -2,17 +2,75 @@
  * Layer detail: the singular values of G, M, O and W at a chosen step (log-log, with a step scrubber over
  * the recorded history), the spectrum over time as a heatmap, the shaping curve φ_p over the momentum's
  * spectrum (and in `released` mode what the Taylor series applies instead), and curvature and SNR along
- * the top and bottom singular directions.
+ * the top and bottom singular directions; and Muon's own norms of the step (operator and RMS→RMS, against
+ * W's), ⟨G, O⟩/‖G‖_* beside ‖O‖_op, how far Newton–Schulz gets on M, the cosine between successive
+ * updates and the rank of ΔW, each with its history.
  */
+import { optimizerLabel } from '../../common/optimizer-label.js';
+import { NS_NEAR_ONE_BAND } from '../../common/protocol.js';
+import { gainBoundedDamping } from '../../common/shaping.js';
+import { alignSeries, sharedStepRange } from '../charts/align.js';
 import { Chart } from '../charts/chart.js';
 import { Heatmap } from '../charts/heatmap.js';
+import type { ChartColor } from '../charts/theme.js';
 import { h, fmt, setText } from '../dom.js';
 import { exactCurve, releasedCurve } from '../shaping-curves.js';
-import { MATRICES, type LayerHistory, type MatrixName, type RunStore, type SpectraColumn } from '../store.js';
+import { MATRICES, type LayerHistory, type LayerMetric, type MatrixName, type RunStore, type SpectraColumn } from '../store.js';
 import { dropdown, setOptions, type Control } from '../ui/toolkit.js';
-import { emptyNote, type View, type ViewContext } from './view.js';
+import { describeSeries, emptyNote, points, type View, type ViewContext } from './view.js';
 
-const STAT_FIELDS = ['Shape', 'p', 'Method', '‖M‖_F^p', 'Update RMS (theory)', 'Update/weight', 'Alignment', 'Orthogonality error', 'Shaping error'] as const;
+const STAT_FIELDS = [
+  'Shape',
+  'p',
+  'Method',
+  '‖M‖_F^p',
+  'Update RMS (theory)',
+  'Update/weight',
+  'Alignment',
+  'Orthogonality error',
+  'Shaping error',
+  '‖ΔW‖_op (RMS→RMS)',
+  '‖W‖_op (RMS→RMS)',
+  'Update/weight (op)',
+  '⟨G,O⟩/‖G‖_*',
+  '‖O‖_op',
+  'NS(M) vs polar(M)',
+  'NS near 1',
+  'Update cosine',
+  'Rank of ΔW (stable, effective)',
+] as const;
+
+/** The small history charts of Muon's norms: which layer series each draws, and how. */
+const HISTORY_CHARTS: { id: string; title: string; logY?: boolean; series: { metric: LayerMetric; label: string; color: ChartColor }[] }[] = [
+  {
+    id: 'layer-op-norms',
+    title: 'Step and weight in the RMS→RMS operator norm',
+    logY: true,
+    series: [
+      { metric: 'updateRmsToRms', label: 'update ΔW', color: 'green' },
+      { metric: 'weightRmsToRms', label: 'weight W', color: 'blue' },
+    ],
+  },
+  {
+    id: 'layer-direction',
+    title: 'Direction: ⟨G,O⟩/‖G‖_* against ‖O‖_op, update cosine, NS(M) vs polar(M)',
+    series: [
+      { metric: 'nuclearAlignment', label: '⟨G,O⟩/‖G‖_*', color: 'purple' },
+      { metric: 'oOpNorm', label: '‖O‖_op', color: 'red' },
+      { metric: 'updateCosine', label: 'update cosine', color: 'orange' },
+      { metric: 'nsPolarError', label: '‖NS(M) − polar(M)‖/‖polar(M)‖', color: 'foreground' },
+    ],
+  },
+  {
+    id: 'layer-directions-count',
+    title: `Directions: rank of ΔW, and NS's σ in [${NS_NEAR_ONE_BAND.join(', ')}]`,
+    series: [
+      { metric: 'updateStableRank', label: 'stable rank of ΔW', color: 'blue' },
+      { metric: 'updateEffectiveRank', label: 'effective rank of ΔW', color: 'green' },
+      { metric: 'nsNearOne', label: 'NS near 1', color: 'orange' },
+    ],
+  },
+];
 
 export class LayerDetailView implements View {
   readonly id = 'layer' as const;
@@ -25,6 +83,7 @@ export class LayerDetailView implements View {
   private readonly spectrum: Chart;
   private readonly heatmap: Heatmap;
   private readonly shaping: Chart;
+  private readonly history: Chart[];
   private readonly directions = h('tbody');
   private readonly directionsCaption = h('caption');
   private readonly empty = emptyNote('Choose a layer in the Layers view; none has reported spectra yet.');
@@ -54,6 +113,11 @@ export class LayerDetailView implements View {
       dl.append(h('dt', {}, f), dd);
       this.stats.set(f, dd);
     }
+    const historyCharts = h('div', { class: 'charts' });
+    this.history = HISTORY_CHARTS.map((c) => {
+      const series = c.series.map((s) => ({ label: s.label, color: s.color, spanGaps: true, points: true }));
+      return new Chart(historyCharts, { id: c.id, title: c.title, xLabel: 'step', logY: c.logY, height: 140, series });
+    });
     const charts = h('div', { class: 'charts' });
     this.spectrum = new Chart(charts, {
       id: 'spectrum',
@@ -86,7 +150,7 @@ export class LayerDetailView implements View {
     for (const c of ['Direction', 'Index', 'σ', 'κ (curvature)', 'SNR']) head.append(h('th', { scope: 'col' }, c));
     table.append(this.directionsCaption, h('thead'), this.directions);
     table.tHead!.append(head);
-    this.el.append(this.empty, bar, dl, charts, h('h2', {}, 'Curvature and signal-to-noise along singular directions'), table);
+    this.el.append(this.empty, bar, dl, h('h2', {}, "Muon's norms over time"), historyCharts, h('h2', {}, 'Spectra'), charts, h('h2', {}, 'Curvature and signal-to-noise along singular directions'), table);
   }
 
   render(ctx: ViewContext, force: boolean): void {
@@ -105,6 +169,7 @@ export class LayerDetailView implements View {
     setText(this.scrubLabel, column ? `step ${column.step}${ctx.ui.scrub === null ? ' (latest)' : ''}` : '—');
     this.scrubber.setAttribute('aria-valuetext', column ? `step ${column.step}` : 'no spectra');
     this.renderStats(layer);
+    this.renderHistory(layer, run);
     if (column) this.renderSpectrum(column, layer, run);
     this.heatmap.update(history.map((c) => c[ctx.ui.matrix]), history.map((c) => c.step), ctx.ui.scrub === null ? null : index);
     this.renderDirections(layer);
@@ -131,6 +196,27 @@ export class LayerDetailView implements View {
     set('Alignment', fmt(s?.alignment));
     set('Orthogonality error', fmt(s?.orthogonalityError));
     set('Shaping error', s?.shapingRelError !== undefined ? fmt(s.shapingRelError) : '—');
+    // Muon's norms: '—' where the record predates them or (NS, cosine) this round did not measure them.
+    set('‖ΔW‖_op (RMS→RMS)', s?.deltaW ? `${fmt(s.deltaW.sigmaMax)} (${fmt(s.updateRmsToRms)})` : '—');
+    set('‖W‖_op (RMS→RMS)', s ? `${fmt(s.W.sigmaMax)}${s.weightRmsToRms !== undefined ? ` (${fmt(s.weightRmsToRms)})` : ''}` : '—');
+    set('Update/weight (op)', fmt(s?.updateWeightOpRatio));
+    set('⟨G,O⟩/‖G‖_*', s?.nuclearAlignment !== undefined ? `${fmt(s.nuclearAlignment)} (at most ‖O‖_op)` : '—');
+    set('‖O‖_op', fmt(s?.O.sigmaMax));
+    set('NS(M) vs polar(M)', fmt(s?.nsPolarError));
+    set('NS near 1', s?.nsNearOne !== undefined ? `${s.nsNearOne} of ${Math.min(s.rows, s.cols)} (σ of NS(M) in [${NS_NEAR_ONE_BAND.join(', ')}])` : '—');
+    set('Update cosine', s?.updateCosine !== undefined ? `${fmt(s.updateCosine)} (${s.updateCosineLag} step${s.updateCosineLag === 1 ? '' : 's'} apart)` : '—');
+    set('Rank of ΔW (stable, effective)', s?.deltaW ? `${fmt(s.deltaW.stableRank)}, ${fmt(s.deltaW.effectiveRank)}` : '—');
+  }
+
+  private renderHistory(layer: LayerHistory, run: RunStore): void {
+    const all = HISTORY_CHARTS.flatMap((c) => c.series.map((s) => layer.series[s.metric]));
+    const range = sharedStepRange(all, run.step);
+    HISTORY_CHARTS.forEach((c, i) => {
+      const chart = this.history[i];
+      const series = c.series.map((s) => layer.series[s.metric]);
+      chart.update(alignSeries(series.map((s) => points(s, chart.width))), c.series.map((s, k) => describeSeries(s.label, series[k], fmt)).join(' '), []);
+      chart.setXRange(range);
+    });
   }
 
   private renderSpectrum(c: SpectraColumn, layer: LayerHistory, run: RunStore): void {
@@ -142,16 +228,18 @@ export class LayerDetailView implements View {
       `${layer.name} at step ${c.step}${c.exact ? '' : ' (top-k only)'}: σ_max of G ${fmt(c.G[0])}, M ${fmt(c.M[0])}, O ${fmt(c.O[0])}, W ${fmt(c.W[0])}; ${k} singular values.`,
       [],
     );
-    const optimizer = (run.started?.config as { optimizer?: { type?: string; mode?: string; damping?: number } } | undefined)?.optimizer;
+    const optimizer = (run.started?.config as { optimizer?: { type?: string; mode?: string; damping?: number; maxGain?: number | null } } | undefined)?.optimizer;
     const p = pAtStep(layer, c.step);
     // uPlot wants ascending x; the spectrum is descending.
     const sigma = Array.from(c.M).filter((v) => v > 0).reverse();
     const descending = [...sigma].reverse();
-    const exact = exactCurve(descending, p, optimizer?.damping ?? 1e-3).reverse();
+    // The damping the run used at this p: a config without maxGain predates the bound and ran on ε alone.
+    const damping = gainBoundedDamping(p, optimizer?.damping ?? 1e-3, optimizer?.maxGain ?? null);
+    const exact = exactCurve(descending, p, damping).reverse();
     const released = optimizer?.mode === 'released' ? Array.from(releasedCurve(descending, p).reverse()) : sigma.map(() => null);
     this.shaping.update(
       [Float64Array.from(sigma), exact, released, Float64Array.from(sigma, () => 1)],
-      `Shaping at p = ${fmt(p)} (${optimizer?.type ?? 'unknown'}${optimizer?.mode ? `, ${optimizer.mode} mode` : ''}): the smallest direction gets ${fmt(exact[0])} of the largest's weight${optimizer?.mode === 'released' ? `, the released Taylor series ${fmt(released[0] as number)}` : ''}.`,
+      `Shaping at p = ${fmt(p)} (${optimizerLabel(optimizer) ?? 'unknown optimizer'}, damping ε = ${fmt(damping)}): the smallest direction gets ${fmt(exact[0])} of the largest's weight${optimizer?.mode === 'released' ? `, the released Taylor series ${fmt(released[0] as number)}` : ''}.`,
       [],
     );
   }

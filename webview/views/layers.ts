@@ -19,6 +19,11 @@ const COLUMNS: { key: LayerMetric; label: string; color: ChartColor }[] = [
   { key: 'kappa', label: 'κ along update', color: 'orange' },
   { key: 'noiseScale', label: 'Noise scale B', color: 'yellow' },
   { key: 'updateWeightRatio', label: 'Update/weight', color: 'blue' },
+  // Muon's own norms: the step in the operator norm it controls, and how well its direction serves G.
+  { key: 'updateRmsToRms', label: 'Update RMS→RMS', color: 'green' },
+  { key: 'updateWeightOpRatio', label: 'Update/weight (op)', color: 'orange' },
+  { key: 'nuclearAlignment', label: '⟨G,O⟩/‖G‖*', color: 'purple' },
+  { key: 'updateCosine', label: 'Update cosine', color: 'red' },
 ];
 /** Milliseconds of sparkline redraws per frame. */
 const SPARK_BUDGET_MS = 4;
