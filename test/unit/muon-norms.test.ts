@@ -321,6 +321,11 @@ describe('the normalisation in the run config and the label', () => {
     const o = filled.config.optimizer as { normalization?: string; maxGain?: number | null };
     assert.deepEqual([o.normalization, o.maxGain], ['frobenius', 10]);
     for (const n of NORMALIZATIONS) assert.ok(validateRunConfig({ optimizer: { type: 'dynmuon', normalization: n, maxGain: null } }).ok, n);
+    // A schedule of another type than the default's once left the whole optimizer section undefaulted.
+    const scheduled = validateRunConfig({ optimizer: { type: 'dynmuon', normalization: 'spectral', schedule: { type: 'constant', p: 0.5 } } });
+    assert.ok(scheduled.ok);
+    const so = scheduled.config.optimizer as { mode?: string; normalization?: string; maxGain?: number | null; schedule?: unknown };
+    assert.deepEqual([so.mode, so.normalization, so.maxGain, so.schedule], ['exact', 'spectral', 10, { type: 'constant', p: 0.5 }], 'defaults beside a given constant schedule');
     const bad = validateRunConfig({ optimizer: { type: 'dynmuon', normalization: 'l2' } });
     assert.ok(!bad.ok && bad.issues.some((i) => i.path.includes('normalization')), `refused: ${JSON.stringify(!bad.ok && bad.issues)}`);
   });

@@ -190,8 +190,14 @@ const UNIONS: Record<string, TSchema[]> = {
  * schedule) mixes the default's fields into the user's; a schedule the user gave is kept as given.
  */
 function withDefaults<T>(schema: TSchema, raw: T): T {
-  const filled = Value.Default(schema, structuredClone(raw)) as T;
   const given = (raw as { optimizer?: { schedule?: unknown }; schedule?: unknown }) ?? {};
+  // A given schedule goes back in as written, after the defaults: defaulted with the rest, it gets the
+  // default (logistic) schedule's fields merged in, then no optimizer member matches and the whole
+  // optimizer section is left without its defaults (mode, damping, normalization, …).
+  const clone = structuredClone(raw) as { optimizer?: { schedule?: unknown }; schedule?: unknown };
+  if (clone?.optimizer?.schedule !== undefined) delete clone.optimizer.schedule;
+  if (clone?.schedule !== undefined) delete clone.schedule;
+  const filled = Value.Default(schema, clone) as T;
   if (given.optimizer?.schedule !== undefined) (filled as { optimizer: { schedule: unknown } }).optimizer.schedule = structuredClone(given.optimizer.schedule);
   if (given.schedule !== undefined) (filled as { schedule: unknown }).schedule = structuredClone(given.schedule);
   return filled;
