@@ -230,12 +230,31 @@ export const LogRecordSchema = Type.Union([
     kind: Type.Literal('noise'),
     step: Int(),
     layer: Type.Union([Str(), Type.Null()]),
+    /** B_simple = tr(Σ)/|G|² from the window's mean |G|² and tr(Σ) (older logs: an EMA over measurements). */
     bSimple: Type.Union([Finite(), Type.Null()]),
     batchSize: Int(),
+    /** This measurement's own B_simple (null while its |G|² estimate ≤ 0). */
+    bSimpleLatest: Type.Optional(Type.Union([Finite(), Type.Null()])),
+    /** The window's mean unbiased |G|² and tr(Σ) estimates. */
+    gradSq: Type.Optional(Finite()),
+    traceSigma: Type.Optional(Finite()),
+    /** The window's width in training steps, and how many measurements it holds. */
+    windowSteps: Type.Optional(Int()),
+    windowCount: Type.Optional(Int()),
+    /** The two batch sizes: K microbatches of `microbatchSize` held-out examples (small) and their union (big). */
+    microbatches: Type.Optional(Int()),
+    microbatchSize: Type.Optional(Int()),
+    /** What the SNRs are of (older logs: the microbatch's, unstated): the batch is the union of the K microbatches. */
+    snrOf: Type.Optional(Type.Union([Type.Literal('microbatch'), Type.Literal('batch'), Type.Literal('momentum')])),
     /** SNR along the top-k singular directions of M (largest σ first). */
     snrTop: Type.Optional(Type.Array(Finite())),
     /** SNR along the bottom-k singular directions of M (smallest σ last). */
     snrBottom: Type.Optional(Type.Array(Finite())),
+    /** 95% confidence bounds of each SNR (noncentral t, K − 1 degrees of freedom), index by index. */
+    snrTopLow: Type.Optional(Type.Array(Finite())),
+    snrTopHigh: Type.Optional(Type.Array(Finite())),
+    snrBottomLow: Type.Optional(Type.Array(Finite())),
+    snrBottomHigh: Type.Optional(Type.Array(Finite())),
   }),
   Type.Object({
     ...RecordBase,

@@ -1,23 +1,19 @@
 // trainer/diagnostics: spectral summaries on matrices with known spectra, finite-difference curvature
-// against the exact Hessian of test/fixtures/generate_curvature.py (torch float64), the noise scale and
-// SNR on synthetic gradients with known statistics, critical sharpness on a quadratic, the scheduler's
+// against the exact Hessian of test/fixtures/generate_curvature.py (torch float64) (the noise
+// estimators are in noise.test.ts), critical sharpness on a quadratic, the scheduler's
 // budget, and the TF.js landscape's hygiene (variables restored, no tensors leaked).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectTfBackend } from '../../trainer/backend/tfjs-backend.js';
-import { gaussian, mulberry32 } from '../../trainer/data/random.js';
 import {
   alignment,
   criticalSharpness,
   directionalCurvature,
   DiagnosticsScheduler,
-  directionSnr,
   edgeReference,
   EXPENSIVE_DIAGNOSTICS,
   layerSpectra,
-  microbatchNoise,
-  NoiseScaleEma,
   orthogonalityError,
   orthogonalityErrorFromSpectrum,
   readTheta,
@@ -25,7 +21,6 @@ import {
   spectrumSummary,
   tfLandscape,
   topEigenvalue,
-  twoBatchEstimate,
   updateRmsTheory,
   updateWeightRatio,
   curvatureAlongSingularDirections,
@@ -377,109 +372,6 @@ describe('critical sharpness on a quadratic L = ½θᵀAθ', () => {
     assert.equal(up.etaC, null);
     assert.equal(up.cost.lossEvals, 10);
     assert.equal(edgeReference(0.02, 0.5), 200);
-  });
-});
-
-// ---------- gradient noise ----------
-
-describe('gradient noise', () => {
-  test('B_simple within 10% of tr(Σ)/|G|², per layer and overall, on per-sample gradients G + ξ, ξ ~ N(0, Σ)', (t) => {
-    const rng = mulberry32(99);
-    const layers = { a: 40, b: 24 };
-    const G: Record<string, Float64Array> = {};
-    const sd: Record<string, Float64Array> = {};
-    for (const [name, n] of Object.entries(layers)) {
-      G[name] = Float64Array.from({ length: n }, () => 0.1 * gaussian(rng));
-      sd[name] = Float64Array.from({ length: n }, (_, j) => Math.sqrt(0.05 + (0.3 * j) / n));
-    }
-    const truth = (names: string[]) => {
-      let tr = 0;
-      let g2 = 0;
-      for (const name of names) {
-        sd[name].forEach((s) => (tr += s * s));
-        G[name].forEach((g) => (g2 += g * g));
-      }
-      return tr / g2;
-    };
-    const microSize = 4;
-    const k = 8;
-    const ema = { a: new NoiseScaleEma(), b: new NoiseScaleEma(), overall: new NoiseScaleEma() };
-    assert.equal(ema.overall.bSimple, null, 'null before any estimate');
-    for (let step = 0; step < 3000; step++) {
-      const micro = Array.from({ length: k }, () => {
-        const out: Record<string, Float32Array> = {};
-        for (const name of Object.keys(layers)) {
-          // The mean of microSize per-sample gradients G + ξ_i is G + N(0, Σ/microSize).
-          out[name] = Float32Array.from(G[name], (g, j) => g + (sd[name][j] / Math.sqrt(microSize)) * gaussian(rng));
-        }
-        return out;
-      });
-      const est = microbatchNoise(micro, microSize);
-      ema.a.update(est.perParam.a);
-      ema.b.update(est.perParam.b);
-      ema.overall.update(est.overall);
-    }
-    for (const [name, names] of [
-      ['a', ['a']],
-      ['b', ['b']],
-      ['overall', ['a', 'b']],
-    ] as const) {
-      const got = ema[name].bSimple!;
-      const want = truth([...names]);
-      t.diagnostic(`${name}: B_simple ${got.toFixed(2)} vs ${want.toFixed(2)} (rel ${rel(got, want).toExponential(2)})`);
-      assertBelow(rel(got, want), 0.1, `${name}: B_simple ${got} vs ${want}, rel.`);
-    }
-  });
-
-  test('two-batch estimator is exact on expected norms; B_simple is null while |G|² ≤ 0 (exact)', () => {
-    const g2 = 2;
-    const tr = 30;
-    const s = twoBatchEstimate(g2 + tr / 4, 4, g2 + tr / 64, 64);
-    assertBelow(Math.abs(s.gradSq - g2), 1e-12, `|G|² ${s.gradSq} vs ${g2}, abs.`);
-    assertBelow(Math.abs(s.traceSigma - tr), 1e-12, `tr Σ ${s.traceSigma} vs ${tr}, abs.`);
-    const e = new NoiseScaleEma(0.99);
-    e.update({ gradSq: -1, traceSigma: 5 });
-    assert.equal(e.bSimple, null);
-    e.update({ gradSq: 100, traceSigma: 5 });
-    assertAbove(e.bSimple!, 0, 'B_simple once |G|² > 0');
-    assert.throws(() => twoBatchEstimate(1, 8, 1, 8), /0 < b < B/);
-  });
-
-  test('per-direction SNR from microbatches with known mean and std along u_i v_iᵀ (rel 1e-5)', () => {
-    const rows = 10;
-    const cols = 6;
-    const pairs = { rows, cols, ...svd(randomMatrix(rows, cols, 8), rows, cols) };
-    const means = [2, -0.5, 0.1];
-    const stds = [0.5, 1, 2];
-    const K = 16;
-    const rng = mulberry32(4);
-    // Standardised noise: sample mean exactly 0 and sample std exactly 1 per direction.
-    const z = means.map(() => {
-      const raw = Array.from({ length: K }, () => gaussian(rng));
-      const m = raw.reduce((a, b) => a + b, 0) / K;
-      const s = Math.sqrt(raw.reduce((a, b) => a + (b - m) ** 2, 0) / (K - 1));
-      return raw.map((r) => (r - m) / s);
-    });
-    const kk = pairs.s.length;
-    const micro = Array.from({ length: K }, (_, k) => {
-      const g = new Float32Array(rows * cols);
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < cols; c++) {
-          let v = 0;
-          means.forEach((m, i) => (v += (m + stds[i] * z[i][k]) * pairs.u[r * kk + i] * pairs.v[c * kk + i]));
-          // A component along u_4 v_5ᵀ, orthogonal to every u_i v_iᵀ, must not leak into the projections.
-          v += 3 * pairs.u[r * kk + 4] * pairs.v[c * kk + 5];
-          g[r * cols + c] = v;
-        }
-      }
-      return g;
-    });
-    const out = directionSnr(micro, pairs, [0, 1, 2]);
-    out.forEach((o, i) => {
-      assertBelow(Math.abs(o.mean - means[i]), 1e-5 * Math.max(1, Math.abs(means[i])), `mean_${i} ${o.mean}`);
-      assertBelow(rel(o.std, stds[i]), 1e-5, `std_${i} ${o.std}`);
-      assertBelow(rel(o.snr, Math.abs(means[i]) / stds[i]), 1e-4, `snr_${i}`);
-    });
   });
 });
 

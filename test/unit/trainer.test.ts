@@ -185,8 +185,8 @@ describe('reproducibility', () => {
     const afterResume = stepsOf(resumed.records.filter((r) => r.seq > starts[1].seq));
     assert.deepEqual(afterResume.map((s) => s.step), Array.from({ length: 20 }, (_, i) => 20 + i));
     assert.deepEqual(afterResume.map((s) => s.loss), lossesA.slice(20));
-    // The noise-scale EMAs come back from the checkpoint: the estimates continue, not restart.
-    const noiseAfter = (records: LogRecord[], from: number) => ofKind(records, 'noise').filter((r) => r.seq > from && r.step >= 20).map((r) => [r.step, r.layer, r.bSimple]);
+    // The noise windows come back from the checkpoint: the averages continue over the same measurements, not restart.
+    const noiseAfter = (records: LogRecord[], from: number) => ofKind(records, 'noise').filter((r) => r.seq > from && r.step >= 20).map((r) => [r.step, r.layer, r.bSimple, r.windowCount]);
     const expected = noiseAfter(a.records, 0);
     assertAtLeast(expected.length, 2, `noise measured after step 20: ${expected.length}`);
     assert.deepEqual(noiseAfter(resumed.records, starts[1].seq), expected, 'noise estimates after resume equal the uninterrupted run\'s');
@@ -303,6 +303,14 @@ describe('diagnostics in the loop', () => {
     assert.ok(curv.some((c) => c.directions && c.directions.top.length === 2), 'curvature along singular directions');
     const noise = ofKind(records, 'noise');
     assert.ok(noise.some((n) => n.layer === null && n.bSimple !== null), 'overall gradient noise scale');
+    const overall = noise.filter((n) => n.layer === null);
+    assert.deepEqual(overall.map((n) => n.windowCount), overall.map((_, i) => i + 1), 'the window (1000 steps) holds every measurement so far');
+    const snr = noise.filter((n) => n.snrTop);
+    assertAbove(snr.length, 0, 'SNR along singular directions');
+    for (const n of snr) {
+      assert.equal(n.snrOf, 'batch', `step ${n.step}: the SNR is the batch's`);
+      n.snrTop!.forEach((x, i) => assert.ok(n.snrTopLow![i] <= x && x <= n.snrTopHigh![i], `step ${n.step}: SNR ${x} inside [${n.snrTopLow![i]}, ${n.snrTopHigh![i]}]`));
+    }
     assertAbove(ofKind(records, 'diagnostics_cost').length, 0, 'costs are reported');
 
     // Exact shaping maps each σ of M to φ(σ) = σ·(σ² + δ)^((p−1)/2), δ = (1e-3·σ_max)², then rescales:

@@ -21,8 +21,9 @@ import {
   edgeReference,
   layerSpectra,
   nsSpecOf,
+  bSimpleOf,
   microbatchNoise,
-  NoiseScaleEma,
+  NoiseWindow,
   readTheta,
   restrictDirection,
   tfLandscape,
@@ -30,6 +31,7 @@ import {
   type DiagnosticName,
   type Direction,
   type SingularPairs,
+  type TwoBatchSample,
   UpdateHistory,
 } from '../diagnostics/index.js';
 import { svd } from '../linalg/svd.js';
@@ -43,6 +45,8 @@ export interface DiagnosticsOptions {
   curvature: boolean;
   noise: boolean;
   microbatches: number;
+  /** Width in steps of the window B_simple is averaged over. */
+  noiseWindowSteps: number;
   /** Singular directions probed at each end of the spectrum. */
   topK: number;
 }
@@ -60,7 +64,8 @@ export class DiagnosticsRunner implements StepObserver {
   readonly key = 'diagnostics';
   readonly scheduler: DiagnosticsScheduler;
   private readonly layers: MatrixLayer[];
-  private readonly noiseEma = new Map<string, NoiseScaleEma>();
+  /** The noise measurements of the last noiseWindowSteps steps, per layer and overall (''). */
+  private readonly noiseWindows = new Map<string, NoiseWindow>();
   private due: DiagnosticName[] = [];
   private before: { weights: Map<string, Float32Array>; grads: Map<string, Float32Array> } | null = null;
   /** How many times each per-layer probe has run: its place in its own round robin. */
@@ -80,14 +85,15 @@ export class DiagnosticsRunner implements StepObserver {
     this.layers = matrixLayers(workload, optimizer);
   }
 
-  /** The noise-scale EMAs (per layer and overall) carry across a resume; everything else is re-measured. */
+  /** The noise windows (per layer and overall) carry across a resume; everything else is re-measured. */
   snapshot(): unknown {
-    return { noiseEma: Object.fromEntries([...this.noiseEma].map(([k, v]) => [k, v.toJSON()])) };
+    return { noiseWindows: Object.fromEntries([...this.noiseWindows].map(([k, v]) => [k, v.toJSON()])) };
   }
 
   restore(state: unknown): void {
-    const saved = (state as { noiseEma?: Record<string, unknown> } | null)?.noiseEma ?? {};
-    for (const [k, v] of Object.entries(saved)) this.noiseEma.set(k, NoiseScaleEma.fromJSON(v));
+    // Checkpoints from before the windows held EMAs over measurements: those start a fresh window.
+    const saved = (state as { noiseWindows?: Record<string, unknown> } | null)?.noiseWindows ?? {};
+    for (const [k, v] of Object.entries(saved)) this.noiseWindows.set(k, NoiseWindow.fromJSON(v, this.options.noiseWindowSteps));
   }
 
   async beforeUpdate(ctx: StepContext): Promise<void> {
@@ -166,7 +172,7 @@ export class DiagnosticsRunner implements StepObserver {
     }
     if (this.options.noise && this.due.includes('noise')) {
       const probe = this.nextLayer('noise');
-      await this.timedAsync('noise', step, () => this.noise(step, ctx, momentum, pairsOf(probe), probe));
+      await this.timedAsync('noise', step, () => this.noise(step, ctx.batch.size, momentum, pairsOf(probe), probe));
     }
 
     for (const [layer, c] of curvature) {
@@ -209,40 +215,65 @@ export class DiagnosticsRunner implements StepObserver {
     if (layers.length) this.append({ kind: 'layer_stats', step, layers });
   }
 
-  private async noise(step: number, ctx: StepContext, momentum: Record<string, Float32Array>, pairs: SingularPairs | null, probe: MatrixLayer): Promise<void> {
+  /**
+   * B_simple and per-direction SNR at θ after the step, from a held-out training-size batch (data no step
+   * uses, so |G|² is not biased by the step having fitted it) split into K microbatches: the two-batch
+   * estimate takes each microbatch as the small batch and their union as the big one, and the SNRs are of
+   * that union (the batch), with their intervals.
+   */
+  private async noise(step: number, batchSize: number, momentum: Record<string, Float32Array>, pairs: SingularPairs | null, probe: MatrixLayer): Promise<void> {
     const k = this.options.microbatches;
-    const size = Math.floor(ctx.batch.size / k);
+    const size = Math.floor(batchSize / k);
     if (size < 1) return;
+    const heldOut = this.workload.heldOutBatch(step, 1);
     const micro: Record<string, Float32Array>[] = [];
-    for (let i = 0; i < k; i++) {
-      const part = ctx.batch.slice(i * size, (i + 1) * size);
-      const { value, grads } = tf.variableGrads(() => this.workload.loss(part));
-      const out: Record<string, Float32Array> = {};
-      for (const [name, g] of Object.entries(grads)) out[name] = (await g.data()) as Float32Array;
-      tf.dispose([value, ...Object.values(grads)]);
-      part.dispose();
-      micro.push(out);
+    try {
+      for (let i = 0; i < k; i++) {
+        const part = heldOut.slice(i * size, (i + 1) * size);
+        const { value, grads } = tf.variableGrads(() => this.workload.loss(part));
+        const out: Record<string, Float32Array> = {};
+        for (const [name, g] of Object.entries(grads)) out[name] = (await g.data()) as Float32Array;
+        tf.dispose([value, ...Object.values(grads)]);
+        part.dispose();
+        micro.push(out);
+      }
+    } finally {
+      heldOut.dispose();
     }
     const { perParam, overall } = microbatchNoise(micro, size);
-    const ema = (key: string) => {
-      if (!this.noiseEma.has(key)) this.noiseEma.set(key, new NoiseScaleEma());
-      return this.noiseEma.get(key)!;
+    const windowed = (key: string, sample: TwoBatchSample): Pick<RecordOf<'noise'>, 'bSimple' | 'bSimpleLatest' | 'gradSq' | 'traceSigma' | 'windowSteps' | 'windowCount'> => {
+      if (!this.noiseWindows.has(key)) this.noiseWindows.set(key, new NoiseWindow(this.options.noiseWindowSteps));
+      const w = this.noiseWindows.get(key)!;
+      w.add(step, sample);
+      const avg = w.average()!;
+      return { bSimple: avg.bSimple, bSimpleLatest: bSimpleOf(sample), gradSq: avg.gradSq, traceSigma: avg.traceSigma, windowSteps: w.steps, windowCount: avg.count };
     };
-    ema('').update(overall);
-    this.append({ kind: 'noise', step, layer: null, bSimple: ema('').bSimple, batchSize: this.batchSize });
+    const sizes = { batchSize: this.batchSize, microbatches: k, microbatchSize: size };
+    this.append({ kind: 'noise', step, layer: null, ...windowed('', overall), ...sizes });
     for (const l of this.layers) {
       if (!perParam[l.name]) continue;
-      ema(l.name).update(perParam[l.name]);
       const probed = l === probe && pairs && momentum[l.name] ? pairs : null;
-      const snrAt = (indices: number[]) => directionSnr(micro.map((m) => m[l.name]), probed!, indices).map((s) => Math.min(s.snr, 1e12));
-      const k = probed ? Math.min(this.options.topK, probed.s.length) : 0;
+      const snrAt = (indices: number[]) => directionSnr(micro.map((m) => m[l.name]), probed!, indices);
+      const n = probed ? Math.min(this.options.topK, probed.s.length) : 0;
+      const top = probed ? snrAt(range(0, n)) : [];
+      const bottom = probed ? snrAt(range(probed.s.length - n, probed.s.length)) : [];
       this.append({
         kind: 'noise',
         step,
         layer: l.name,
-        bSimple: ema(l.name).bSimple,
-        batchSize: this.batchSize,
-        ...(probed ? { snrTop: snrAt(range(0, k)), snrBottom: snrAt(range(probed.s.length - k, probed.s.length)) } : {}),
+        ...windowed(l.name, perParam[l.name]),
+        ...sizes,
+        ...(probed
+          ? {
+              snrOf: 'batch' as const,
+              snrTop: top.map((x) => x.snr),
+              snrTopLow: top.map((x) => x.low),
+              snrTopHigh: top.map((x) => x.high),
+              snrBottom: bottom.map((x) => x.snr),
+              snrBottomLow: bottom.map((x) => x.low),
+              snrBottomHigh: bottom.map((x) => x.high),
+            }
+          : {}),
       });
     }
   }
