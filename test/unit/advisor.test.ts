@@ -56,7 +56,10 @@ const dirs = (step: number, layer: string, kTop: number, kBottom: number): NewLo
   edgeReference: 100,
   directions: { top: [{ index: 0, sigma: 1, kappa: kTop }], bottom: [{ index: 9, sigma: 0.01, kappa: kBottom }] },
 });
-const noise = (step: number, layer: string, top: number, bottom: number): NewLogRecord => ({ kind: 'noise', step, layer, bSimple: 10, batchSize: 16, snrTop: [top], snrBottom: [bottom] });
+/** A noise record with the batch SNR along the top and bottom direction; the top's 95% interval defaults to the point. */
+const noise = (step: number, layer: string, top: number, bottom: number, [topLow, topHigh] = [top, top]): NewLogRecord => ({
+  kind: 'noise', step, layer, bSimple: 10, batchSize: 16, snrOf: 'batch', snrTop: [top], snrTopLow: [topLow], snrTopHigh: [topHigh], snrBottom: [bottom],
+});
 const steadyLosses = (from: number, n: number, loss = 1, p: number | null = 0) => Array.from({ length: n }, (_, i) => stepRec(from + i, loss, p));
 
 describe('rules', () => {
@@ -86,11 +89,14 @@ describe('rules', () => {
     assert.equal(p.rule, 'keep_p_positive');
     assert.deepEqual(p.change, { kind: 'set_schedule', schedule: { type: 'constant', p: 0.25 }, fromStep: 100, reason: 'advisor: top directions still learning' });
     assert.equal(p.evidence[0].value, 6.5, 'median of κ_top/κ_bottom over layers (10 and 3)');
-    assert.equal(p.evidence[1].value, 4, 'median top SNR (5 and 3)');
+    assert.equal(p.evidence[1].value, 4, 'median lower bound of the top SNR (5 and 3)');
     assert.equal(keepPPositiveRule(observe('dynmuon', [...evidence, stepRec(99, 1, 0.3)]), S), null, 'p already positive');
     assert.equal(keepPPositiveRule(observe('muon', [...evidence, stepRec(99, 1, null)]), S), null, 'no schedule to change');
     assert.equal(keepPPositiveRule(observe('dynmuon', [dirs(90, 'w1', 3, 2), noise(90, 'w1', 5, 0.5), stepRec(99, 1, -0.25)]), S), null, 'κ ratio 1.5 ≤ 2');
     assert.equal(keepPPositiveRule(observe('dynmuon', [dirs(90, 'w1', 10, 1), noise(90, 'w1', 1.9, 0.5), stepRec(99, 1, -0.25)]), S), null, 'SNR 1.9 ≤ 2');
+    assert.equal(keepPPositiveRule(observe('dynmuon', [dirs(90, 'w1', 10, 1), noise(90, 'w1', 5, 0.5, [1.5, 9]), stepRec(99, 1, -0.25)]), S), null, 'SNR 5 but its lower bound 1.5 ≤ 2');
+    const microbatch = { ...noise(90, 'w1', 5, 0.5), snrOf: 'microbatch' } as NewLogRecord;
+    assert.equal(keepPPositiveRule(observe('dynmuon', [dirs(90, 'w1', 10, 1), microbatch, stepRec(99, 1, -0.25)]), S), null, 'a microbatch SNR is not in the thresholds\' units');
   });
 
   test('move p negative: top directions are noise, the bottom ones carry more signal, κ no longer rising', () => {
@@ -99,6 +105,7 @@ describe('rules', () => {
     assert.deepEqual(p.change, { kind: 'set_schedule', schedule: { type: 'constant', p: -0.25 }, fromStep: 100, reason: 'advisor: top directions converged' });
     assert.deepEqual(p.evidence.map((e) => e.value), [0.4, 0.9, 1.5]);
     assert.equal(movePNegativeRule(observe('dynmuon', [noise(90, 'w1', 1.1, 2), stepRec(99, 1, 0.25)]), S), null, 'top SNR 1.1 ≥ 1');
+    assert.equal(movePNegativeRule(observe('dynmuon', [noise(90, 'w1', 0.4, 0.9, [0, 1.3]), stepRec(99, 1, 0.25)]), S), null, 'top SNR 0.4 but its upper bound 1.3 ≥ 1');
     assert.equal(movePNegativeRule(observe('dynmuon', [noise(90, 'w1', 0.4, 0.3), stepRec(99, 1, 0.25)]), S), null, 'bottom no better than top');
     assert.equal(movePNegativeRule(observe('dynmuon', [dirs(90, 'w1', 10, 1), noise(90, 'w1', 0.4, 0.9), stepRec(99, 1, 0.25)]), S), null, 'κ still rising with σ');
     assert.equal(movePNegativeRule(observe('dynmuon', [noise(90, 'w1', 0.4, 0.9), stepRec(99, 1, -0.25)]), S), null, 'already negative');
@@ -327,6 +334,9 @@ describe('suggestions through the trainer', () => {
       optimizer: { type: 'dynmuon', lr: 0.02, schedule: { type: 'constant', p: -0.25 } },
       diagnostics: { every: 10, adaptive: false },
       advisor: { mode: 'auto', probeEvery: 20, cooldownSteps: 20 },
+      // A batch large enough that the top direction's batch SNR clears 2 at its lower 95% bound (at 32 the
+      // point estimates are 3–5 but the intervals reach below 1: the signal is not established).
+      batchSize: 128,
     });
     const session = await startSession({ config, configDir: process.cwd(), runsRoot: tmp() });
     await session.done;
@@ -337,7 +347,7 @@ describe('suggestions through the trainer', () => {
     assert.equal(probes[0].heldOutExamples, 4 * 32);
     const suggestions = records.filter((r): r is RecordOf<'suggestion'> => r.kind === 'suggestion');
     // Deterministic on the cpu backend: early on, κ rises with σ and the top directions carry signal, so
-    // keep_p_positive fires against p = −0.25 with confidence above the auto threshold.
+    // keep_p_positive fires against p = −0.25 with confidence above the auto threshold (step 0: lower bound 3.7).
     const confident = suggestions.filter((x) => x.confidence >= 0.5);
     assertAtLeast(confident.length, 1, `a confident suggestion against p = −0.25: ${suggestions.map((x) => `${x.id} ${x.confidence.toFixed(2)}`)}`);
     for (const s of confident) {

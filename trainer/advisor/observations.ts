@@ -27,8 +27,13 @@ export interface LayerDirections {
 
 export interface LayerSnr {
   step: number;
+  /** What the SNRs are of; null in logs from before it was recorded (then the microbatch's). */
+  of: NonNullable<RecordOf<'noise'>['snrOf']> | null;
   top: number[];
   bottom: number[];
+  /** The top directions' confidence bounds, index by index (empty in logs without them). */
+  topLow: number[];
+  topHigh: number[];
 }
 
 export interface RunFacts {
@@ -87,7 +92,7 @@ export class Observations {
         }
         break;
       case 'noise':
-        if (r.layer !== null && r.snrTop) this.snr.set(r.layer, { step: r.step, top: r.snrTop, bottom: r.snrBottom ?? [] });
+        if (r.layer !== null && r.snrTop) this.snr.set(r.layer, { step: r.step, of: r.snrOf ?? null, top: r.snrTop, bottom: r.snrBottom ?? [], topLow: r.snrTopLow ?? [], topHigh: r.snrTopHigh ?? [] });
         break;
       case 'p_probe':
         this.probe = r;

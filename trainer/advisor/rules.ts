@@ -33,7 +33,11 @@ export const ETA_RATIO_UNSTABLE = 2;
 export const LOSS_SPIKE_FACTOR = 1.5;
 const SPIKE_RECENT = 5;
 const SPIKE_BASELINE = 30;
-/** |mean|/std of the gradient along a direction: above this it carries signal, below SNR_LOW mostly noise. */
+/**
+ * SNR of the batch gradient along a direction (|mean|/std of the K-microbatch mean, the runner's `snrOf:
+ * 'batch'`): above this it carries signal, below SNR_LOW mostly noise. The rules ask the 95% interval to
+ * clear the threshold, not the point: with K = 8, a point estimate alone misreads a true SNR of 2 often.
+ */
 export const SNR_HIGH = 2;
 export const SNR_LOW = 1;
 /** κ_top/κ_bottom above this: curvature rises with σ, DynMuon's premise for p > 0. */
@@ -111,7 +115,11 @@ function topDirectionSummary(o: Observations, s: RuleSettings) {
       return { layer, step: d.step, ratio: bottom > 0 ? top / bottom : top > 0 ? Infinity : 0 };
     })
     .filter((r) => !Number.isNaN(r.ratio));
-  const snrs = o.recentSnr(s.maxAge).map(([layer, x]) => ({ layer, step: x.step, top: x.top[0] ?? NaN, bottom: median(x.bottom) }));
+  // Only the batch SNR, with its interval: the thresholds are in its units (a microbatch's is √K smaller).
+  const snrs = o
+    .recentSnr(s.maxAge)
+    .filter(([, x]) => x.of === 'batch')
+    .map(([layer, x]) => ({ layer, step: x.step, top: x.top[0] ?? NaN, topLow: x.topLow[0] ?? NaN, topHigh: x.topHigh[0] ?? NaN, bottom: median(x.bottom) }));
   return { kappaRatios, snrs };
 }
 
@@ -121,8 +129,8 @@ export function keepPPositiveRule(o: Observations, s: RuleSettings): Proposal | 
   const { kappaRatios, snrs } = topDirectionSummary(o, s);
   if (kappaRatios.length === 0 || snrs.length === 0) return null;
   const ratio = median(kappaRatios.map((r) => Math.min(r.ratio, 1e6)));
-  const snr = median(snrs.map((x) => x.top).filter(Number.isFinite));
-  if (!(ratio > KAPPA_RISING_RATIO && snr > SNR_HIGH)) return null;
+  const low = median(snrs.map((x) => x.topLow).filter(Number.isFinite));
+  if (!(ratio > KAPPA_RISING_RATIO && low > SNR_HIGH)) return null;
   return {
     rule: 'keep_p_positive',
     target: 'p',
@@ -130,10 +138,10 @@ export function keepPPositiveRule(o: Observations, s: RuleSettings): Proposal | 
     change: constantP(P_POSITIVE, o.step + 1, 'advisor: top directions still learning'),
     evidence: [
       { name: 'κ_top/κ_bottom (median over layers)', value: round(ratio), threshold: KAPPA_RISING_RATIO, comparison: '>', step: Math.max(...kappaRatios.map((r) => r.step)), note: 'curvature rises with σ' },
-      { name: 'SNR along the top direction (median over layers)', value: round(snr), threshold: SNR_HIGH, comparison: '>', step: Math.max(...snrs.map((x) => x.step)) },
+      { name: 'Batch SNR along the top direction, lower 95% bound (median over layers)', value: round(low), threshold: SNR_HIGH, comparison: '>', step: Math.max(...snrs.map((x) => x.step)), note: `point estimate ${fmt(median(snrs.map((x) => x.top)))}` },
       { name: 'p now', value: o.p, threshold: P_EPS, comparison: '<' },
     ],
-    confidence: clamp01(0.25 * Math.min(2, ratio / KAPPA_RISING_RATIO) + 0.25 * Math.min(2, snr / SNR_HIGH)) * 0.8,
+    confidence: clamp01(0.25 * Math.min(2, ratio / KAPPA_RISING_RATIO) + 0.25 * Math.min(2, low / SNR_HIGH)) * 0.8,
     expectedEffect: 'larger steps along the high-curvature, high-signal directions while they still reduce the loss fastest',
   };
 }
@@ -142,15 +150,16 @@ export function keepPPositiveRule(o: Observations, s: RuleSettings): Proposal | 
 export function movePNegativeRule(o: Observations, s: RuleSettings): Proposal | null {
   if (o.run?.optimizer !== 'dynmuon' || o.p === null || o.p < -P_EPS) return null;
   const { kappaRatios, snrs } = topDirectionSummary(o, s);
-  const usable = snrs.filter((x) => Number.isFinite(x.top) && Number.isFinite(x.bottom));
+  const usable = snrs.filter((x) => Number.isFinite(x.top) && Number.isFinite(x.topHigh) && Number.isFinite(x.bottom));
   if (usable.length === 0) return null;
   const top = median(usable.map((x) => x.top));
+  const high = median(usable.map((x) => x.topHigh));
   const bottom = median(usable.map((x) => x.bottom));
   const ratio = kappaRatios.length ? median(kappaRatios.map((r) => Math.min(r.ratio, 1e6))) : null;
-  if (!(top < SNR_LOW && bottom > top && (ratio === null || ratio <= KAPPA_RISING_RATIO))) return null;
+  if (!(high < SNR_LOW && bottom > top && (ratio === null || ratio <= KAPPA_RISING_RATIO))) return null;
   const evidence: Evidence[] = [
-    { name: 'SNR along the top direction (median over layers)', value: round(top), threshold: SNR_LOW, comparison: '<', step: Math.max(...usable.map((x) => x.step)), note: 'the top directions have converged: their gradient is mostly noise' },
-    { name: 'SNR along the bottom directions (median over layers)', value: round(bottom), threshold: round(top), comparison: '>', note: 'the remaining signal lies in low-σ directions' },
+    { name: 'Batch SNR along the top direction, upper 95% bound (median over layers)', value: round(high), threshold: SNR_LOW, comparison: '<', step: Math.max(...usable.map((x) => x.step)), note: `point estimate ${fmt(top)}: the top directions have converged, their gradient is mostly noise` },
+    { name: 'Batch SNR along the bottom directions (median over layers)', value: round(bottom), threshold: round(top), comparison: '>', note: 'the remaining signal lies in low-σ directions' },
   ];
   if (ratio !== null) evidence.push({ name: 'κ_top/κ_bottom (median over layers)', value: round(ratio), threshold: KAPPA_RISING_RATIO, comparison: '<' });
   return {
@@ -159,7 +168,7 @@ export function movePNegativeRule(o: Observations, s: RuleSettings): Proposal | 
     title: `Move p mildly negative (${fmt(o.p)} → ${P_NEGATIVE}): the top directions have converged`,
     change: constantP(P_NEGATIVE, o.step + 1, 'advisor: top directions converged'),
     evidence,
-    confidence: clamp01(0.3 + 0.3 * clamp01((SNR_LOW - top) / SNR_LOW) + 0.2 * clamp01(bottom / Math.max(top, 1e-9) - 1)),
+    confidence: clamp01(0.3 + 0.3 * clamp01((SNR_LOW - high) / SNR_LOW) + 0.2 * clamp01(bottom / Math.max(top, 1e-9) - 1)),
     expectedEffect: 'more of each step goes to the low-curvature directions that still learn; damping bounds how much noise directions are amplified',
   };
 }
