@@ -9,7 +9,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import type { LayerStats, LogRecord, RecordOf } from '../../common/protocol.js';
+import type { LayerStats, RecordOf } from '../../common/protocol.js';
 import { fmt } from '../../webview/dom.js';
 import { SLOW_TEST } from '../helpers/wait.js';
 import { FakeHost, loadStream, serveDashboard, type RunFixture } from './host.js';
