@@ -172,10 +172,19 @@ export class RunStore {
     topEigenvalue: new Series(),
     criticalSharpness: new Series(),
     etaRatio: new Series(),
+    /** B_simple over the window of steps (older logs: an EMA over measurements), and each measurement's own. */
     noiseScale: new Series(),
+    noiseScaleLatest: new Series(),
     batchSize: new Series(),
+    /** The probed layer's SNR along its top singular direction with its 95% bounds, and along the bottom one. */
+    snrTop: new Series(),
+    snrTopLow: new Series(),
+    snrTopHigh: new Series(),
+    snrBottom: new Series(),
     overheadPct: new Series(),
   };
+  /** What the SNRs are of (logs from before it was recorded measured a microbatch's). */
+  snrOf: NonNullable<RecordOf<'noise'>['snrOf']> = 'microbatch';
   costsMs: Record<string, number> = {};
   diagnosticsEvery = 0;
   readonly layers = new Map<string, LayerHistory>();
@@ -282,12 +291,20 @@ export class RunStore {
       case 'noise':
         if (r.layer === null) {
           this.model.noiseScale.push(r.step, r.bSimple ?? NaN);
+          if (r.bSimpleLatest !== undefined) this.model.noiseScaleLatest.push(r.step, r.bSimpleLatest ?? NaN);
           this.model.batchSize.push(r.step, r.batchSize);
         } else {
           const l = this.layer(r.layer);
           l.series.noiseScale.push(r.step, r.bSimple ?? NaN);
           if (r.snrTop) l.snrTop = r.snrTop;
           if (r.snrBottom) l.snrBottom = r.snrBottom;
+          if (r.snrTop?.length) {
+            this.snrOf = r.snrOf ?? 'microbatch';
+            this.model.snrTop.push(r.step, r.snrTop[0]);
+            this.model.snrTopLow.push(r.step, r.snrTopLow?.[0] ?? NaN);
+            this.model.snrTopHigh.push(r.step, r.snrTopHigh?.[0] ?? NaN);
+            this.model.snrBottom.push(r.step, r.snrBottom?.at(-1) ?? NaN);
+          }
         }
         return;
       case 'diagnostics_cost':

@@ -28,6 +28,7 @@ export class CurvatureView implements View {
   private readonly sharpness: Chart;
   private readonly eta: Chart;
   private readonly noise: Chart;
+  private readonly snr: Chart;
   private readonly cost: Chart;
   private readonly costs = h('p', { id: 'diagnostics-costs' });
   private readonly every: Control;
@@ -62,12 +63,24 @@ export class CurvatureView implements View {
     this.eta = new Chart(charts, { id: 'eta-ratio', title: 'η_actual / η* (above 1: steps longer than the local optimum)', xLabel: 'step', series: [{ label: 'η_actual/η*', color: 'green', width: 2 }] });
     this.noise = new Chart(charts, {
       id: 'noise-scale',
-      title: 'Gradient noise scale B_simple vs the batch size',
+      title: 'Gradient noise scale B_simple (two-batch, held-out data): window average and each measurement, vs the batch size',
       xLabel: 'step',
       logY: true,
       series: [
-        { label: 'B_simple', color: 'yellow', width: 2 },
+        { label: 'B_simple (window average)', color: 'yellow', width: 2 },
         { label: 'batch size', color: 'foreground', dash: [5, 4] },
+        { label: 'B_simple (latest measurement)', color: 'orange', width: 0, points: true },
+      ],
+    });
+    this.snr = new Chart(charts, {
+      id: 'snr',
+      title: snrTitle('batch'),
+      xLabel: 'step',
+      series: [
+        { label: 'SNR, top direction', color: 'blue', width: 2 },
+        { label: '95% lower bound', color: 'blue', dash: [2, 3], width: 1 },
+        { label: '95% upper bound', color: 'blue', dash: [2, 3], width: 1 },
+        { label: 'SNR, bottom direction', color: 'purple', dash: [5, 4] },
       ],
     });
     this.cost = new Chart(charts, { id: 'overhead', title: 'Diagnostics overhead (% of training time)', xLabel: 'step', series: [{ label: 'overhead %', color: 'red' }] });
@@ -111,12 +124,26 @@ export class CurvatureView implements View {
     this.sharpness.update(alignSeries([points(m.topEigenvalue, w), points(m.criticalSharpness, w)]), `${describeSeries('Top eigenvalue', m.topEigenvalue, fmt)} ${describeSeries('Critical sharpness', m.criticalSharpness, fmt)}${marks}`, markers);
     const eta = points(m.etaRatio, w);
     this.eta.update([eta.x, eta.y], describeSeries('η_actual/η*', m.etaRatio, fmt) + marks, markers, [{ value: 1, label: 'η* (optimal)' }]);
-    this.noise.update(alignSeries([points(m.noiseScale, w), points(m.batchSize, w)]), `${describeSeries('Noise scale', m.noiseScale, fmt)} Batch size ${fmt(m.batchSize.last)}.${marks}`, markers);
+    this.noise.update(
+      alignSeries([points(m.noiseScale, w), points(m.batchSize, w), points(m.noiseScaleLatest, w)]),
+      `${describeSeries('Noise scale (window average)', m.noiseScale, fmt)} ${describeSeries('Latest measurement', m.noiseScaleLatest, fmt)} Batch size ${fmt(m.batchSize.last)}.${marks}`,
+      markers,
+    );
+    this.snr.setTitle(snrTitle(run.snrOf));
+    this.snr.update(
+      alignSeries([m.snrTop, m.snrTopLow, m.snrTopHigh, m.snrBottom].map((x) => points(x, w))),
+      `${describeSeries(`SNR of the ${run.snrOf} along the top direction`, m.snrTop, fmt)} 95% interval ${fmt(m.snrTopLow.last)} to ${fmt(m.snrTopHigh.last)}. ${describeSeries('Along the bottom direction', m.snrBottom, fmt)}${marks}`,
+      markers,
+      [
+        { value: 2, label: 'signal (rules: lower bound above)' },
+        { value: 1, label: 'noise (rules: upper bound below)' },
+      ],
+    );
     const cost = points(m.overheadPct, w);
     this.cost.update([cost.x, cost.y], describeSeries('Diagnostics overhead %', m.overheadPct, fmt) + marks, markers);
     // The run's steps so far, as on the Overview, though diagnostics start later and come every N steps.
     const range = sharedStepRange([run.loss, ...Object.values(m)], run.step);
-    for (const chart of [this.edge, this.sharpness, this.eta, this.noise, this.cost]) chart.setXRange(range);
+    for (const chart of [this.edge, this.sharpness, this.eta, this.noise, this.snr, this.cost]) chart.setXRange(range);
     setText(this.costs, costText(run));
     const settings = diagnosticsSettings(run);
     if (settings && this.seededFor !== run.runId) {
@@ -127,6 +154,11 @@ export class CurvatureView implements View {
     }
     this.apply.disabled = !canCommand(run);
   }
+}
+
+/** The SNR chart's title names what the SNR is of: a microbatch's, the batch's (×√K) or the momentum's. */
+function snrTitle(of: RunStore['snrOf']): string {
+  return `Per-direction SNR of the ${of} gradient along the probed layer's top and bottom singular directions of M, with its 95% interval (noncentral t, K − 1 df)`;
 }
 
 function costText(run: RunStore): string {
