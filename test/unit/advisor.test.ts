@@ -344,7 +344,7 @@ describe('suggestions through the trainer', () => {
     const probes = records.filter((r): r is RecordOf<'p_probe'> => r.kind === 'p_probe');
     assert.deepEqual(probes.map((p) => p.step), [19, 39, 59]);
     assert.deepEqual(probes[0].candidates.map((c) => c.p), [-0.25, 0, 0.25, 0.5]);
-    assert.equal(probes[0].heldOutExamples, 4 * 32);
+    assert.equal(probes[0].heldOutExamples, config.advisor.probeBatches * config.batchSize, `the default probeBatches (${config.advisor.probeBatches}) of batch ${config.batchSize}`);
     const suggestions = records.filter((r): r is RecordOf<'suggestion'> => r.kind === 'suggestion');
     // Deterministic on the cpu backend: early on, κ rises with σ and the top directions carry signal, so
     // keep_p_positive fires against p = −0.25 with confidence above the auto threshold (step 0: lower bound 3.7).

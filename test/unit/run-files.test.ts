@@ -155,7 +155,7 @@ describe('run config', () => {
   test('the shipped JSON Schema is the validator\'s own definition', () => {
     const schema = runConfigJsonSchema() as { properties: Record<string, { default?: unknown }>; additionalProperties: boolean };
     assert.equal(schema.additionalProperties, false);
-    assert.equal(schema.properties.steps.default, 600);
+    assert.equal(schema.properties.steps.default, 1500);
     assert.ok(JSON.stringify(schema).includes('"logistic"'), 'schedule types are in the schema');
     assert.equal((schema as { required?: string[] }).required, undefined, 'fields with defaults are not required of the file');
     const optimizer = (schema.properties.optimizer as unknown as { anyOf: { required?: string[] }[] }).anyOf;

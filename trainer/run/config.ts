@@ -8,6 +8,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { isMuonscopeError } from '../../common/errors.js';
 import { ScheduleSpecSchema, validateSchedule } from '../../common/schedules.js';
+import { TINY_TRANSFORMER_DEFAULT } from '../models/transformer.js';
 import { ADAMW_DEFAULTS, DYNMUON_DEFAULTS, MUON_DEFAULTS } from '../optim/hyperparameters.js';
 
 const d = (description: string) => ({ description, markdownDescription: description });
@@ -15,10 +16,10 @@ const d = (description: string) => ({ description, markdownDescription: descript
 const TransformerModel = Type.Object(
   {
     type: Type.Literal('transformer'),
-    width: Type.Integer({ minimum: 16, maximum: 512, default: 128, ...d('Model width (embedding size).') }),
-    layers: Type.Integer({ minimum: 1, maximum: 8, default: 2, ...d('Number of transformer blocks.') }),
-    heads: Type.Integer({ minimum: 1, maximum: 16, default: 4, ...d('Attention heads per block; must divide `width`.') }),
-    contextLength: Type.Integer({ minimum: 8, maximum: 256, default: 64, ...d('Characters of context per sequence.') }),
+    width: Type.Integer({ minimum: 16, maximum: 512, default: TINY_TRANSFORMER_DEFAULT.width, ...d('Model width (embedding size).') }),
+    layers: Type.Integer({ minimum: 1, maximum: 8, default: TINY_TRANSFORMER_DEFAULT.layers, ...d('Number of transformer blocks.') }),
+    heads: Type.Integer({ minimum: 1, maximum: 16, default: TINY_TRANSFORMER_DEFAULT.heads, ...d('Attention heads per block; must divide `width`.') }),
+    contextLength: Type.Integer({ minimum: 8, maximum: 256, default: TINY_TRANSFORMER_DEFAULT.contextLength, ...d('Characters of context per sequence.') }),
   },
   { additionalProperties: false, ...d('A tiny decoder-only character transformer.') },
 );
@@ -35,7 +36,7 @@ const MlpModel = Type.Object(
 const MarkovTask = Type.Object(
   {
     type: Type.Literal('markov'),
-    vocabSize: Type.Integer({ minimum: 2, maximum: 128, default: 32, ...d('Alphabet size of the order-2 Markov source.') }),
+    vocabSize: Type.Integer({ minimum: 2, maximum: 128, default: TINY_TRANSFORMER_DEFAULT.vocabSize, ...d('Alphabet size of the order-2 Markov source.') }),
   },
   { additionalProperties: false, ...d('An order-2 Markov character source; its entropy floor H* is computed exactly.') },
 );
@@ -109,8 +110,8 @@ export const RunConfigSchema = Type.Object(
     $schema: Type.Optional(Type.String()),
     name: Type.String({ minLength: 1, maxLength: 100, default: 'run', ...d('A name for the run (used in its folder name).') }),
     seed: Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 1 }),
-    steps: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 600, ...d('Training steps.') }),
-    batchSize: Type.Integer({ minimum: 1, maximum: 65536, default: 16 }),
+    steps: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 1500, ...d('Training steps.') }),
+    batchSize: Type.Integer({ minimum: 1, maximum: 65536, default: 32, ...d('Sequences (or examples) per training step.') }),
     model: Type.Union([TransformerModel, MlpModel], { default: { type: 'transformer' } }),
     task: Type.Union([MarkovTask, TextFileTask, TeacherStudentTask], { default: { type: 'markov' } }),
     optimizer: Type.Union([DynMuonOptimizer, MuonOptimizer, AdamWOptimizer], { default: { type: 'dynmuon' } }),
@@ -130,7 +131,7 @@ export const RunConfigSchema = Type.Object(
     checkpointEvery: Type.Integer({ minimum: 1, default: 500, ...d('Checkpoint every N steps (also on stop and on demand).') }),
     diagnostics: Type.Object(
       {
-        every: Type.Integer({ minimum: 1, default: 50, ...d('Per-layer spectra every K steps; the expensive probes are spaced further apart to stay within the budget.') }),
+        every: Type.Integer({ minimum: 1, default: 100, ...d('Per-layer spectra every K steps; the expensive probes are spaced further apart to stay within the budget (each is first measured within the first K steps).') }),
         adaptive: Type.Boolean({ default: true, ...d('Space out expensive diagnostics to stay within the overhead budget.') }),
         budgetPct: Type.Number({ exclusiveMinimum: 0, maximum: 100, default: 10, ...d('Diagnostics overhead budget, percent of training time.') }),
         curvature: Type.Boolean({ default: true }),
@@ -147,8 +148,8 @@ export const RunConfigSchema = Type.Object(
           default: 'suggest',
           ...d('`suggest`: suggestions appear in the dashboard with Apply / Dismiss. `auto`: confident ones are applied at once (logged as the advisor\'s). `off`: no suggestions.'),
         }),
-        probeEvery: Type.Integer({ minimum: 0, default: 100, ...d('Steps between p-probes (DynMuon only): the quadratic model\'s predicted decrease for p ∈ {−0.25, 0, 0.25, 0.5} and the p in force. 0 turns the probe off.') }),
-        probeBatches: Type.Integer({ minimum: 1, maximum: 64, default: 4, ...d('Training-size batches pooled into the probe\'s held-out batch.') }),
+        probeEvery: Type.Integer({ minimum: 0, default: 250, ...d('Steps between p-probes (DynMuon only): the quadratic model\'s predicted decrease for p ∈ {−0.25, 0, 0.25, 0.5} and the p in force. 0 turns the probe off.') }),
+        probeBatches: Type.Integer({ minimum: 1, maximum: 64, default: 1, ...d('Training-size batches pooled into the probe\'s held-out batch (each adds a training step\'s cost per gradient the probe takes).') }),
         cooldownSteps: Type.Integer({ minimum: 1, default: 50, ...d('Steps between two suggestions for the same target (lr, p).') }),
         autoMinConfidence: Type.Number({ minimum: 0, maximum: 1, default: 0.5, ...d('In `auto` mode, suggestions at least this confident are applied.') }),
       },
