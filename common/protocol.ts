@@ -140,6 +140,12 @@ const LayerStatsSchema = Type.Object({
 export type LayerStats = Static<typeof LayerStatsSchema>;
 
 const DirectionCurvatureSchema = Type.Object({ index: Int(), sigma: Finite(), kappa: Finite(), snr: Type.Optional(Finite()) });
+const RitzSchema = Type.Object({ value: Finite(), residual: Finite(), converged: Type.Boolean() });
+/**
+ * The overshoot fraction (steps with g_{t+1}ᵀd_t < 0 over a full window of 20) above which overshoot is
+ * persistent: with pure-noise gradients the signs are coin flips and 15 or more of 20 happens 2% of the time.
+ */
+export const OVERSHOOT_FRACTION_PERSISTENT = 0.7;
 
 const RecordBase = { seq: Int({ minimum: 1 }), t: Finite() };
 
@@ -216,12 +222,37 @@ export const LogRecordSchema = Type.Union([
     step: Int(),
     /** null: the whole model. */
     layer: Type.Union([Str(), Type.Null()]),
-    /** κ = dᵀHd/‖d‖² along the applied update (absent when only other probes ran at this step). */
+    /**
+     * κ_d = dᵀHd/‖d‖² along the applied update d (per unit lr); since the Muon-units correction measured at
+     * θ_before on a held-out batch (absent when only other probes ran at this step).
+     */
     kappaUpdate: Type.Optional(Finite()),
     etaActual: Finite(),
-    etaStar: Type.Union([Finite(), Type.Null()]),
-    edgeReference: Finite(),
+    /** Deprecated (older logs): gᵀd/dᵀHd at θ_after along the step just taken, null unless positive. */
+    etaStar: Type.Optional(Type.Union([Finite(), Type.Null()])),
+    /** Deprecated (older logs): gradient descent's 2/η_eff, not a stability test for Muon. */
+    edgeReference: Type.Optional(Finite()),
+    /** η* = gᵀd/dᵀHd at θ_before on a held-out batch, before the step; negative when d points uphill there; null when dᵀHd ≤ 0. */
+    etaStarBefore: Type.Optional(Type.Union([Finite(), Type.Null()])),
+    /** The edge along the update 2·gᵀd/(η‖d‖²) at θ_before: κ_d above it means η > 2η* (the step raises the loss). */
+    edgeAlongUpdate: Type.Optional(Finite()),
+    /** Fraction of the last `overshootSteps` steps with g_{t+1}ᵀd_t < 0 (whole model). */
+    overshootFraction: Type.Optional(Finite()),
+    overshootSteps: Type.Optional(Int()),
+    /** The latest cos(g_{t+1}, d_t). */
+    overshootCosine: Type.Optional(Finite()),
+    /** Power-iteration estimate (older logs); newer records carry `eigenvalues`. */
     topEigenvalue: Type.Optional(Finite()),
+    /** Lanczos Ritz values: the largest few (largest first) and the most negative, with residuals ‖Hy − λy‖. */
+    eigenvalues: Type.Optional(
+      Type.Object({
+        top: Type.Array(RitzSchema),
+        bottom: RitzSchema,
+        /** converged: residual ≤ tol·max|λ|. */
+        tol: Finite(),
+        hvps: Int(),
+      }),
+    ),
     criticalSharpness: Type.Optional(Finite()),
     directions: Type.Optional(Type.Object({ top: Type.Array(DirectionCurvatureSchema), bottom: Type.Array(DirectionCurvatureSchema) })),
   }),

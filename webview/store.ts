@@ -168,10 +168,20 @@ export class RunStore {
   readonly valLoss = new Series();
   readonly model = {
     kappaUpdate: new Series(),
-    edgeReference: new Series(),
+    /** 2·gᵀd/(η‖d‖²), the stability edge for κ along the update. */
+    edgeAlongUpdate: new Series(),
+    /** Power iteration (older logs). */
     topEigenvalue: new Series(),
+    /** Lanczos: the three largest Ritz values, the most negative, and the values not converged. */
+    eigen1: new Series(),
+    eigen2: new Series(),
+    eigen3: new Series(),
+    eigenBottom: new Series(),
+    eigenNotConverged: new Series(),
     criticalSharpness: new Series(),
+    /** η/η* with η* measured before the step. */
     etaRatio: new Series(),
+    overshootFraction: new Series(),
     /** B_simple over the window of steps (older logs: an EMA over measurements), and each measurement's own. */
     noiseScale: new Series(),
     noiseScaleLatest: new Series(),
@@ -275,10 +285,19 @@ export class RunStore {
       case 'curvature':
         if (r.layer === null) {
           if (r.kappaUpdate !== undefined) this.model.kappaUpdate.push(r.step, r.kappaUpdate);
-          this.model.edgeReference.push(r.step, r.edgeReference);
+          if (r.edgeAlongUpdate !== undefined) this.model.edgeAlongUpdate.push(r.step, r.edgeAlongUpdate);
           if (r.topEigenvalue !== undefined) this.model.topEigenvalue.push(r.step, r.topEigenvalue);
+          if (r.eigenvalues) {
+            const [a, b, c] = r.eigenvalues.top;
+            const ritz = [[this.model.eigen1, a], [this.model.eigen2, b], [this.model.eigen3, c], [this.model.eigenBottom, r.eigenvalues.bottom]] as const;
+            for (const [series, pair] of ritz) if (pair) series.push(r.step, pair.value);
+            // One marker per step: the largest value that did not converge.
+            const loose = [...r.eigenvalues.top, r.eigenvalues.bottom].find((pair) => !pair.converged);
+            if (loose) this.model.eigenNotConverged.push(r.step, loose.value);
+          }
           if (r.criticalSharpness !== undefined) this.model.criticalSharpness.push(r.step, r.criticalSharpness);
-          this.model.etaRatio.push(r.step, r.etaStar ? r.etaActual / r.etaStar : NaN);
+          if (r.etaStarBefore != null) this.model.etaRatio.push(r.step, r.etaActual / r.etaStarBefore);
+          if (r.overshootFraction !== undefined) this.model.overshootFraction.push(r.step, r.overshootFraction);
         } else {
           const l = this.layer(r.layer);
           if (r.kappaUpdate !== undefined) l.series.kappa.push(r.step, r.kappaUpdate);

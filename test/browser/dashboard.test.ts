@@ -166,7 +166,7 @@ describe('dashboard in headless Chromium', () => {
     await page.screenshot({ path: join(artifacts, 'layer-detail.png'), fullPage: true });
   });
 
-  test('Curvature & noise: κ vs 2/η_eff, sharpness, η ratio, noise scale vs batch, cost', SLOW_TEST, async () => {
+  test('Curvature & noise: η/η* before the step, κ_d vs the edge along the update, overshoot, Lanczos eigenvalues, noise scale vs batch, cost', SLOW_TEST, async () => {
     const { host, page, runs } = await openDashboard();
     await showView(page, 'curvature');
     // What the recorded run measured (the whole model's top eigenvalue once per round of the layers).
@@ -174,9 +174,16 @@ describe('dashboard in headless Chromium', () => {
     const rounds = runs[0].records.filter((r) => r.kind === 'diagnostics_cost').length;
     const noise = runs[0].records.filter((r) => r.kind === 'noise' && r.layer === null).length;
     const expected: Record<string, number[]> = {
-      'kappa-edge': [model.filter((r) => r.kappaUpdate !== undefined).length, model.length],
-      sharpness: [model.filter((r) => r.topEigenvalue !== undefined).length, model.filter((r) => r.criticalSharpness !== undefined).length],
-      'eta-ratio': [model.filter((r) => r.etaStar !== null).length],
+      // Logs from before the Muon-units measurements carry none of η*_before, the edge, the overshoot or Lanczos.
+      'eta-ratio': [model.filter((r) => r.etaStarBefore != null).length],
+      'kappa-edge': [model.filter((r) => r.kappaUpdate !== undefined).length, model.filter((r) => r.edgeAlongUpdate !== undefined).length],
+      overshoot: [model.filter((r) => r.overshootFraction !== undefined).length],
+      eigenvalues: [
+        ...[0, 1, 2].map((i) => model.filter((r) => r.eigenvalues?.top[i]).length),
+        model.filter((r) => r.eigenvalues).length,
+        model.filter((r) => r.eigenvalues && [...r.eigenvalues.top, r.eigenvalues.bottom].some((e) => !e.converged)).length,
+        model.filter((r) => r.topEigenvalue !== undefined).length,
+      ],
       'noise-scale': [noise, noise],
       overhead: [rounds],
     };

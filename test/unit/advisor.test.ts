@@ -46,7 +46,8 @@ function observe(optimizer: string, records: NewLogRecord[], lossFloor: number |
 }
 
 const stepRec = (step: number, loss: number, p: number | null = 0, lr = 0.02): NewLogRecord => ({ kind: 'step', step, loss, lr, p, stepMs: 10 });
-const curv = (step: number, etaStar: number | null, kappa = 1, lr = 0.02): NewLogRecord => ({ kind: 'curvature', step, layer: null, kappaUpdate: kappa, etaActual: lr, etaStar, edgeReference: 2 / lr });
+const curv = (step: number, etaStar: number | null, kappa = 1, lr = 0.02): NewLogRecord => ({ kind: 'curvature', step, layer: null, kappaUpdate: kappa, etaActual: lr, etaStarBefore: etaStar });
+const overshoot = (step: number, fraction: number, steps = 20): NewLogRecord => ({ kind: 'curvature', step, layer: null, etaActual: 0.02, overshootFraction: fraction, overshootSteps: steps, overshootCosine: -0.1 });
 const dirs = (step: number, layer: string, kTop: number, kBottom: number): NewLogRecord => ({
   kind: 'curvature',
   step,
@@ -64,21 +65,27 @@ const steadyLosses = (from: number, n: number, loss = 1, p: number | null = 0) =
 
 describe('rules', () => {
   test('instability: two kinds of evidence halve the lr; one alone does not', () => {
-    // η_actual/η* = 0.02/0.008 = 2.5 > 2 on two consecutive probes, plus κ past 2/η_eff.
-    const both = observe('muon', [...steadyLosses(0, 50), curv(40, 0.008, 150), curv(49, 0.008, 150)]);
+    // η/η*_before = 0.02/0.008 = 2.5 > 2 on two consecutive probes, plus 16 of the last 20 steps with g_{t+1}ᵀd_t < 0.
+    const both = observe('muon', [...steadyLosses(0, 50), curv(40, 0.008), curv(49, 0.008), overshoot(49, 0.8)]);
     const p = instabilityRule(both, S)!;
     assert.ok(p, 'fires');
     assert.deepEqual(p.change, { kind: 'set_lr', lr: 0.01, reason: 'advisor: instability' });
-    assert.deepEqual(p.evidence.map((e) => e.name), ['η_actual/η*', 'η_actual/η*', 'κ along the update']);
+    assert.deepEqual(p.evidence.map((e) => e.name), ['η/η* before the step', 'η/η* before the step', 'fraction of the last 20 steps with g_{t+1}ᵀd_t < 0']);
     assert.equal(p.evidence[0].value, 2.5);
     assert.equal(p.confidence, 0.7);
-    // Only the ratio (κ below the reference): one kind of evidence.
-    assert.equal(instabilityRule(observe('muon', [...steadyLosses(0, 50), curv(40, 0.008, 50), curv(49, 0.008, 50)]), S), null);
-    // Ratio just under 2 on one of the two probes: no ratio evidence, κ alone is not enough.
-    assert.equal(instabilityRule(observe('muon', [...steadyLosses(0, 50), curv(40, 0.0101, 150), curv(49, 0.008, 150)]), S), null);
-    // A loss spike (mean of the last 5 = 2× the median before) with κ past the reference.
-    const spike = observe('muon', [...steadyLosses(0, 45), ...[45, 46, 47, 48, 49].map((s) => stepRec(s, 2)), curv(49, null, 150)]);
-    assert.deepEqual(instabilityRule(spike, S)!.evidence.map((e) => e.name).sort(), ['mean loss of the last 5 steps / median of the 30 before', 'κ along the update'].sort());
+    // Only the ratio: one kind of evidence, however far κ is past gradient descent's 2/η (no longer evidence).
+    assert.equal(instabilityRule(observe('muon', [...steadyLosses(0, 50), curv(40, 0.008, 1e4), curv(49, 0.008, 1e4)]), S), null);
+    // Nor is critical sharpness past 2/lr: from the same point and direction it is η* again.
+    const sharp: NewLogRecord = { kind: 'curvature', step: 49, layer: null, etaActual: 0.02, criticalSharpness: 1e4 };
+    assert.equal(instabilityRule(observe('muon', [...steadyLosses(0, 50), curv(40, 0.008), curv(48, 0.008), sharp]), S), null);
+    // Ratio just under 2 on one of the two probes: no ratio evidence, the overshoot fraction alone is not enough.
+    assert.equal(instabilityRule(observe('muon', [...steadyLosses(0, 50), curv(40, 0.0101), curv(49, 0.008), overshoot(49, 0.8)]), S), null);
+    // 14 of 20 (0.7) is not above the threshold; nor is a window shorter than 20 steps.
+    assert.equal(instabilityRule(observe('muon', [...steadyLosses(0, 50), curv(40, 0.008), curv(49, 0.008), overshoot(49, 0.7)]), S), null);
+    assert.equal(instabilityRule(observe('muon', [...steadyLosses(0, 50), curv(40, 0.008), curv(49, 0.008), overshoot(49, 0.9, 10)]), S), null);
+    // A loss spike (mean of the last 5 = 2× the median before) with a persistent overshoot.
+    const spike = observe('muon', [...steadyLosses(0, 45), ...[45, 46, 47, 48, 49].map((s) => stepRec(s, 2)), overshoot(49, 0.85)]);
+    assert.deepEqual(instabilityRule(spike, S)!.evidence.map((e) => e.name).sort(), ['mean loss of the last 5 steps / median of the 30 before', 'fraction of the last 20 steps with g_{t+1}ᵀd_t < 0'].sort());
     // Stale curvature (older than maxAge) is not used.
     assert.equal(instabilityRule(observe('muon', [curv(40, 0.008, 150), curv(49, 0.008, 150), ...steadyLosses(200, 50)]), S), null);
   });

@@ -11,7 +11,6 @@ import {
   criticalSharpness,
   directionalCurvature,
   DiagnosticsScheduler,
-  edgeReference,
   EXPENSIVE_DIAGNOSTICS,
   layerSpectra,
   orthogonalityError,
@@ -20,7 +19,7 @@ import {
   restrictDirection,
   spectrumSummary,
   tfLandscape,
-  topEigenvalue,
+  hessianEigenvalues,
   updateRmsTheory,
   updateWeightRatio,
   curvatureAlongSingularDirections,
@@ -208,6 +207,8 @@ interface CurvatureIndex {
   params: ParamFixture[];
   loss: number;
   topEigenvalue: number;
+  /** np.linalg.eigh of the exact Hessian, ascending. */
+  eigenvalues: number[];
   kappa: number;
   gradDotDirection: number;
   perLayer: Record<string, { topEigenvalue: number; kappa: number }>;
@@ -277,21 +278,34 @@ describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float6
     for (const v of model.variables) assert.deepEqual(v.dataSync(), theta[v.name], v.name);
   });
 
-  test('power-iteration top eigenvalue, whole model and per weight block, within 2% of exact', async (t) => {
-    const whole = await topEigenvalue(landscape, theta, null, { seed: 7 });
-    const err = rel(whole.eigenvalue, fx.topEigenvalue);
-    t.diagnostic(`whole model: ${whole.eigenvalue} vs ${fx.topEigenvalue} (rel ${err.toExponential(2)}), ${whole.iterations} iterations, ${whole.cost.gradientEvals} gradients, ${whole.cost.ms.toFixed(1)} ms`);
-    assert.ok(whole.converged, `whole model: not converged after ${whole.iterations} iterations`);
-    assertBelow(err, 0.02, `whole-model top eigenvalue ${whole.eigenvalue} vs ${fx.topEigenvalue}, rel.`);
+  test('Lanczos on FD HVPs: top 3 and most negative eigenvalue vs np.linalg.eigh of the exact Hessian', async (t) => {
+    const exact = fx.eigenvalues;
+    const n = exact.length;
+    const norm = Math.max(Math.abs(exact[0]), Math.abs(exact[n - 1]));
+    const nearest = (x: number) => Math.min(...exact.map((e) => Math.abs(e - x)));
+    // 10 steps (the runner's budget): the top eigenvalue within 2% (the FD HVP's accuracy, as for κ), and every
+    // pair flagged converged within its residual plus 1e-3·‖H‖ (Bauer–Fike, plus the FD operator's error).
+    const short = await hessianEigenvalues(landscape, theta, null, { steps: 10, seed: 7 });
+    t.diagnostic(`10 steps: top ${short.top.map((r) => `${r.value.toPrecision(5)} (res ${r.residual.toExponential(1)}${r.converged ? '' : ', not converged'})`).join(', ')}; bottom ${short.bottom.value.toPrecision(4)} (res ${short.bottom.residual.toExponential(1)}); exact top ${exact.slice(-3).reverse().map((e) => e.toPrecision(5)).join(', ')}, bottom ${exact[0].toPrecision(4)}; ${short.cost.gradientEvals} gradients, ${short.cost.ms.toFixed(1)} ms`);
+    assert.equal(short.products, 10);
+    assert.equal(short.cost.gradientEvals, 20);
+    assert.ok(short.top[0].converged, `top Ritz value not converged: residual ${short.top[0].residual} vs tol ${short.tol}·‖H‖`);
+    assertBelow(rel(short.top[0].value, exact[n - 1]), 0.02, `top eigenvalue ${short.top[0].value} vs ${exact[n - 1]}, rel.`);
+    for (const r of [...short.top, short.bottom].filter((x) => x.converged)) assertBelow(nearest(r.value), r.residual + 1e-3 * norm, `converged Ritz value ${r.value}: distance to the spectrum`);
+    // The whole Krylov space (n steps): the FD operator's spectrum, extremes within 1e-3·‖H‖ of exact, all converged.
+    const full = await hessianEigenvalues(landscape, theta, null, { steps: n, seed: 7 });
+    const got = [...full.top.map((r) => r.value), full.bottom.value];
+    const want = [exact[n - 1], exact[n - 2], exact[n - 3], exact[0]];
+    got.forEach((g, i) => assertBelow(Math.abs(g - want[i]), 1e-3 * norm, `full Lanczos eigenvalue ${i}: ${g} vs ${want[i]}`));
+    assert.ok([...full.top, full.bottom].every((r) => r.converged), 'all converged with the whole space');
     for (const name of MATRICES) {
-      const r = await topEigenvalue(landscape, theta, [name], { seed: 7 });
-      const e = rel(r.eigenvalue, fx.perLayer[name].topEigenvalue);
-      t.diagnostic(`${name}: ${r.eigenvalue} vs ${fx.perLayer[name].topEigenvalue} (rel ${e.toExponential(2)}), ${r.iterations} iterations, ${r.cost.ms.toFixed(1)} ms`);
-      assert.ok(r.converged, `${name}: not converged after ${r.iterations} iterations`);
-      assertBelow(e, 0.02, `${name} top eigenvalue ${r.eigenvalue} vs ${fx.perLayer[name].topEigenvalue}, rel.`);
+      const r = await hessianEigenvalues(landscape, theta, [name], { steps: 10, seed: 7 });
+      const e = rel(r.top[0].value, fx.perLayer[name].topEigenvalue);
+      t.diagnostic(`${name}: ${r.top[0].value} vs ${fx.perLayer[name].topEigenvalue} (rel ${e.toExponential(2)}), residual ${r.top[0].residual.toExponential(1)}`);
+      assertBelow(e, 0.02, `${name} top eigenvalue ${r.top[0].value} vs ${fx.perLayer[name].topEigenvalue}, rel.`);
     }
-    const again = await topEigenvalue(landscape, theta, null, { seed: 7 });
-    assert.equal(again.eigenvalue, whole.eigenvalue, 'deterministic for a seed');
+    const again = await hessianEigenvalues(landscape, theta, null, { steps: 10, seed: 7 });
+    assert.equal(again.top[0].value, short.top[0].value, 'deterministic for a seed');
   });
 
   test('directional curvature κ = dᵀHd/‖d‖² and gᵀd, whole model and per weight block, within 2% of exact', async (t) => {
@@ -301,7 +315,7 @@ describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float6
     assertBelow(e, 0.02, `whole-model κ ${whole.kappa} vs ${fx.kappa}, rel.`);
     assertBelow(rel(whole.gd, fx.gradDotDirection), 0.02, `gᵀd ${whole.gd} vs ${fx.gradDotDirection}, rel.`);
     assert.equal(whole.cost.gradientEvals, 2);
-    if (whole.gd > 0 && whole.dHd > 0) assertBelow(rel(whole.etaStar!, whole.gd / whole.dHd), 1e-15, `η* ${whole.etaStar} vs gᵀd/dᵀHd ${whole.gd / whole.dHd}, rel.`);
+    if (whole.dHd > 0) assertBelow(rel(whole.etaStar!, whole.gd / whole.dHd), 1e-15, `η* ${whole.etaStar} vs gᵀd/dᵀHd ${whole.gd / whole.dHd}, rel.`);
     else assert.equal(whole.etaStar, null);
     for (const name of MATRICES) {
       const r = await directionalCurvature(landscape, theta, restrictDirection(d, [name]));
@@ -371,7 +385,6 @@ describe('critical sharpness on a quadratic L = ½θᵀAθ', () => {
     const up = await criticalSharpness(quadLoss, th, { w: g.w.map((v) => -v) }, { initialStep: 1 });
     assert.equal(up.etaC, null);
     assert.equal(up.cost.lossEvals, 10);
-    assert.equal(edgeReference(0.02, 0.5), 200);
   });
 });
 

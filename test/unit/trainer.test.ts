@@ -299,7 +299,9 @@ describe('diagnostics in the loop', () => {
     assertAtLeast(ofKind(records, 'layer_stats').length, 8, 'layer stats at every diagnostics step');
     const curv = ofKind(records, 'curvature');
     assert.ok(curv.some((c) => c.layer === null && c.kappaUpdate !== undefined), 'whole-model curvature along the update');
-    assert.ok(curv.some((c) => c.topEigenvalue !== undefined), 'top Hessian eigenvalue');
+    assert.ok(curv.some((c) => c.layer === null && c.etaStarBefore !== undefined && c.edgeAlongUpdate !== undefined), 'η* before the step and the edge along the update');
+    assert.ok(curv.some((c) => c.layer === null && c.overshootSteps !== undefined && c.overshootSteps > 0), 'overshoot fraction');
+    assert.ok(curv.some((c) => c.eigenvalues && c.eigenvalues.top.length === 3 && c.eigenvalues.hvps === 10), 'Lanczos eigenvalues');
     assert.ok(curv.some((c) => c.directions && c.directions.top.length === 2), 'curvature along singular directions');
     const noise = ofKind(records, 'noise');
     assert.ok(noise.some((n) => n.layer === null && n.bSimple !== null), 'overall gradient noise scale');

@@ -10,13 +10,24 @@ export interface LossPoint {
   loss: number;
 }
 
-/** κ along the applied update for the whole model, with the quadratic model's optimal step. */
+/**
+ * κ along the applied update for the whole model, with the quadratic model's optimal step η* measured
+ * before the step on held-out data (null in logs from before that measurement: the after-step η* they
+ * carry is biased by the step itself and is not used).
+ */
 export interface UpdateCurvature {
   step: number;
   kappa: number;
   etaActual: number;
   etaStar: number | null;
-  edgeReference: number;
+}
+
+/** The latest whole-model overshoot signal: the fraction of recent steps with g_{t+1}ᵀd_t < 0. */
+export interface Overshoot {
+  step: number;
+  fraction: number;
+  steps: number;
+  cosine: number;
 }
 
 export interface LayerDirections {
@@ -57,8 +68,7 @@ export class Observations {
   readonly losses: LossPoint[] = [];
   readonly evals: { step: number; valLoss: number }[] = [];
   readonly updateCurvature: UpdateCurvature[] = [];
-  /** Whole-model critical sharpness λ_c (a step larger than 2/λ_c raised the loss), latest. */
-  criticalSharpness: { step: number; value: number; edgeReference: number } | null = null;
+  overshoot: Overshoot | null = null;
   readonly directions = new Map<string, LayerDirections>();
   readonly snr = new Map<string, LayerSnr>();
   probe: RecordOf<'p_probe'> | null = null;
@@ -83,9 +93,11 @@ export class Observations {
         break;
       case 'curvature':
         if (r.layer === null && r.kappaUpdate !== undefined) {
-          push(this.updateCurvature, { step: r.step, kappa: r.kappaUpdate, etaActual: r.etaActual, etaStar: r.etaStar, edgeReference: r.edgeReference }, CURVATURE_WINDOW);
+          push(this.updateCurvature, { step: r.step, kappa: r.kappaUpdate, etaActual: r.etaActual, etaStar: r.etaStarBefore ?? null }, CURVATURE_WINDOW);
         }
-        if (r.layer === null && r.criticalSharpness !== undefined) this.criticalSharpness = { step: r.step, value: r.criticalSharpness, edgeReference: r.edgeReference };
+        if (r.layer === null && r.overshootFraction !== undefined && r.overshootSteps !== undefined && r.overshootCosine !== undefined) {
+          this.overshoot = { step: r.step, fraction: r.overshootFraction, steps: r.overshootSteps, cosine: r.overshootCosine };
+        }
         if (r.layer !== null && r.directions) {
           const pick = (ds: { sigma: number; kappa: number }[]) => ds.map((d) => ({ sigma: d.sigma, kappa: d.kappa }));
           this.directions.set(r.layer, { step: r.step, top: pick(r.directions.top), bottom: pick(r.directions.bottom) });

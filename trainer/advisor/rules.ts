@@ -8,7 +8,7 @@
  * The p-probe measures the same trade-off directly with the local quadratic model, so when a fresh probe
  * exists it outranks the heuristics. Instability overrides everything.
  */
-import type { AdvisorRule, Evidence, SuggestedChange } from '../../common/protocol.js';
+import { OVERSHOOT_FRACTION_PERSISTENT, type AdvisorRule, type Evidence, type SuggestedChange } from '../../common/protocol.js';
 import { mean, median, type Observations } from './observations.js';
 
 export interface Proposal {
@@ -27,8 +27,10 @@ export interface RuleSettings {
   maxAge: number;
 }
 
-/** A step beyond 2η* increases the quadratic model's loss along the update (§4). */
+/** A step beyond 2η* (η* measured before the step) increases the quadratic model's loss along the update (§4). */
 export const ETA_RATIO_UNSTABLE = 2;
+/** Overshoot: more than OVERSHOOT_FRACTION_PERSISTENT of at least this many steps had g_{t+1}ᵀd_t < 0. */
+export const OVERSHOOT_MIN_STEPS = 20;
 /** Loss spike: the mean of the last few losses this many times the median of the window before. */
 export const LOSS_SPIKE_FACTOR = 1.5;
 const SPIKE_RECENT = 5;
@@ -65,22 +67,23 @@ function constantP(p: number, fromStep: number, reason: string): SuggestedChange
   return { kind: 'set_schedule', schedule: { type: 'constant', p }, fromStep, reason };
 }
 
-/** Instability: the step overshoots the local quadratic optimum, exceeds the critical step, or the loss spiked. */
+/**
+ * Instability, in Muon's units (§4): η/η* > 2 before the step on two consecutive probes, a persistent
+ * overshoot fraction, a loss spike; two kinds are needed. Not κ against 2/η_eff or λ_c against 2/lr:
+ * those are gradient descent's tests, and critical sharpness from the same point and direction is η*
+ * again, not a second piece of evidence.
+ */
 export function instabilityRule(o: Observations, s: RuleSettings): Proposal | null {
   if (o.lr === null) return null;
   const evidence: Evidence[] = [];
   const recent = o.updateCurvature.filter((c) => o.step - c.step <= s.maxAge).slice(-2);
   const ratios = recent.map((c) => (c.etaStar !== null && c.etaStar > 0 ? c.etaActual / c.etaStar : null));
   if (recent.length === 2 && ratios.every((r) => r !== null && r > ETA_RATIO_UNSTABLE)) {
-    recent.forEach((c, i) => evidence.push({ name: 'η_actual/η*', value: round(ratios[i]!), threshold: ETA_RATIO_UNSTABLE, comparison: '>', step: c.step, note: 'the step overshoots the quadratic optimum along the update' }));
+    recent.forEach((c, i) => evidence.push({ name: 'η/η* before the step', value: round(ratios[i]!), threshold: ETA_RATIO_UNSTABLE, comparison: '>', step: c.step, note: 'the step overshoots the quadratic optimum along the update' }));
   }
-  const latest = o.updateCurvature.at(-1);
-  if (latest && o.step - latest.step <= s.maxAge && latest.kappa > latest.edgeReference) {
-    evidence.push({ name: 'κ along the update', value: round(latest.kappa), threshold: round(latest.edgeReference), comparison: '>', step: latest.step, note: 'past the 2/η_eff reference' });
-  }
-  const cs = o.criticalSharpness;
-  if (cs && o.step - cs.step <= s.maxAge && cs.value > cs.edgeReference) {
-    evidence.push({ name: 'critical sharpness λ_c', value: round(cs.value), threshold: round(cs.edgeReference), comparison: '>', step: cs.step, note: 'a step of this lr already raises the loss' });
+  const os = o.overshoot;
+  if (os && o.step - os.step <= s.maxAge && os.steps >= OVERSHOOT_MIN_STEPS && os.fraction > OVERSHOOT_FRACTION_PERSISTENT) {
+    evidence.push({ name: `fraction of the last ${os.steps} steps with g_{t+1}ᵀd_t < 0`, value: round(os.fraction), threshold: OVERSHOOT_FRACTION_PERSISTENT, comparison: '>', step: os.step, note: 'the steps keep passing the minimum along their own direction' });
   }
   const losses = o.losses.map((l) => l.loss);
   if (losses.length >= SPIKE_RECENT + SPIKE_BASELINE) {
@@ -211,7 +214,7 @@ export function plateauRule(o: Observations, s: RuleSettings): Proposal | null {
   if (!(improvement < PLATEAU_IMPROVEMENT)) return null;
   const floor = o.run?.lossFloor;
   if (floor !== null && floor !== undefined && last - floor < 0.05 * Math.max(Math.abs(floor), 1e-3)) return null; // at the floor: done, not stuck
-  const recent = o.updateCurvature.filter((c) => o.step - c.step <= s.maxAge && c.etaStar !== null).slice(-2);
+  const recent = o.updateCurvature.filter((c) => o.step - c.step <= s.maxAge && c.etaStar !== null && c.etaStar > 0).slice(-2);
   if (recent.length < 2) return null;
   const ratios = recent.map((c) => c.etaActual / c.etaStar!);
   if (!ratios.every((r) => r < ETA_RATIO_TIMID)) return null;

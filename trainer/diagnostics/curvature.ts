@@ -8,6 +8,7 @@
  * layer's diagonal block of H). Every function returns its cost: wall time and evaluations.
  */
 import { gaussian, mulberry32 } from '../data/random.js';
+import { lanczos, type RitzPair } from '../linalg/lanczos.js';
 import type { RecordOf } from '../../common/protocol.js';
 import type { Landscape, Theta } from './landscape.js';
 
@@ -116,7 +117,8 @@ export interface DirectionalCurvature {
   gd: number;
   /**
    * For a step θ − η·d: the quadratic model's best η* = gᵀd/dᵀHd (a step beyond 2η* increases the loss);
-   * null unless d is a descent direction (gᵀd > 0) with positive curvature.
+   * null without positive curvature along d (no minimum on the line). Negative when gᵀd < 0: d points
+   * uphill on this batch, and every η > 0 raises the loss.
    */
   etaStar: number | null;
   cost: Cost;
@@ -133,56 +135,62 @@ export async function directionalCurvature(landscape: Landscape, theta: Theta, d
   const { hv, g } = await hvp(landscape, theta, d, meter);
   const dHd = dotDirections(d, hv);
   const gd = dotDirections(g, d);
-  return { kappa: dHd / dd, dHd, gd, etaStar: gd > 0 && dHd > 0 ? gd / dHd : null, cost: meter.cost() };
+  return { kappa: dHd / dd, dHd, gd, etaStar: dHd > 0 ? gd / dHd : null, cost: meter.cost() };
 }
 
-export interface TopEigenvalueOptions {
-  maxIter?: number;
-  /** Stop when the Rayleigh quotient changes by less than tol·|λ| between iterations. */
-  tol?: number;
+export interface HessianEigenOptions {
+  /** Lanczos steps: one Hessian-vector product (two gradient evaluations) each. */
+  steps: number;
   /** Seed of the Gaussian start vector: the same seed, the same iterates. */
   seed?: number;
+  /** Relative residual tolerance for `converged` (default LANCZOS_TOL). */
+  tol?: number;
 }
 
-export interface TopEigenvalue {
-  eigenvalue: number;
-  iterations: number;
-  converged: boolean;
+export interface HessianEigen {
+  /** The largest Ritz values, largest first (up to 3). */
+  top: RitzPair[];
+  /** The smallest (most negative) Ritz value. */
+  bottom: RitzPair;
+  /** Relative tolerance: converged when the residual ≤ tol·max|Ritz value|. */
+  tol: number;
+  products: number;
   cost: Cost;
 }
 
-/**
- * The Hessian eigenvalue of largest magnitude (the top one wherever H is not dominated by negative
- * curvature, as near a minimum), by power iteration with the Rayleigh quotient vᵀHv, as in PyHessian.
- * `block`: parameter names whose diagonal block of H to use (one layer), or null for the whole model.
- * Each iteration costs two gradient evaluations.
- */
-export async function topEigenvalue(landscape: Landscape, theta: Theta, block: string[] | null, opts: TopEigenvalueOptions = {}): Promise<TopEigenvalue> {
-  const meter = new Meter();
-  const maxIter = opts.maxIter ?? 100;
-  const tol = opts.tol ?? 1e-3;
-  const rng = mulberry32(opts.seed ?? 0);
-  let v: Record<string, Float64Array> = {};
-  for (const name of block ?? landscape.names) {
-    const size = landscape.shapes[name].reduce((a, b) => a * b, 1);
-    v[name] = Float64Array.from({ length: size }, () => gaussian(rng));
-  }
-  v = scaled(v, 1 / directionNorm(v));
-  let lambda = 0;
-  for (let it = 1; it <= maxIter; it++) {
-    const { hv } = await hvp(landscape, theta, v, meter);
-    const previous = lambda;
-    lambda = dotDirections(v, hv);
-    const norm = directionNorm(hv);
-    if (norm === 0) return { eigenvalue: 0, iterations: it, converged: true, cost: meter.cost() };
-    if (it > 1 && Math.abs(lambda - previous) < tol * Math.abs(lambda)) return { eigenvalue: lambda, iterations: it, converged: true, cost: meter.cost() };
-    v = scaled(hv, 1 / norm);
-  }
-  return { eigenvalue: lambda, iterations: maxIter, converged: false, cost: meter.cost() };
-}
+/** How many of the largest Ritz values are reported. */
+const TOP_RITZ = 3;
 
-function scaled(v: Record<string, Float64Array>, c: number): Record<string, Float64Array> {
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, x.map((y) => y * c)]));
+/**
+ * The extreme eigenvalues of H (the top few and the most negative) by Lanczos over finite-difference HVPs,
+ * each with its residual ‖Hy − λy‖ and whether it converged. `block`: parameter names whose diagonal block
+ * of H to use (one layer), or null for the whole model.
+ */
+export async function hessianEigenvalues(landscape: Landscape, theta: Theta, block: string[] | null, opts: HessianEigenOptions): Promise<HessianEigen> {
+  const meter = new Meter();
+  const names = block ?? landscape.names;
+  const sizes = names.map((name) => landscape.shapes[name].reduce((a, b) => a * b, 1));
+  const n = sizes.reduce((a, b) => a + b, 0);
+  const rng = mulberry32(opts.seed ?? 0);
+  const start = Float64Array.from({ length: n }, () => gaussian(rng));
+  const matvec = async (v: Float64Array): Promise<Float64Array> => {
+    const dir: Direction = {};
+    let offset = 0;
+    names.forEach((name, i) => {
+      dir[name] = v.subarray(offset, offset + sizes[i]);
+      offset += sizes[i];
+    });
+    const { hv } = await hvp(landscape, theta, dir, meter);
+    const out = new Float64Array(n);
+    offset = 0;
+    for (const name of names) {
+      out.set(hv[name], offset);
+      offset += hv[name].length;
+    }
+    return out;
+  };
+  const r = await lanczos(matvec, start, { steps: opts.steps, tol: opts.tol });
+  return { top: r.ritz.slice(-TOP_RITZ).reverse(), bottom: r.ritz[0], tol: r.tol, products: r.products, cost: meter.cost() };
 }
 
 export type DirectionCurvature = NonNullable<RecordOf<'curvature'>['directions']>['top'][number];
@@ -295,7 +303,23 @@ function root(lo: number, hLo: number, hi: number, hHi: number): number {
   return Math.min(hi - margin, Math.max(lo + margin, x));
 }
 
-/** The stability reference for κ along Muon's update: gradient descent's 2/η with η_eff = lr·scale. */
-export function edgeReference(lr: number, scale: number): number {
-  return 2 / (lr * scale);
+export interface StepStability {
+  /** κ_d = dᵀHd/‖d‖². */
+  kappa: number;
+  /** η* = gᵀd/dᵀHd (null when dᵀHd ≤ 0: no minimum along d). */
+  etaStar: number | null;
+  /** The edge along the update, 2·gᵀd/(η‖d‖²): the step θ − η·d raises the loss when κ_d exceeds it. */
+  edge: number;
+  /** η/η* = η·dᵀHd/gᵀd (null with η*): above 2 the step overshoots; negative when d points uphill. */
+  etaRatio: number | null;
+}
+
+/**
+ * Stability of the step θ − η·d in Muon's own units (docs/algorithms.md §4): the quadratic model
+ * L(θ − ηd) ≈ L − η·gᵀd + ½η²·dᵀHd rises above L exactly when η > 2η*, i.e. when κ_d > 2·gᵀd/(η‖d‖²).
+ * Nothing here is 2/η: a normalised step does not grow with the gradient, so the edge carries gᵀd.
+ */
+export function stepStability(gd: number, dHd: number, dd: number, eta: number): StepStability {
+  const etaStar = dHd > 0 ? gd / dHd : null;
+  return { kappa: dd > 0 ? dHd / dd : 0, etaStar, edge: dd > 0 ? (2 * gd) / (eta * dd) : 0, etaRatio: etaStar !== null && gd !== 0 ? eta / etaStar : null };
 }

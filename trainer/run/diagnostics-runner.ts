@@ -2,8 +2,9 @@
  * Runs the per-layer diagnostics inside the training loop, when the scheduler says they are due, and
  * logs what they find. Everything is measured on the step that was just taken: G is that step's
  * gradient, M the momentum after it, O the direction it applied (recovered from the weight change, so
- * it is exactly what moved the weights, whichever optimizer or mode ran), and curvature is probed at
- * the new weights on the same batch.
+ * it is exactly what moved the weights, whichever optimizer or mode ran). Curvature along that update
+ * (κ_d, η*, the edge along the update) is probed at the weights before the step on a held-out batch; the
+ * other curvature probes at the new weights on the step's batch.
  *
  * Per-layer probes (curvature along the update, top Hessian eigenvalue, curvature and SNR along singular
  * directions) visit one layer per run, each probe in its own round robin, so their cost does not grow
@@ -18,7 +19,8 @@ import {
   DiagnosticsScheduler,
   directionalCurvature,
   directionSnr,
-  edgeReference,
+  dotDirections,
+  hessianEigenvalues,
   layerSpectra,
   nsSpecOf,
   bSimpleOf,
@@ -26,14 +28,15 @@ import {
   NoiseWindow,
   readTheta,
   restrictDirection,
+  stepStability,
   tfLandscape,
-  topEigenvalue,
   type DiagnosticName,
   type Direction,
   type SingularPairs,
   type TwoBatchSample,
   UpdateHistory,
 } from '../diagnostics/index.js';
+import { OvershootTracker } from '../diagnostics/overshoot.js';
 import { svd } from '../linalg/svd.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
 import type { NewLogRecord, RecordOf } from '../../common/protocol.js';
@@ -52,10 +55,10 @@ export interface DiagnosticsOptions {
 }
 
 /**
- * Power-iteration steps for the top Hessian eigenvalue: each costs two gradient evaluations, and the
- * Rayleigh quotient is already within a few percent after this many on the models here.
+ * Lanczos steps for the Hessian's extreme eigenvalues: one HVP (two gradient evaluations) each, the budget
+ * 10 power iterations spent before; the residuals say whether it was enough.
  */
-const EIGEN_ITERATIONS = 10;
+const LANCZOS_STEPS = 10;
 
 /** Above this short side, singular vectors for direction probes come from the exact SVD of a smaller problem only. */
 const DIRECTION_PROBE_MAX_SIDE = 512;
@@ -72,6 +75,8 @@ export class DiagnosticsRunner implements StepObserver {
   private readonly turns = new Map<DiagnosticName, number>();
   /** Each layer's last measured update, for the cosine between successive ones. */
   private readonly updates = new UpdateHistory();
+  /** g_{t+1}ᵀd_t every step (curvature on): the Hessian-free overshoot signal. */
+  private readonly overshoot: OvershootTracker | null;
 
   constructor(
     private readonly workload: Workload,
@@ -83,6 +88,7 @@ export class DiagnosticsRunner implements StepObserver {
   ) {
     this.scheduler = new DiagnosticsScheduler(settings());
     this.layers = matrixLayers(workload, optimizer);
+    this.overshoot = options.curvature ? new OvershootTracker(workload.variables) : null;
   }
 
   /** The noise windows (per layer and overall) carry across a resume; everything else is re-measured. */
@@ -97,6 +103,7 @@ export class DiagnosticsRunner implements StepObserver {
   }
 
   async beforeUpdate(ctx: StepContext): Promise<void> {
+    await this.overshoot?.beforeStep(ctx.grads);
     const s = this.settings();
     this.scheduler.configure(s);
     this.due = this.layers.length ? this.scheduler.due(ctx.step) : [];
@@ -113,6 +120,7 @@ export class DiagnosticsRunner implements StepObserver {
 
   async afterUpdate(ctx: StepContext): Promise<void> {
     this.scheduler.recordStep(ctx.stepMs);
+    this.overshoot?.afterStep();
     const before = this.before;
     if (!before) return;
     this.before = null;
@@ -137,18 +145,31 @@ export class DiagnosticsRunner implements StepObserver {
     if (this.options.curvature) {
       if (this.due.includes('curvature')) {
         await this.timedAsync('curvature', step, async () => {
-          const whole = await directionalCurvature(landscape, theta, d);
-          curvature.set(null, { kappaUpdate: whole.kappa, etaStar: whole.etaStar, edgeReference: 2 / lr });
-          const probe = this.nextLayer('curvature');
-          const layer = await directionalCurvature(landscape, theta, restrictDirection(d, [probe.name]));
-          merge(curvature, probe.name, { kappaUpdate: layer.kappa, etaStar: layer.etaStar, edgeReference: edgeReference(lr, probe.scale) });
+          // η* before the step: at θ_before, on held-out data the step has not used, along the update it applied.
+          const heldOut = this.workload.heldOutBatch(step, 1);
+          try {
+            const beforeLandscape = tfLandscape(this.workload.variables, () => this.workload.loss(heldOut));
+            const thetaBefore = Object.fromEntries(before.weights);
+            const stability = async (dir: Direction): Promise<Partial<RecordOf<'curvature'>>> => {
+              const c = await directionalCurvature(beforeLandscape, thetaBefore, dir);
+              const s = stepStability(c.gd, c.dHd, dotDirections(dir, dir), lr);
+              return { kappaUpdate: s.kappa, etaStarBefore: s.etaStar, edgeAlongUpdate: s.edge };
+            };
+            merge(curvature, null, await stability(d));
+            const probe = this.nextLayer('curvature');
+            merge(curvature, probe.name, await stability(restrictDirection(d, [probe.name])));
+          } finally {
+            heldOut.dispose();
+          }
+          const o = this.overshoot?.window;
+          if (o?.fraction != null && o.latest !== null) merge(curvature, null, { overshootFraction: o.fraction, overshootSteps: o.count, overshootCosine: o.latest });
         });
       }
       if (this.due.includes('topEigenvalue')) {
         await this.timedAsync('topEigenvalue', step, async () => {
           const target = this.nextEigenTarget();
-          const top = await topEigenvalue(landscape, theta, target ? [target.name] : null, { maxIter: EIGEN_ITERATIONS, seed: step });
-          merge(curvature, target?.name ?? null, { topEigenvalue: top.eigenvalue, edgeReference: target ? edgeReference(lr, target.scale) : 2 / lr });
+          const e = await hessianEigenvalues(landscape, theta, target ? [target.name] : null, { steps: LANCZOS_STEPS, seed: step });
+          merge(curvature, target?.name ?? null, { eigenvalues: { top: e.top, bottom: e.bottom, tol: e.tol, hvps: e.products } });
         });
       }
       if (this.due.includes('singularCurvature')) {
@@ -159,14 +180,14 @@ export class DiagnosticsRunner implements StepObserver {
             const k = Math.min(this.options.topK, p.s.length);
             const top = await curvatureAlongSingularDirections(landscape, theta, probe.name, p, range(0, k));
             const bottom = await curvatureAlongSingularDirections(landscape, theta, probe.name, p, range(p.s.length - k, p.s.length));
-            merge(curvature, probe.name, { directions: { top: top.directions, bottom: bottom.directions }, edgeReference: edgeReference(lr, probe.scale) });
+            merge(curvature, probe.name, { directions: { top: top.directions, bottom: bottom.directions } });
           });
         }
       }
       if (this.due.includes('criticalSharpness')) {
         await this.timedAsync('criticalSharpness', step, async () => {
           const c = await criticalSharpness((t) => landscape.loss(t), theta, d, { initialStep: lr });
-          if (c.lambdaC !== null) merge(curvature, null, { criticalSharpness: c.lambdaC, edgeReference: 2 / lr });
+          if (c.lambdaC !== null) merge(curvature, null, { criticalSharpness: c.lambdaC });
         });
       }
     }
@@ -176,18 +197,7 @@ export class DiagnosticsRunner implements StepObserver {
     }
 
     for (const [layer, c] of curvature) {
-      this.append({
-        kind: 'curvature',
-        step,
-        layer,
-        ...(c.kappaUpdate !== undefined ? { kappaUpdate: c.kappaUpdate } : {}),
-        etaActual: lr,
-        etaStar: c.etaStar ?? null,
-        edgeReference: c.edgeReference ?? 2 / lr,
-        ...(c.topEigenvalue !== undefined ? { topEigenvalue: c.topEigenvalue } : {}),
-        ...(c.criticalSharpness !== undefined ? { criticalSharpness: c.criticalSharpness } : {}),
-        ...(c.directions ? { directions: c.directions } : {}),
-      } as NewLogRecord);
+      this.append({ kind: 'curvature', step, layer, etaActual: lr, ...c } as NewLogRecord);
     }
     this.append({ kind: 'diagnostics_cost', step, ...this.scheduler.costSummary() });
   }

@@ -1,8 +1,11 @@
 /**
- * Curvature & noise for the whole model: curvature along the update against the stability edge 2/η_eff,
- * the top Hessian eigenvalue and critical sharpness, η_actual/η*, the gradient noise scale against the
- * batch size, and what the diagnostics cost.
+ * Curvature & noise for the whole model: stability in Muon's units (η/η* before the step against the edge
+ * at 2, κ along the update against the edge along the update 2·gᵀd/(η‖d‖²), the overshoot fraction), the
+ * Hessian's extreme eigenvalues by Lanczos, the gradient noise scale against the batch size, and what the
+ * diagnostics cost. Nothing here compares curvature with 2/lr: that is gradient descent's test, and a
+ * normalised step does not grow with the gradient (docs/algorithms.md §4).
  */
+import { OVERSHOOT_FRACTION_PERSISTENT } from '../../common/protocol.js';
 import { Chart } from '../charts/chart.js';
 import { alignSeries, sharedStepRange } from '../charts/align.js';
 import { fmt, h, setText } from '../dom.js';
@@ -25,8 +28,9 @@ export class CurvatureView implements View {
   readonly title = 'Curvature & noise';
   readonly el = h('section', { class: 'view', 'aria-label': 'Curvature and noise' });
   private readonly edge: Chart;
-  private readonly sharpness: Chart;
+  private readonly eigen: Chart;
   private readonly eta: Chart;
+  private readonly overshoot: Chart;
   private readonly noise: Chart;
   private readonly snr: Chart;
   private readonly cost: Chart;
@@ -41,26 +45,40 @@ export class CurvatureView implements View {
 
   constructor(private readonly ctx: ViewContext) {
     const charts = h('div', { class: 'charts' });
+    this.eta = new Chart(charts, {
+      id: 'eta-ratio',
+      title: 'η / η* before the step, on held-out data (1: the optimum along the update; above 2 the step raises the loss)',
+      xLabel: 'step',
+      series: [{ label: 'η/η*', color: 'green', width: 2 }],
+    });
     this.edge = new Chart(charts, {
       id: 'kappa-edge',
-      title: 'Curvature along the update κ vs the stability edge 2/η_eff',
-      xLabel: 'step',
-      logY: true,
-      series: [
-        { label: 'κ along update', color: 'blue', width: 2 },
-        { label: '2/η_eff', color: 'red', dash: [5, 4] },
-      ],
-    });
-    this.sharpness = new Chart(charts, {
-      id: 'sharpness',
-      title: 'Top Hessian eigenvalue and critical sharpness',
+      title: 'Curvature along the update κ_d vs the edge along the update 2·gᵀd/(η‖d‖²) (κ_d above it: η > 2η*)',
       xLabel: 'step',
       series: [
-        { label: 'top eigenvalue', color: 'purple', width: 2 },
-        { label: 'critical sharpness', color: 'orange' },
+        { label: 'κ_d along update', color: 'blue', width: 2 },
+        { label: 'edge 2·gᵀd/(η‖d‖²)', color: 'red', dash: [5, 4] },
       ],
     });
-    this.eta = new Chart(charts, { id: 'eta-ratio', title: 'η_actual / η* (above 1: steps longer than the local optimum)', xLabel: 'step', series: [{ label: 'η_actual/η*', color: 'green', width: 2 }] });
+    this.overshoot = new Chart(charts, {
+      id: 'overshoot',
+      title: 'Overshoot: fraction of recent steps whose next gradient opposes the step (g_{t+1}ᵀd_t < 0)',
+      xLabel: 'step',
+      series: [{ label: 'overshoot fraction', color: 'orange', width: 2 }],
+    });
+    this.eigen = new Chart(charts, {
+      id: 'eigenvalues',
+      title: 'Hessian eigenvalues by Lanczos: the top three and the most negative (● not converged)',
+      xLabel: 'step',
+      series: [
+        { label: 'λ₁', color: 'purple', width: 2 },
+        { label: 'λ₂', color: 'blue', dash: [5, 4] },
+        { label: 'λ₃', color: 'green', dash: [2, 3] },
+        { label: 'most negative', color: 'red' },
+        { label: 'not converged', color: 'marker', width: 0, points: true },
+        { label: 'top (power iteration, older logs)', color: 'yellow', dash: [5, 4] },
+      ],
+    });
     this.noise = new Chart(charts, {
       id: 'noise-scale',
       title: 'Gradient noise scale B_simple (two-batch, held-out data): window average and each measurement, vs the batch size',
@@ -120,10 +138,23 @@ export class CurvatureView implements View {
     const markers = run.markerSteps();
     const marks = markerText(run);
     const w = this.edge.width;
-    this.edge.update(alignSeries([points(m.kappaUpdate, w), points(m.edgeReference, w)]), `${describeSeries('κ along the update', m.kappaUpdate, fmt)} ${describeSeries('2/η_eff', m.edgeReference, fmt)}${marks}`, markers);
-    this.sharpness.update(alignSeries([points(m.topEigenvalue, w), points(m.criticalSharpness, w)]), `${describeSeries('Top eigenvalue', m.topEigenvalue, fmt)} ${describeSeries('Critical sharpness', m.criticalSharpness, fmt)}${marks}`, markers);
     const eta = points(m.etaRatio, w);
-    this.eta.update([eta.x, eta.y], describeSeries('η_actual/η*', m.etaRatio, fmt) + marks, markers, [{ value: 1, label: 'η* (optimal)' }]);
+    this.eta.update([eta.x, eta.y], describeSeries('η/η* before the step', m.etaRatio, fmt) + marks, markers, [
+      { value: 1, label: 'η* (optimal)' },
+      { value: 2, label: 'edge: the loss rises' },
+    ]);
+    this.edge.update(alignSeries([points(m.kappaUpdate, w), points(m.edgeAlongUpdate, w)]), `${describeSeries('κ_d along the update', m.kappaUpdate, fmt)} ${describeSeries('Edge along the update', m.edgeAlongUpdate, fmt)}${marks}`, markers);
+    const over = points(m.overshootFraction, w);
+    this.overshoot.update([over.x, over.y], describeSeries('Overshoot fraction', m.overshootFraction, fmt) + marks, markers, [
+      { value: 0.5, label: 'coin flip (noise)' },
+      { value: OVERSHOOT_FRACTION_PERSISTENT, label: 'persistent' },
+    ]);
+    const eigen = [m.eigen1, m.eigen2, m.eigen3, m.eigenBottom, m.eigenNotConverged, m.topEigenvalue];
+    this.eigen.update(
+      alignSeries(eigen.map((e) => points(e, w))),
+      `${describeSeries('λ₁', m.eigen1, fmt)} ${describeSeries('Most negative', m.eigenBottom, fmt)} ${m.eigenNotConverged.length} not converged.${m.topEigenvalue.length ? ` ${describeSeries('Top (power iteration)', m.topEigenvalue, fmt)}` : ''}${marks}`,
+      markers,
+    );
     this.noise.update(
       alignSeries([points(m.noiseScale, w), points(m.batchSize, w), points(m.noiseScaleLatest, w)]),
       `${describeSeries('Noise scale (window average)', m.noiseScale, fmt)} ${describeSeries('Latest measurement', m.noiseScaleLatest, fmt)} Batch size ${fmt(m.batchSize.last)}.${marks}`,
@@ -143,7 +174,7 @@ export class CurvatureView implements View {
     this.cost.update([cost.x, cost.y], describeSeries('Diagnostics overhead %', m.overheadPct, fmt) + marks, markers);
     // The run's steps so far, as on the Overview, though diagnostics start later and come every N steps.
     const range = sharedStepRange([run.loss, ...Object.values(m)], run.step);
-    for (const chart of [this.edge, this.sharpness, this.eta, this.noise, this.snr, this.cost]) chart.setXRange(range);
+    for (const chart of [this.eta, this.edge, this.overshoot, this.eigen, this.noise, this.snr, this.cost]) chart.setXRange(range);
     setText(this.costs, costText(run));
     const settings = diagnosticsSettings(run);
     if (settings && this.seededFor !== run.runId) {
