@@ -53,11 +53,12 @@ async function askToken(d: CommandDeps, url: string): Promise<string | undefined
   return (await vscode.window.showInputBox({ title: 'Attach to Trainer (2/2)', prompt: "The trainer's token", password: true, ignoreFocusOut: true }))?.trim() || undefined;
 }
 
-/** Connects a new session to `url`; on success it merges with the tree's row for the same run folder. */
+/**
+ * Connects a new session to `url`; on success it merges with the tree's row for the same run folder. A run
+ * already listed live is connected again all the same: that is what checks the token.
+ */
 export async function connectAttached(d: CommandDeps, url: string, token: string): Promise<{ session: RunSession } | { failure: ConnectFailure }> {
   const { registry } = d;
-  const already = registry.all().find((s) => s.live && s.client?.url === url);
-  if (already) return { session: already };
   const session = registry.ensure(`attached:${url}`, `attached-${url.replace(/^wss?:\/\//, '').replace(/[^A-Za-z0-9.-]+/g, '-')}`);
   session.attach(url, token);
   const outcome = await firstConnectOutcome(session);
