@@ -10,7 +10,8 @@
  * the measurement independent of the batch the step was fitted on.
  */
 import { directionalCurvature, type Direction, type Landscape, type Theta } from '../diagnostics/index.js';
-import { exactShapedDirection } from '../optim/dynmuon.js';
+import { gainBoundedDamping } from '../../common/shaping.js';
+import { exactShapedDirection, type ShapedNormalization } from '../optim/dynmuon.js';
 import type { ProbeCandidate } from '../../common/protocol.js';
 
 export const DEFAULT_PROBE_CANDIDATES = [-0.25, 0, 0.25, 0.5];
@@ -33,11 +34,19 @@ export interface ProbeResult {
   bestP: number;
 }
 
-/** The update per unit lr DynMuon `exact` would apply at p, over the matrix layers. */
-export function shapedDirection(layers: ProbeLayer[], p: number, damping: number): Direction {
+/** How the run's DynMuon shapes: its damping, the gain bound on that damping, and the step's size. */
+export interface ProbeShaping {
+  damping: number;
+  maxGain: number | null;
+  normalization: ShapedNormalization;
+}
+
+/** The update per unit lr DynMuon `exact` would apply at p, over the matrix layers (as the run shapes it). */
+export function shapedDirection(layers: ProbeLayer[], p: number, shaping: ProbeShaping): Direction {
   const d: Direction = {};
+  const damping = gainBoundedDamping(p, shaping.damping, shaping.maxGain);
   for (const l of layers) {
-    const shaped = exactShapedDirection(l.source, l.rows, l.cols, p, damping);
+    const shaped = exactShapedDirection(l.source, l.rows, l.cols, p, damping, shaping.normalization);
     for (let i = 0; i < shaped.length; i++) shaped[i] *= l.scale;
     d[l.name] = shaped;
   }
@@ -49,10 +58,10 @@ export function quadraticDecrease(eta: number, gd: number, dHd: number): number 
   return eta * gd - 0.5 * eta * eta * dHd;
 }
 
-export async function probeP(landscape: Landscape, theta: Theta, layers: ProbeLayer[], eta: number, damping: number, candidates = DEFAULT_PROBE_CANDIDATES): Promise<ProbeResult> {
+export async function probeP(landscape: Landscape, theta: Theta, layers: ProbeLayer[], eta: number, shaping: ProbeShaping, candidates = DEFAULT_PROBE_CANDIDATES): Promise<ProbeResult> {
   const out: ProbeCandidate[] = [];
   for (const p of candidates) {
-    const c = await directionalCurvature(landscape, theta, shapedDirection(layers, p, damping));
+    const c = await directionalCurvature(landscape, theta, shapedDirection(layers, p, shaping));
     out.push({ p, predictedDecrease: quadraticDecrease(eta, c.gd, c.dHd), gd: c.gd, dHd: c.dHd });
   }
   const best = out.reduce((a, b) => (b.predictedDecrease > a.predictedDecrease ? b : a));

@@ -12,7 +12,8 @@ import { DEFAULT_PROBE_CANDIDATES, probeP, type ProbeLayer } from '../advisor/p-
 import { Advisor, type AdvisorMode } from '../advisor/advisor.js';
 import { readTheta, tfLandscape } from '../diagnostics/index.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
-import { emaMomentum } from '../optim/dynmuon.js';
+import { emaMomentum, type ShapedNormalization } from '../optim/dynmuon.js';
+import { DYNMUON_DEFAULTS } from '../optim/hyperparameters.js';
 import type { Command, LogRecord, NewLogRecord } from '../../common/protocol.js';
 import { matrixLayers, momentumBuffers } from './matrix-layers.js';
 import type { StepContext, StepObserver } from './trainer.js';
@@ -121,8 +122,9 @@ export class AdvisorRunner implements StepObserver {
     try {
       const landscape = tfLandscape(this.workload.variables, () => this.workload.loss(batch));
       const theta = await readTheta(this.workload.variables);
-      const hp = this.optimizer.matrix!.hyperparameters as { damping?: number; momentum: number; nesterov: boolean };
-      const damping = hp.damping ?? 1e-3;
+      const hp = this.optimizer.matrix!.hyperparameters as { damping?: number; maxGain?: number | null; normalization?: ShapedNormalization; momentum: number; nesterov: boolean };
+      // The directions the run itself would take: its damping with the gain bound, and its step size.
+      const shaping = { damping: hp.damping ?? DYNMUON_DEFAULTS.damping, maxGain: hp.maxGain === undefined ? DYNMUON_DEFAULTS.maxGain : hp.maxGain, normalization: hp.normalization ?? DYNMUON_DEFAULTS.normalization };
       // The next step shapes the momentum updated with the next gradient (Nesterov-blended), not the
       // momentum that just moved the weights: after a step that overshot along sharp directions, that one
       // points uphill. The held-out gradient stands in for the next batch's.
@@ -131,7 +133,7 @@ export class AdvisorRunner implements StepObserver {
       const currentP = Number((this.advisor.observations.p ?? 0).toFixed(4));
       // The p in force is always a candidate, so the comparison is against what the run does now.
       const candidates = [...new Set([...DEFAULT_PROBE_CANDIDATES, currentP])].sort((a, b) => a - b);
-      const result = await probeP(landscape, theta, layers, this.optimizer.lr, damping, candidates);
+      const result = await probeP(landscape, theta, layers, this.optimizer.lr, shaping, candidates);
       const bad = result.candidates.find((c) => ![c.predictedDecrease, c.gd, c.dHd].every(Number.isFinite));
       if (bad) {
         // A diverging run: the loop's own checks pause it at the next step; the probe just says why it is silent.
