@@ -18,8 +18,10 @@
  * Pure: numbers and typed arrays in, numbers out; no TF.js.
  */
 import { mulberry32 } from '../data/random.js';
+import type { ShapedNormalization } from '../optim/dynmuon.js';
 
-export type ShapingNormalisation = 'frobenius' | 'spectral' | 'none';
+/** DynMuon exact's normalisation of the shaped step (the optimizer's own option). */
+export type ShapingNormalisation = ShapedNormalization;
 
 /** −0.5 … 0.75 in steps of 0.125. */
 export const DEFAULT_P_GRID: readonly number[] = Array.from({ length: 11 }, (_, i) => -0.5 + 0.125 * i);
