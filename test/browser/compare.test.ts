@@ -4,16 +4,15 @@
 // each run that has the layer and kept across a reload, one x-range for every step chart of a view (and
 // a double-click after a zoom returns to it), and no serious axe violations.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { LogRecord, RecordOf } from '../../common/protocol.js';
 import { SLOW_TEST, waitUntil } from '../helpers/wait.js';
 import { FakeHost, loadStream, serveDashboard, type RunFixture } from './host.js';
+import { assertAccessible, launchChromium, showView } from './page.js';
 
-const axeSource = readFileSync(join(import.meta.dirname, '../../node_modules/axe-core/axe.min.js'), 'utf8');
 
 /** Run A is live, recorded up to step 150 of 200 (its last step is 149); run B finished all 200. */
 const LIVE_STEPS = 150;
@@ -93,25 +92,11 @@ async function drawn(page: Page, ids: string[], what: string, until: (c: ChartIn
   });
 }
 
-async function showView(page: Page, id: string): Promise<void> {
-  await page.click(`#tab-${id}`);
-  await page.waitForFunction((id) => (window as unknown as { __muonscope: { view: string } }).__muonscope.view === id, id);
-}
-
 /** Opens a toolkit dropdown and clicks the option with this text, as a user would. */
 async function choose(page: Page, dropdownId: string, option: string): Promise<void> {
   await page.click(`#${dropdownId}`);
   await page.locator(`#${dropdownId} vscode-option`, { hasText: option }).click();
   await page.waitForFunction(([id, option]) => document.querySelector(`#${id} vscode-option[aria-selected="true"]`)?.textContent === option, [dropdownId, option] as const);
-}
-
-async function axe(page: Page, name: string): Promise<void> {
-  await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const r = await (window as unknown as { axe: { run: (ctx: unknown, o: unknown) => Promise<{ violations: { id: string; impact: string; nodes: { target: unknown }[] }[] }> } }).axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}) at ${JSON.stringify(v.nodes.slice(0, 3).map((n) => n.target))}`);
-  });
-  assert.deepEqual(violations, [], `axe found serious violations in ${name}: ${violations.join('; ')}`);
 }
 
 describe('Compare view and shared x-ranges in headless Chromium', () => {
@@ -124,10 +109,7 @@ describe('Compare view and shared x-ranges in headless Chromium', () => {
     const served = await serveDashboard();
     server = served.server;
     origin = served.origin;
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchChromium();
   });
 
   afterEach(async () => {
@@ -190,7 +172,7 @@ describe('Compare view and shared x-ranges in headless Chromium', () => {
     assert.match(p.summary, /muon-baseline: no p recorded/, `a Muon run has no p, and the summary says so: ${p.summary}`);
     const diff = await page.locator('#config-diff').innerText();
     assert.match(diff, /optimizer\.type\s+"dynmuon"\s+"muon"/, 'the config diff stays');
-    await axe(page, 'compare');
+    await assertAccessible(page, 'compare');
     assert.deepEqual(host.errors, [], `no page errors: ${host.errors.join('\n')}`);
   });
 

@@ -3,18 +3,18 @@
 // sends the right command and shows the reply, schedule edits become markers, a reload replays history
 // whole, and axe finds no serious accessibility violations. Screenshots go to test/browser/artifacts/.
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { LogRecord } from '../../common/protocol.js';
 import { SLOW_TEST } from '../helpers/wait.js';
 import { FakeHost, loadStream, serveDashboard, type RunFixture } from './host.js';
+import { assertAccessible, launchChromium, showView } from './page.js';
 
 const artifacts = join(import.meta.dirname, 'artifacts');
 mkdirSync(artifacts, { recursive: true });
-const axeSource = readFileSync(join(import.meta.dirname, '../../node_modules/axe-core/axe.min.js'), 'utf8');
 
 /** Run A is live: the recorded stream up to step 150 of 200 (after the fixture's edit at 100). Run B finished. */
 const LIVE_STEPS = 150;
@@ -54,22 +54,6 @@ function store<T>(page: Page, fn: string): Promise<T> {
   return page.evaluate((fn) => new Function('s', `return ${fn}`)((window as unknown as { __muonscope: { store: unknown } }).__muonscope.store) as T, fn);
 }
 
-async function showView(page: Page, id: string): Promise<void> {
-  await page.click(`#tab-${id}`);
-  await page.waitForFunction((id) => (window as unknown as { __muonscope: { view: string } }).__muonscope.view === id, id);
-  // Two frames: one to render, one for uPlot's deferred commit.
-  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
-}
-
-async function axe(page: Page, name: string): Promise<void> {
-  await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const r = await (window as unknown as { axe: { run: (ctx: unknown, o: unknown) => Promise<{ violations: { id: string; impact: string; nodes: { target: unknown }[] }[] }> } }).axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}) at ${JSON.stringify(v.nodes.slice(0, 3).map((n) => n.target))}`);
-  });
-  assert.deepEqual(violations, [], `axe found serious violations in ${name}: ${violations.join('; ')}`);
-}
-
 describe('dashboard in headless Chromium', () => {
   let browser: Browser;
   let server: Server;
@@ -80,10 +64,7 @@ describe('dashboard in headless Chromium', () => {
     const served = await serveDashboard();
     server = served.server;
     origin = served.origin;
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchChromium();
   });
 
   afterEach(async () => {
@@ -330,7 +311,7 @@ describe('dashboard in headless Chromium', () => {
     const { page } = await openDashboard();
     for (const id of ['overview', 'layers', 'layer', 'curvature', 'schedule', 'suggestions', 'compare']) {
       await showView(page, id);
-      await axe(page, id);
+      await assertAccessible(page, id);
     }
   });
 

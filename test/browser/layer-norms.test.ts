@@ -4,19 +4,19 @@
 // Layers table has sortable columns for four of them; Layer detail lists all of them and draws their
 // history; the shaping caption names the normalisation; no serious axe violations.
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { LayerStats, RecordOf } from '../../common/protocol.js';
 import { fmt } from '../../webview/dom.js';
 import { SLOW_TEST } from '../helpers/wait.js';
 import { FakeHost, loadStream, serveDashboard, type RunFixture } from './host.js';
+import { assertAccessible, launchChromium, showView } from './page.js';
 
 const artifacts = join(import.meta.dirname, 'artifacts');
 mkdirSync(artifacts, { recursive: true });
-const axeSource = readFileSync(join(import.meta.dirname, '../../node_modules/axe-core/axe.min.js'), 'utf8');
 const LAYER = 'mlp.layer1.weight';
 
 /** Deterministic values that differ by layer and step; no cosine at a layer's first round. */
@@ -50,21 +50,6 @@ function lastStats(run: RunFixture, name: string): LayerStats {
   return last.layers.find((l) => l.name === name)!;
 }
 
-async function showView(page: Page, id: string): Promise<void> {
-  await page.click(`#tab-${id}`);
-  await page.waitForFunction((id) => (window as unknown as { __muonscope: { view: string } }).__muonscope.view === id, id);
-  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
-}
-
-async function axe(page: Page, name: string): Promise<void> {
-  await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const r = await (window as unknown as { axe: { run: (ctx: unknown, o: unknown) => Promise<{ violations: { id: string; impact: string; nodes: { target: unknown }[] }[] }> } }).axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}) at ${JSON.stringify(v.nodes.slice(0, 3).map((n) => n.target))}`);
-  });
-  assert.deepEqual(violations, [], `axe found serious violations in ${name}: ${violations.join('; ')}`);
-}
-
 describe('layer quantities in Muon norms in the dashboard', () => {
   let browser: Browser;
   let server: Server;
@@ -75,7 +60,7 @@ describe('layer quantities in Muon norms in the dashboard', () => {
     const served = await serveDashboard();
     server = served.server;
     origin = served.origin;
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'] });
+    browser = await launchChromium();
   });
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((h) => h.page.close()));
@@ -117,7 +102,7 @@ describe('layer quantities in Muon norms in the dashboard', () => {
     const byCosine = ['mlp.layer0.weight', LAYER].sort((a, b) => lastStats(run, b).updateCosine! - lastStats(run, a).updateCosine!);
     assert.deepEqual(order, byCosine, 'descending update cosine');
     await page.screenshot({ path: join(artifacts, 'layers-muon-norms.png'), fullPage: true });
-    await axe(page, 'Layers');
+    await assertAccessible(page, 'Layers');
   });
 
   test('Layer detail: every quantity with its unit or band, their history charts, the normalisation in the shaping caption', SLOW_TEST, async () => {
@@ -149,6 +134,6 @@ describe('layer quantities in Muon norms in the dashboard', () => {
     const caption = await page.evaluate(() => (window as unknown as { __muonscope: { charts: Record<string, { summary: string }> } }).__muonscope.charts.shaping.summary);
     assert.match(caption, /dynmuon \(exact, spectral\)/, `the shaping caption names the normalisation: ${caption}`);
     await page.screenshot({ path: join(artifacts, 'layer-detail-muon-norms.png'), fullPage: true });
-    await axe(page, 'Layer detail');
+    await assertAccessible(page, 'Layer detail');
   });
 });

@@ -1,0 +1,36 @@
+/**
+ * What every browser test does to a dashboard page: launch headless Chromium with the flags this machine
+ * needs, switch views as a user would, and run axe for serious violations.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+const axeSource = readFileSync(join(import.meta.dirname, '../../node_modules/axe-core/axe.min.js'), 'utf8');
+
+/** Debian's Chromium, headless; the background-networking flags keep it off this machine's closed network. */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+}
+
+/** Clicks a view's tab and waits until it is shown and drawn. */
+export async function showView(page: Page, id: string): Promise<void> {
+  await page.click(`#tab-${id}`);
+  await page.waitForFunction((id) => (window as unknown as { __muonscope: { view: string } }).__muonscope.view === id, id);
+  // Two frames: one to render, one for uPlot's deferred commit.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+}
+
+/** Fails with every serious or critical axe violation on the page, naming where it was found. */
+export async function assertAccessible(page: Page, name: string): Promise<void> {
+  await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const r = await (window as unknown as { axe: { run: (ctx: unknown, o: unknown) => Promise<{ violations: { id: string; impact: string; nodes: { target: unknown }[] }[] }> } }).axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}) at ${JSON.stringify(v.nodes.slice(0, 3).map((n) => n.target))}`);
+  });
+  assert.deepEqual(violations, [], `axe found serious violations in ${name}: ${violations.join('; ')}`);
+}
