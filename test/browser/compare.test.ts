@@ -4,14 +4,13 @@
 // each run that has the layer and kept across a reload, one x-range for every step chart of a view (and
 // a double-click after a zoom returns to it), and no serious axe violations.
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { after, afterEach, before, describe, test } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
+import { describe, test } from 'node:test';
+import type { Page } from 'playwright-core';
 import type { LogRecord, RecordOf } from '../../common/protocol.js';
 import { SLOW_TEST, waitUntil } from '../helpers/wait.js';
-import { FakeHost, loadStream, serveDashboard, type RunFixture } from './host.js';
-import { assertAccessible, launchChromium, showView } from './page.js';
+import { FakeHost, loadStream, type RunFixture } from './host.js';
+import { assertAccessible, dashboardPages, showView } from './page.js';
 
 
 /** Run A is live, recorded up to step 150 of 200 (its last step is 149); run B finished all 200. */
@@ -100,26 +99,7 @@ async function choose(page: Page, dropdownId: string, option: string): Promise<v
 }
 
 describe('Compare view and shared x-ranges in headless Chromium', () => {
-  let browser: Browser;
-  let server: Server;
-  let origin: string;
-  const opened: FakeHost[] = [];
-
-  before(async () => {
-    const served = await serveDashboard();
-    server = served.server;
-    origin = served.origin;
-    browser = await launchChromium();
-  });
-
-  afterEach(async () => {
-    await Promise.all(opened.splice(0).map((h) => h.page.close()));
-  });
-
-  after(async () => {
-    await browser?.close();
-    server?.close();
-  });
+  const pages = dashboardPages();
 
   /** Waits until the page holds every record of every run. */
   async function loaded(page: Page, runs: RunFixture[]): Promise<void> {
@@ -131,8 +111,7 @@ describe('Compare view and shared x-ranges in headless Chromium', () => {
 
   async function openDashboard(): Promise<{ host: FakeHost; page: Page; runs: RunFixture[] }> {
     const runs = fixtures();
-    const host = await FakeHost.open(browser, origin, runs);
-    opened.push(host);
+    const host = await pages.open(runs);
     await loaded(host.page, runs);
     return { host, page: host.page, runs };
   }

@@ -4,14 +4,13 @@
 // whole, and axe finds no serious accessibility violations. Screenshots go to test/browser/artifacts/.
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { after, afterEach, before, describe, test } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
+import { describe, test } from 'node:test';
+import type { Page } from 'playwright-core';
 import type { LogRecord } from '../../common/protocol.js';
 import { SLOW_TEST } from '../helpers/wait.js';
-import { FakeHost, loadStream, serveDashboard, type RunFixture } from './host.js';
-import { assertAccessible, launchChromium, showView } from './page.js';
+import { FakeHost, loadStream, type RunFixture } from './host.js';
+import { assertAccessible, dashboardPages, showView } from './page.js';
 
 const artifacts = join(import.meta.dirname, 'artifacts');
 mkdirSync(artifacts, { recursive: true });
@@ -55,32 +54,12 @@ function store<T>(page: Page, fn: string): Promise<T> {
 }
 
 describe('dashboard in headless Chromium', () => {
-  let browser: Browser;
-  let server: Server;
-  let origin: string;
-  const opened: FakeHost[] = [];
-
-  before(async () => {
-    const served = await serveDashboard();
-    server = served.server;
-    origin = served.origin;
-    browser = await launchChromium();
-  });
-
-  afterEach(async () => {
-    await Promise.all(opened.splice(0).map((h) => h.page.close()));
-  });
-
-  after(async () => {
-    await browser?.close();
-    server?.close();
-  });
+  const pages = dashboardPages();
 
   /** Each test gets its own page on fresh fixtures, with the live run's whole history shown: no test sees another's commands or clicks. */
   async function openDashboard(): Promise<{ host: FakeHost; page: Page; runs: RunFixture[] }> {
     const runs = fixtures();
-    const host = await FakeHost.open(browser, origin, runs);
-    opened.push(host);
+    const host = await pages.open(runs);
     await host.page.waitForFunction((n) => (window as unknown as { __muonscope: { store: { focused: { lastSeq: number } | null } } }).__muonscope.store.focused?.lastSeq === n, runs[0].records.length);
     return { host, page: host.page, runs };
   }

@@ -5,15 +5,14 @@
 // history; the shaping caption names the normalisation; no serious axe violations.
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { after, afterEach, before, describe, test } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
+import { describe, test } from 'node:test';
+import type { Page } from 'playwright-core';
 import type { LayerStats, RecordOf } from '../../common/protocol.js';
 import { fmt } from '../../webview/dom.js';
 import { SLOW_TEST } from '../helpers/wait.js';
-import { FakeHost, loadStream, serveDashboard, type RunFixture } from './host.js';
-import { assertAccessible, launchChromium, showView } from './page.js';
+import { loadStream, type RunFixture } from './host.js';
+import { assertAccessible, dashboardPages, showView } from './page.js';
 
 const artifacts = join(import.meta.dirname, 'artifacts');
 mkdirSync(artifacts, { recursive: true });
@@ -51,29 +50,11 @@ function lastStats(run: RunFixture, name: string): LayerStats {
 }
 
 describe('layer quantities in Muon norms in the dashboard', () => {
-  let browser: Browser;
-  let server: Server;
-  let origin: string;
-  const opened: FakeHost[] = [];
-
-  before(async () => {
-    const served = await serveDashboard();
-    server = served.server;
-    origin = served.origin;
-    browser = await launchChromium();
-  });
-  afterEach(async () => {
-    await Promise.all(opened.splice(0).map((h) => h.page.close()));
-  });
-  after(async () => {
-    await browser?.close();
-    server?.close();
-  });
+  const pages = dashboardPages();
 
   async function open(): Promise<{ page: Page; run: RunFixture }> {
     const runs = fixtures();
-    const host = await FakeHost.open(browser, origin, runs);
-    opened.push(host);
+    const host = await pages.open(runs);
     await host.page.waitForFunction((n) => (window as unknown as { __muonscope: { store: { focused: { lastSeq: number } | null } } }).__muonscope.store.focused?.lastSeq === n, runs[0].records.length);
     return { page: host.page, run: runs[0] };
   }

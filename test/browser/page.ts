@@ -5,7 +5,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Server } from 'node:http';
+import { after, afterEach, before } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { FakeHost, serveDashboard, type RunFixture } from './host.js';
 
 const axeSource = readFileSync(join(import.meta.dirname, '../../node_modules/axe-core/axe.min.js'), 'utf8');
 
@@ -33,4 +36,35 @@ export async function assertAccessible(page: Page, name: string): Promise<void> 
     return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}) at ${JSON.stringify(v.nodes.slice(0, 3).map((n) => n.target))}`);
   });
   assert.deepEqual(violations, [], `axe found serious violations in ${name}: ${violations.join('; ')}`);
+}
+
+/**
+ * Registers, inside a describe block, one served dashboard bundle and one Chromium for the block, and
+ * closes every page a test opened after it: each test opens its own page with `open(runs)`.
+ */
+export function dashboardPages(): { open(runs: RunFixture[]): Promise<FakeHost> } {
+  let browser: Browser;
+  let server: Server;
+  let origin: string;
+  const opened: FakeHost[] = [];
+  before(async () => {
+    const served = await serveDashboard();
+    server = served.server;
+    origin = served.origin;
+    browser = await launchChromium();
+  });
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((h) => h.page.close()));
+  });
+  after(async () => {
+    await browser?.close();
+    server?.close();
+  });
+  return {
+    async open(runs) {
+      const host = await FakeHost.open(browser, origin, runs);
+      opened.push(host);
+      return host;
+    },
+  };
 }

@@ -5,10 +5,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { basename, join } from 'node:path';
 import type { LogRecord } from '../../common/protocol.js';
 import { TestClient } from '../helpers/ws-client.js';
+import { freePort } from './code-server.js';
 
 export interface HandTrainer {
   url: string;
@@ -78,17 +78,8 @@ export function runLog(runDir: string): LogRecord[] {
     .map((l) => JSON.parse(l) as LogRecord);
 }
 
-/** A port on 127.0.0.1 where nothing listens (bound, then closed). */
-export function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** A port on 127.0.0.1 where nothing listens: a free port (bound, then closed) that nobody took yet. */
+export const closedPort = freePort;
 
 /** Kills the trainers still serving these run folders (VS Code started them and keeps them running). */
 export function killTrainersUnder(runDirs: readonly string[]): number[] {
