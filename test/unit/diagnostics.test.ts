@@ -477,11 +477,11 @@ describe('diagnostics scheduler', () => {
     // K/5 = 20 apart; at step 100 the five probes (10 ms) have overspent the budget (10% of 100 ms), so
     // only the cheap spectra run.
     assert.deepEqual(ran, [
-      [0, ['spectra', 'curvature']],
-      [20, ['topEigenvalue']],
+      [0, ['spectra', 'noise']],
+      [20, ['criticalSharpness']],
       [40, ['singularCurvature']],
-      [60, ['criticalSharpness']],
-      [80, ['noise']],
+      [60, ['topEigenvalue']],
+      [80, ['curvature']],
       [100, ['spectra']],
     ]);
   });
@@ -489,7 +489,7 @@ describe('diagnostics scheduler', () => {
   test('unmeasured expensive diagnostics are probed one per diagnostics step; non-adaptive runs all every K; K changes at runtime', () => {
     const s = new DiagnosticsScheduler({ every: 10, adaptive: true, budgetPct: 10 });
     s.recordStep(1);
-    assert.deepEqual(s.due(0), ['spectra', 'curvature']);
+    assert.deepEqual(s.due(0), ['spectra', 'noise']);
     assert.deepEqual(s.due(5), []);
     s.configure({ every: 5, adaptive: false, budgetPct: 10 });
     assert.deepEqual(s.due(5), ['spectra', ...EXPENSIVE_DIAGNOSTICS]);

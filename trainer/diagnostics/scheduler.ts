@@ -24,7 +24,11 @@ import { MuonscopeError } from '../../common/errors.js';
 import type { RecordOf } from '../../common/protocol.js';
 
 export const CHEAP_DIAGNOSTICS = ['spectra'] as const;
-export const EXPENSIVE_DIAGNOSTICS = ['curvature', 'topEigenvalue', 'singularCurvature', 'criticalSharpness', 'noise'] as const;
+/**
+ * In the order they are first probed: the cheap noise estimate beside the first step's own warm-up, and
+ * curvature last, because its record also carries the overshoot window, which is empty at step 0.
+ */
+export const EXPENSIVE_DIAGNOSTICS = ['noise', 'criticalSharpness', 'singularCurvature', 'topEigenvalue', 'curvature'] as const;
 export type DiagnosticName = (typeof CHEAP_DIAGNOSTICS)[number] | (typeof EXPENSIVE_DIAGNOSTICS)[number];
 const ALL: readonly DiagnosticName[] = [...CHEAP_DIAGNOSTICS, ...EXPENSIVE_DIAGNOSTICS];
 
