@@ -465,6 +465,18 @@ describe('diagnostics scheduler', () => {
     assert.equal(s.costSummary().costsMs.pProbe, 5, 'the probe is in the cost summary');
   });
 
+  test('only the diagnostics the run can take are scheduled: with curvature off, noise alone is probed, on K-step points, and takes the whole budget', () => {
+    const s = new DiagnosticsScheduler({ every: 10, adaptive: true, budgetPct: 10 }, { expensive: ['noise'] });
+    const runs = simulate(s, 1000, 1, (n) => (n === 'spectra' ? 0.1 : 0.5));
+    assert.deepEqual([...runs.keys()].sort(), ['noise', 'spectra']);
+    const noise = runs.get('noise')!;
+    assert.ok(noise.every((step) => step % 10 === 0), `noise at ${noise.slice(0, 5)}…`);
+    // A window's budget, 10% of 10 ms less the spectra's 0.1 ms, fits the 0.5 ms noise estimate every K.
+    assert.equal(s.spacing('noise'), 1);
+    s.configure({ every: 10, adaptive: false, budgetPct: 10 });
+    assert.deepEqual(s.due(10), ['spectra', 'noise']);
+  });
+
   test('before its cost is known, each expensive diagnostic is probed alone, spread over the first K steps; after that only K-step points count', () => {
     const s = new DiagnosticsScheduler({ every: 100, adaptive: true, budgetPct: 10 });
     const ran: [number, DiagnosticName[]][] = [];

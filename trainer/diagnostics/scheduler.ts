@@ -14,9 +14,9 @@
  * Never starving: a diagnostic's spacing is capped at `maxSpacing` (N, default 32), so each runs again by
  * the first K-step point N·K steps after its last run, even when that breaks the budget (a diagnostic
  * costing more than budget·N·K training steps). A diagnostic not yet measured is probed once, alone and
- * spread evenly over the first K steps (steps 0, K/5, 2K/5, … for the five expensive ones), so an
- * expensive one never lands on the same step as the others before its cost is known, and every one has
- * reported within the first K steps.
+ * spread evenly over the first K steps (steps 0, K/n, 2K/n, … for the n expensive ones the run takes), so
+ * an expensive one never lands on the same step as the others before its cost is known, and every one
+ * has reported within the first K steps.
  *
  * Pure bookkeeping: deterministic given the measurements fed to it; it times nothing itself.
  */
@@ -44,12 +44,21 @@ export interface SchedulerOptions {
   maxSpacing?: number;
   /** Weight of the past in the cost and step-time EMAs. Default 0.9 (costs drift slowly). */
   emaBeta?: number;
+  /**
+   * The expensive diagnostics this run can take (curvature or noise may be off, or no layer small enough
+   * for direction probes); the others are never due, never probed, and take no share of the budget.
+   * Default: all.
+   */
+  expensive?: readonly ExpensiveDiagnostic[];
 }
+
+type ExpensiveDiagnostic = (typeof EXPENSIVE_DIAGNOSTICS)[number];
 
 export class DiagnosticsScheduler {
   private settings: SchedulerSettings;
   private readonly maxSpacing: number;
   private readonly beta: number;
+  private readonly expensive: readonly ExpensiveDiagnostic[];
   private stepMsEma: number | null = null;
   private readonly costEma = new Map<DiagnosticName, number>();
   private readonly lastRun = new Map<DiagnosticName, number>();
@@ -61,6 +70,7 @@ export class DiagnosticsScheduler {
   constructor(settings: SchedulerSettings, opts: SchedulerOptions = {}) {
     this.maxSpacing = opts.maxSpacing ?? 32;
     this.beta = opts.emaBeta ?? 0.9;
+    this.expensive = EXPENSIVE_DIAGNOSTICS.filter((name) => (opts.expensive ?? EXPENSIVE_DIAGNOSTICS).includes(name));
     if (!(Number.isInteger(this.maxSpacing) && this.maxSpacing >= 1) || !(this.beta >= 0 && this.beta < 1)) {
       throw new MuonscopeError('INVALID_ARGUMENT', 'DiagnosticsScheduler: maxSpacing must be an integer ≥ 1 and emaBeta in [0, 1)', { ...opts });
     }
@@ -103,17 +113,17 @@ export class DiagnosticsScheduler {
     const { every, adaptive } = this.settings;
     if (step % every !== 0) {
       if (!adaptive) return [];
-      const unmeasured = EXPENSIVE_DIAGNOSTICS.find((name) => !this.costEma.has(name));
-      const probeStride = Math.max(1, Math.floor(every / EXPENSIVE_DIAGNOSTICS.length));
+      const unmeasured = this.expensive.find((name) => !this.costEma.has(name));
+      const probeStride = Math.max(1, Math.floor(every / Math.max(1, this.expensive.length)));
       return unmeasured && step % probeStride === 0 ? [unmeasured] : [];
     }
-    if (!adaptive) return [...ALL];
+    if (!adaptive) return [...CHEAP_DIAGNOSTICS, ...this.expensive];
     const out: DiagnosticName[] = [...CHEAP_DIAGNOSTICS];
     let left = (this.settings.budgetPct / 100) * this.totalStepMs - this.totalDiagnosticsMs - this.totalExternalMs;
     for (const name of CHEAP_DIAGNOSTICS) left -= this.costEma.get(name) ?? 0;
     let probed = false;
     const waiting: { name: DiagnosticName; overdue: number }[] = [];
-    for (const name of EXPENSIVE_DIAGNOSTICS) {
+    for (const name of this.expensive) {
       const last = this.lastRun.get(name);
       if (!this.costEma.has(name) || last === undefined) {
         if (!probed) out.push(name);
@@ -152,11 +162,11 @@ export class DiagnosticsScheduler {
     const cheap = CHEAP_DIAGNOSTICS.reduce((s, n) => s + (this.costEma.get(n) ?? 0), 0);
     const externalShare = this.totalStepMs > 0 ? this.totalExternalMs / this.totalStepMs : 0;
     let remaining = (this.settings.budgetPct / 100 - externalShare) * this.settings.every * this.stepMsEma - cheap;
-    const measured = EXPENSIVE_DIAGNOSTICS.filter((n) => this.costEma.has(n)).sort((a, b) => this.costEma.get(a)! - this.costEma.get(b)! || a.localeCompare(b));
+    const measured = this.expensive.filter((n) => this.costEma.has(n)).sort((a, b) => this.costEma.get(a)! - this.costEma.get(b)! || a.localeCompare(b));
     // Diagnostics not yet measured count as the costliest: their shares stay reserved until they are.
     measured.forEach((name, i) => {
       const cost = this.costEma.get(name)!;
-      const share = remaining / (EXPENSIVE_DIAGNOSTICS.length - i);
+      const share = remaining / (this.expensive.length - i);
       const spacing = share > 0 ? Math.min(this.maxSpacing, Math.max(1, Math.ceil(cost / share))) : this.maxSpacing;
       plan.set(name, spacing);
       remaining -= cost / spacing;

@@ -86,8 +86,16 @@ export class DiagnosticsRunner implements StepObserver {
     private readonly append: (r: NewLogRecord) => void,
     private readonly batchSize: number,
   ) {
-    this.scheduler = new DiagnosticsScheduler(settings());
     this.layers = matrixLayers(workload, optimizer);
+    // Only what this run can measure is scheduled: nothing waits on a diagnostic that never reports.
+    const directions = this.layers.some((l) => Math.min(l.rows, l.cols) <= DIRECTION_PROBE_MAX_SIDE);
+    this.scheduler = new DiagnosticsScheduler(settings(), {
+      expensive: [
+        ...(options.noise ? (['noise'] as const) : []),
+        ...(options.curvature ? (['criticalSharpness', 'topEigenvalue', 'curvature'] as const) : []),
+        ...(options.curvature && directions ? (['singularCurvature'] as const) : []),
+      ],
+    });
     this.overshoot = options.curvature ? new OvershootTracker(workload.variables) : null;
   }
 
