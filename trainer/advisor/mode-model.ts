@@ -332,10 +332,29 @@ function usable(d: DirectionMeasurement): boolean {
 
 /** The p on the grid with the least expected loss over the horizon, the curve behind it and its confidence. */
 export function recommendP(input: ModeModelInput, options: ModeModelOptions = {}): ModeModelRecommendation {
-  const pGrid = options.pGrid ?? DEFAULT_P_GRID;
-  const damping = input.damping ?? DEFAULT_DAMPING;
-  const replicates = options.replicates ?? DEFAULT_REPLICATES;
-  if (pGrid.length === 0) throw new Error('recommendP: empty p grid');
+  const joint = recommendPJoint([input], options);
+  return { ...joint.layers[0], p: joint.p, curve: joint.curve, confidence: joint.confidence, replicates: joint.replicates };
+}
+
+/** Per layer: its fits, its own best p and how many of its directions were left out. */
+export interface LayerRecommendation {
+  p: number;
+  curvatureVsSigma: LogLogFit;
+  noiseVsCurvature: LogLogFit;
+  ignoredDirections: number;
+}
+
+export interface JointRecommendation {
+  /** The one p for all layers: the argmin of the bagged curve summed over layers. */
+  p: number;
+  curve: PCurvePoint[];
+  confidence: number;
+  replicates: number;
+  layers: LayerRecommendation[];
+}
+
+/** The checked, usable directions of one layer's input. */
+function usableDirections(input: ModeModelInput): DirectionMeasurement[] {
   if (input.lrs.length === 0) throw new Error('recommendP: no steps in the horizon (lrs is empty)');
   const directions = input.directions.filter(usable);
   for (const d of directions) {
@@ -344,19 +363,51 @@ export function recommendP(input: ModeModelInput, options: ModeModelOptions = {}
   if (new Set(directions.map((d) => d.rank)).size < MIN_DIRECTIONS) {
     throw new Error(`recommendP: needs ${MIN_DIRECTIONS} directions at distinct ranks with positive σ, curvature and noise; got ${directions.length} of ${input.directions.length}`);
   }
-  const grid = modeGrid(input.rankCount, options.nodes ?? DEFAULT_NODES);
+  return directions;
+}
 
-  const fitted = fitModes(input, directions, grid, damping);
-  const curve = lossCurve(fitted, input, pGrid, damping);
+/**
+ * One p for several layers (DynMuon's p is the run's, not a layer's): the layers' expected losses add in
+ * the quadratic model, so the joint curve is their sum, and each bootstrap replicate resamples every
+ * layer's directions at once.
+ */
+export function recommendPJoint(inputs: readonly ModeModelInput[], options: ModeModelOptions = {}): JointRecommendation {
+  const pGrid = options.pGrid ?? DEFAULT_P_GRID;
+  const replicates = options.replicates ?? DEFAULT_REPLICATES;
+  if (pGrid.length === 0) throw new Error('recommendP: empty p grid');
+  if (inputs.length === 0) throw new Error('recommendP: no layers');
+  const layers = inputs.map((input) => {
+    const directions = usableDirections(input);
+    const damping = input.damping ?? DEFAULT_DAMPING;
+    const grid = modeGrid(input.rankCount, options.nodes ?? DEFAULT_NODES);
+    const fitted = fitModes(input, directions, grid, damping);
+    const curve = lossCurve(fitted, input, pGrid, damping);
+    return { input, directions, damping, grid, fitted, curve };
+  });
+  const curve = pGrid.map((_, i) => {
+    let loss = 0;
+    let residual = 0;
+    let noise = 0;
+    for (const l of layers) {
+      loss += l.curve[i].loss;
+      residual += l.curve[i].residual;
+      noise += l.curve[i].noise;
+    }
+    return { loss, residual, noise };
+  });
 
   // A bootstrap over the directions. The recommendation is the argmin of the replicates' geometric-mean curve
   // (bagging): the argmin of one curve fitted to noisy measurements varies more than that of the average.
   const rng = mulberry32(options.seed ?? 1);
   const replicateCurves: number[][] = [];
   for (let b = 0; b < replicates; b++) {
-    const resample = directions.map(() => directions[Math.floor(rng() * directions.length)]);
-    if (new Set(resample.map((d) => d.rank)).size < 2) continue;
-    replicateCurves.push(lossCurve(fitModes(input, resample, grid, damping), input, pGrid, damping).map((c) => c.loss));
+    const resamples = layers.map((l) => l.directions.map(() => l.directions[Math.floor(rng() * l.directions.length)]));
+    if (resamples.some((r) => new Set(r.map((d) => d.rank)).size < 2)) continue;
+    const sum = new Array<number>(pGrid.length).fill(0);
+    layers.forEach((l, j) => {
+      lossCurve(fitModes(l.input, resamples[j], l.grid, l.damping), l.input, pGrid, l.damping).forEach((c, i) => (sum[i] += c.loss));
+    });
+    replicateCurves.push(sum);
   }
   const n = replicateCurves.length;
   const bagged = curve.map((c, i) => (n > 0 ? Math.exp(replicateCurves.reduce((s, r) => s + Math.log(r[i]), 0) / n) : c.loss));
@@ -373,10 +424,13 @@ export function recommendP(input: ModeModelInput, options: ModeModelOptions = {}
       low: n > 0 ? quantile(bands[i], BAND_LOW) : c.loss,
       high: n > 0 ? quantile(bands[i], BAND_HIGH) : c.loss,
     })),
-    curvatureVsSigma: fitted.curvatureVsSigma,
-    noiseVsCurvature: fitted.noiseVsCurvature,
     confidence: n > 0 ? agreeing / n : 0,
     replicates: n,
-    ignoredDirections: input.directions.length - directions.length,
+    layers: layers.map((l) => ({
+      p: pGrid[argmin(l.curve.map((c) => c.loss))],
+      curvatureVsSigma: l.fitted.curvatureVsSigma,
+      noiseVsCurvature: l.fitted.noiseVsCurvature,
+      ignoredDirections: l.input.directions.length - l.directions.length,
+    })),
   };
 }
