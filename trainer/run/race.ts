@@ -1,0 +1,236 @@
+/**
+ * Fork-and-race (docs/algorithms.md §7.1): the ground truth for a suggestion. From the run's current state
+ * it trains `steps` steps as the run is set now (the "baseline" branch) and `steps` steps with the
+ * suggested change made (the "suggested" branch), on the very batches the run would read next, scores
+ * both on one fixed held-out set, and puts the state back exactly as it was.
+ *
+ * What a step changes is the model's weights and the optimizer's state (its buffers, step count, lr and
+ * DynMuon's schedule timeline); the data streams are pure functions of (seed, batch index), so the step
+ * index is the whole data cursor and needs no saving. The snapshot is in memory (the same content as a
+ * checkpoint, trainer/run/checkpoint.ts) and both branches start from it.
+ *
+ * Nothing here logs or talks to clients: the trainer logs the one `race` record, and the evidence bench can
+ * call `raceBranches` in-process.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { MuonscopeError } from '../../common/errors.js';
+import { RACE_MAX_STEPS, type NewLogRecord, type RecordOf, type SuggestedChange } from '../../common/protocol.js';
+import { validateSchedule } from '../../common/schedules.js';
+import type { DynMuon } from '../optim/dynmuon.js';
+import type { HybridOptimizer } from '../optim/hybrid.js';
+import { ScheduleTimeline } from '../optim/schedules.js';
+import type { OptimizerState } from '../optim/types.js';
+import type { Workload } from './workload.js';
+
+/**
+ * Held-out losses within this relative difference, |a − b|/max(|a|, |b|), are a tie. Both branches are
+ * scored on the same examples, so the held-out set's sampling noise largely cancels in the difference;
+ * 1e-3 is far above float32 rounding in a mean loss (~1e-7 relative) and well below the percent-level
+ * effects suggestions are made for, so a tie means "no difference worth acting on", not "equal".
+ */
+export const RACE_TIE_TOLERANCE = 1e-3;
+
+/** Training-size batches pooled into the held-out set both branches are scored on. */
+export const RACE_HELD_OUT_BATCHES = 4;
+
+/**
+ * The held-out set is `workload.heldOutBatch(index, count)`: batches 2^29 + index·count + i of the training
+ * stream, which training never reads. Index ⌈2^28/count⌉ starts the set 2^28 batches in, past every batch
+ * the diagnostics (index = step, count 1) and the p-probe (index = step, count ≤ 26) read in a run of up to
+ * 10^7 steps, so the race is never scored on the examples a suggestion was derived from; and it is the same
+ * set at every step, so races at different steps are scored alike.
+ */
+export function raceHeldOutIndex(count: number): number {
+  return Math.ceil(2 ** 28 / count);
+}
+
+/** A branch's outcome as the `race` record holds it. */
+export type RaceBranchScore = RecordOf<'race'>['baseline'];
+
+export interface RaceBranchResult {
+  score: RaceBranchScore;
+  /** The training loss of each step, in order (step `start`, `start + 1`, …). */
+  losses: number[];
+}
+
+export type RaceWinner = RecordOf<'race'>['winner'];
+
+export interface RaceResult {
+  /** The step index both branches started at (= steps completed). */
+  start: number;
+  steps: number;
+  /** The change as the suggested branch made it (a schedule change starts no earlier than `start`). */
+  change: SuggestedChange;
+  baseline: RaceBranchResult;
+  suggested: RaceBranchResult;
+  winner: RaceWinner;
+  tieTolerance: number;
+  heldOutExamples: number;
+  costMs: number;
+}
+
+export interface RaceOptions {
+  /** The run's length, for the p the branches report (default: DynMuon's own `totalSteps`). */
+  totalSteps?: number;
+  heldOutBatches?: number;
+  tieTolerance?: number;
+}
+
+function invalid(message: string, details: Record<string, unknown> = {}): never {
+  throw new MuonscopeError('INVALID_ARGUMENT', message, details);
+}
+
+/** Throws INVALID_ARGUMENT unless `steps` is an integer in [1, RACE_MAX_STEPS]. */
+export function checkRaceSteps(steps: unknown): asserts steps is number {
+  if (typeof steps !== 'number' || !Number.isInteger(steps) || steps < 1 || steps > RACE_MAX_STEPS) {
+    invalid(`race steps must be an integer in [1, ${RACE_MAX_STEPS}] (got ${JSON.stringify(steps)})`, { steps });
+  }
+}
+
+function dynmuonOf(optimizer: HybridOptimizer): DynMuon | null {
+  const m = optimizer.matrix;
+  return m && 'schedule' in m ? (m as DynMuon) : null;
+}
+
+/**
+ * The change as it would be made at step `start` (a schedule change meant for an earlier step starts at
+ * `start`, as `apply_suggestion` does it), checked without touching the optimizer: a change the run would
+ * refuse is refused here, with the same error, before anything has been run.
+ */
+export function raceChange(optimizer: HybridOptimizer, change: SuggestedChange, start: number): SuggestedChange {
+  if (change.kind === 'set_lr') {
+    if (!(Number.isFinite(change.lr) && change.lr > 0)) invalid(`lr must be a positive number (got ${change.lr})`, { lr: change.lr });
+    return { kind: 'set_lr', lr: change.lr, ...(change.reason !== undefined ? { reason: change.reason } : {}) };
+  }
+  const dyn = dynmuonOf(optimizer);
+  if (!dyn) throw new MuonscopeError('INVALID_STATE', 'this run has no p schedule (its optimizer is not DynMuon)');
+  validateSchedule(change.schedule, 'schedule');
+  const fromStep = Math.max(change.fromStep ?? start, start);
+  // A dry run on a copy of the timeline: it refuses exactly what the real replacement would.
+  ScheduleTimeline.fromJSON(dyn.schedule.toJSON()).replaceFrom(fromStep, change.schedule);
+  return { ...change, fromStep };
+}
+
+/** Who won by held-out loss: lower wins unless the two are within `tolerance` of each other, relatively. */
+export function raceWinner(baselineLoss: number, suggestedLoss: number, tolerance: number): RaceWinner {
+  const scale = Math.max(Math.abs(baselineLoss), Math.abs(suggestedLoss));
+  if (scale === 0 || Math.abs(baselineLoss - suggestedLoss) <= tolerance * scale) return 'tie';
+  return suggestedLoss < baselineLoss ? 'suggested' : 'baseline';
+}
+
+interface Snapshot {
+  weights: Float32Array[];
+  optimizer: OptimizerState;
+}
+
+function snapshot(workload: Workload, optimizer: HybridOptimizer): Snapshot {
+  for (const v of workload.variables) {
+    if (v.dtype !== 'float32') throw new MuonscopeError('INVALID_STATE', `race: variable "${v.name}" is ${v.dtype}; only float32 weights can be snapshotted`);
+  }
+  // getState copies every buffer and setState copies them again, so one snapshot serves both restores.
+  return { weights: workload.variables.map((v) => (v.dataSync() as Float32Array).slice()), optimizer: optimizer.getState() };
+}
+
+function restore(workload: Workload, optimizer: HybridOptimizer, s: Snapshot): void {
+  workload.variables.forEach((v, i) => {
+    const t = tf.tensor(s.weights[i], v.shape, 'float32');
+    v.assign(t);
+    t.dispose();
+  });
+  optimizer.setState(s.optimizer);
+}
+
+/** One branch: exactly the loop's step (trainer.ts `trainStep`) without observers or records, then the held-out score. */
+async function runBranch(workload: Workload, optimizer: HybridOptimizer, start: number, steps: number, heldOut: ReturnType<Workload['heldOutBatch']>, totalSteps: number | null, name: string): Promise<RaceBranchResult> {
+  const losses: number[] = [];
+  for (let step = start; step < start + steps; step++) {
+    const batch = workload.batch(step);
+    const { value, grads } = tf.variableGrads(() => workload.loss(batch));
+    try {
+      const loss = (await value.data())[0];
+      if (!Number.isFinite(loss)) throw new MuonscopeError('NON_FINITE', `race: the ${name} branch's loss is ${loss} at step ${step}`, { branch: name, step });
+      await optimizer.step(grads);
+      losses.push(loss);
+    } finally {
+      tf.dispose([value, ...Object.values(grads)]);
+      batch.dispose();
+    }
+  }
+  const held = tf.tidy(() => workload.loss(heldOut));
+  let valLoss: number;
+  try {
+    valLoss = (await held.data())[0];
+  } finally {
+    held.dispose();
+  }
+  if (!Number.isFinite(valLoss)) throw new MuonscopeError('NON_FINITE', `race: the ${name} branch's held-out loss is ${valLoss}`, { branch: name });
+  const dyn = dynmuonOf(optimizer);
+  const last = start + steps - 1;
+  const p = dyn ? dyn.schedule.pAt(last, totalSteps ?? (dyn.hyperparameters as { totalSteps: number }).totalSteps) : null;
+  return { score: { trainLoss: losses.reduce((a, b) => a + b, 0) / losses.length, valLoss, p, lr: optimizer.lr }, losses };
+}
+
+/**
+ * Races the run as set now against the run with `change` made, `steps` steps each from step `start` (the
+ * next step the run would take), and restores the weights and the optimizer exactly, whatever happens:
+ * a branch that diverges (non-finite loss) throws NON_FINITE after the restore.
+ */
+export async function raceBranches(workload: Workload, optimizer: HybridOptimizer, change: SuggestedChange, steps: number, start: number, options: RaceOptions = {}): Promise<RaceResult> {
+  const started = performance.now();
+  checkRaceSteps(steps);
+  if (!Number.isInteger(start) || start < 0) invalid(`race start must be a non-negative integer step (got ${start})`, { start });
+  const count = options.heldOutBatches ?? RACE_HELD_OUT_BATCHES;
+  if (!Number.isInteger(count) || count < 1) invalid(`heldOutBatches must be a positive integer (got ${count})`, { heldOutBatches: count });
+  const tieTolerance = options.tieTolerance ?? RACE_TIE_TOLERANCE;
+  if (!(tieTolerance >= 0 && Number.isFinite(tieTolerance))) invalid(`tieTolerance must be a finite number ≥ 0 (got ${tieTolerance})`, { tieTolerance });
+  const made = raceChange(optimizer, change, start);
+  const totalSteps = options.totalSteps ?? null;
+
+  const saved = snapshot(workload, optimizer);
+  const heldOut = workload.heldOutBatch(raceHeldOutIndex(count), count);
+  try {
+    const baseline = await runBranch(workload, optimizer, start, steps, heldOut, totalSteps, 'baseline');
+    restore(workload, optimizer, saved);
+    if (made.kind === 'set_lr') optimizer.setLr(made.lr);
+    else dynmuonOf(optimizer)!.schedule.replaceFrom(made.fromStep!, made.schedule, { source: 'race', reason: made.reason ?? '' });
+    const suggested = await runBranch(workload, optimizer, start, steps, heldOut, totalSteps, 'suggested');
+    return {
+      start,
+      steps,
+      change: made,
+      baseline,
+      suggested,
+      winner: raceWinner(baseline.score.valLoss, suggested.score.valLoss, tieTolerance),
+      tieTolerance,
+      heldOutExamples: heldOut.size,
+      costMs: performance.now() - started,
+    };
+  } finally {
+    heldOut.dispose();
+    restore(workload, optimizer, saved);
+  }
+}
+
+/** The `race` record of a result, for a suggestion with this id and rule. */
+export function raceRecord(r: RaceResult, suggestion: { id: string; rule: RecordOf<'race'>['rule'] }): NewLogRecord {
+  return {
+    kind: 'race',
+    step: r.start,
+    suggestionId: suggestion.id,
+    rule: suggestion.rule,
+    steps: r.steps,
+    baseline: r.baseline.score,
+    suggested: r.suggested.score,
+    winner: r.winner,
+    tieTolerance: r.tieTolerance,
+    heldOutExamples: r.heldOutExamples,
+    costMs: r.costMs,
+  };
+}
+
+/** The ack's detail: the winner and both held-out losses. */
+export function raceDetail(r: RaceResult, id: string): string {
+  const fmt = (x: number) => x.toPrecision(6);
+  const verdict = r.winner === 'tie' ? `tie (within ${r.tieTolerance} relative)` : `${r.winner} wins`;
+  return `race ${id} over ${r.steps} step(s): ${verdict}; held-out loss baseline ${fmt(r.baseline.score.valLoss)}, suggested ${fmt(r.suggested.score.valLoss)} (${r.heldOutExamples} examples)`.slice(0, 1000);
+}
