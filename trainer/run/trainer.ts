@@ -18,6 +18,7 @@ import type { Command, NewLogRecord, RunState } from '../../common/protocol.js';
 import type { CommandResult } from '../server/commands.js';
 import { writeCheckpoint, type Checkpoint } from './checkpoint.js';
 import type { RunLog } from '../../common/run-folder/log.js';
+import { checkRaceSteps, raceBranches, raceChange, raceDetail, raceRecord } from './race.js';
 import type { Workload, WorkloadBatch } from './workload.js';
 
 export interface CommandMeta {
@@ -74,6 +75,11 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+/** A command `apply` accepted whose work is async (a race): the loop runs `later` and answers with its result. */
+interface Deferred extends CommandResult {
+  later: () => Promise<CommandResult>;
+}
+
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function refuse(message: string, details: Record<string, unknown> = {}): never {
@@ -84,6 +90,8 @@ export class Trainer {
   private state: RunState = 'running';
   private nextStep: number;
   private readonly queue: Pending[] = [];
+  /** An accepted race waiting for the loop, with the command to answer when it is done. */
+  private deferred: { later: () => Promise<CommandResult>; pending: Pending } | null = null;
   private wake: (() => void) | null = null;
   /** Steps still to run before pausing again (the `step N` command). */
   private stepsBeforePause: number | null = null;
@@ -168,7 +176,7 @@ export class Trainer {
   }
 
   /** Applies one command or throws a typed error; nothing changes on refusal. */
-  private apply(command: Command, meta: CommandMeta): CommandResult {
+  private apply(command: Command, meta: CommandMeta): CommandResult | Deferred {
     const step = this.nextStep;
     switch (command.kind) {
       case 'pause':
@@ -243,6 +251,24 @@ export class Trainer {
         this.record({ kind: 'suggestion_outcome', step, id: s.id, outcome: 'dismissed', source: meta.source, reason: command.reason ?? '' });
         return { step, detail: `dismissed ${s.id}` };
       }
+      case 'race': {
+        // Everything that can refuse is checked here, so a refused race has run nothing.
+        if (this.state !== 'paused') refuse(`"race" compares branches while paused; the run is ${this.state}`);
+        checkRaceSteps(command.steps);
+        const left = this.settings.totalSteps - step;
+        if (command.steps > left) throw new MuonscopeError('INVALID_ARGUMENT', `race of ${command.steps} steps runs past the end of the run (${left} left)`, { steps: command.steps });
+        const s = this.pendingSuggestion(command.id);
+        raceChange(this.optimizer, s.change, step);
+        // No control record: the race changes nothing; its `race` record is the trail.
+        return {
+          step,
+          later: async () => {
+            const r = await raceBranches(this.workload, this.optimizer, s.change, command.steps, step, { totalSteps: this.settings.totalSteps });
+            this.record(raceRecord(r, s));
+            return { step, detail: raceDetail(r, s.id) };
+          },
+        };
+      }
     }
   }
 
@@ -254,14 +280,29 @@ export class Trainer {
     throw new MuonscopeError('INVALID_ARGUMENT', `no suggestion "${id}" in this run`, { id });
   }
 
+  /** Applies queued commands in order; stops at one with async work (a race), which the loop runs next. */
   private drainQueue(): void {
-    while (this.queue.length) {
+    while (this.queue.length && !this.deferred) {
       const p = this.queue.shift()!;
       try {
-        p.resolve(this.apply(p.command, p.meta));
+        const result = this.apply(p.command, p.meta);
+        if ('later' in result) this.deferred = { later: result.later, pending: p };
+        else p.resolve(result);
       } catch (e) {
         p.reject(e as Error);
       }
+    }
+  }
+
+  /** Runs the deferred command; a failure is its refusal (the race restores the state whatever happens). */
+  private async runDeferred(): Promise<void> {
+    const { later, pending } = this.deferred!;
+    try {
+      pending.resolve(await later());
+    } catch (e) {
+      pending.reject(e as Error);
+    } finally {
+      this.deferred = null;
     }
   }
 
@@ -305,6 +346,10 @@ export class Trainer {
     try {
       while (true) {
         this.drainQueue();
+        if (this.deferred) {
+          await this.runDeferred();
+          continue;
+        }
         if (this.stopRequested) {
           this.checkpoint(`final: ${this.stopRequested.reason}`);
           this.setState('stopped', this.stopRequested.reason);
