@@ -1,6 +1,6 @@
 /**
  * Runs the advisor inside the loop. It reads the run log like any client (every record, including its
- * own), runs the p-probe when due, asks the advisor for suggestions after each step and logs them; in
+ * own), runs the mode probe when due (trainer/advisor/mode-probe.ts, a `p_model` record), asks the advisor for suggestions after each step and logs them; in
  * `auto` mode it applies the confident ones through the trainer's own command queue, so they are acked,
  * audited and undoable exactly like a user's edit (source `advisor (auto)`).
  *
@@ -8,23 +8,43 @@
  * and suggestions still pending from before are marked superseded: the measurements behind them are
  * from another process's lifetime, and applying them blind would be worse than asking again.
  */
-import { DEFAULT_PROBE_CANDIDATES, probeP, type ProbeLayer } from '../advisor/p-probe.js';
+import type { ProbeLayer } from '../advisor/p-probe.js';
+import {
+  CROSS_CHECK_CANDIDATES,
+  crossCheck,
+  DEFAULT_PROBE_DIRECTIONS,
+  DEFAULT_PROBE_MAX_HVPS,
+  DEFAULT_PROBE_MICROBATCHES,
+  measureLayer,
+  meanGradient,
+  nonFinitePath,
+  planLayers,
+  recommendFromModes,
+  type LayerModes,
+} from '../advisor/mode-probe.js';
 import { Advisor, type AdvisorMode } from '../advisor/advisor.js';
-import { readTheta, tfLandscape } from '../diagnostics/index.js';
+import { readTheta, tfLandscape, type Theta } from '../diagnostics/index.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
-import { emaMomentum, type ShapedNormalization } from '../optim/dynmuon.js';
+import { emaMomentum, type DynMuon, type ShapedNormalization } from '../optim/dynmuon.js';
+import { gainBoundedDamping } from '../../common/shaping.js';
 import { DYNMUON_DEFAULTS } from '../optim/hyperparameters.js';
 import type { Command, LogRecord, NewLogRecord } from '../../common/protocol.js';
 import { matrixLayers, momentumBuffers } from './matrix-layers.js';
 import type { StepContext, StepObserver } from './trainer.js';
-import type { Workload } from './workload.js';
+import type { Workload, WorkloadBatch } from './workload.js';
 
 export interface AdvisorRunnerOptions {
   mode: AdvisorMode;
-  /** Steps between p-probes; 0: never. */
+  /** Steps between mode probes (the mode model's p, `p_model`); 0: never. */
   probeEvery: number;
   /** Training batches pooled into the probe's held-out batch. */
   probeBatches: number;
+  /** Singular directions measured per layer (default DEFAULT_PROBE_DIRECTIONS). */
+  probeDirections?: number;
+  /** Microbatches the held-out batch is split into for the gradient noise (default DEFAULT_PROBE_MICROBATCHES). */
+  probeMicrobatches?: number;
+  /** Curvature Hessian-vector products per probe; fewer than layers × directions: the layers take turns. */
+  probeMaxHvps?: number;
   cooldownSteps: number;
   /** Measurements older than this many steps are not used. */
   maxAge: number;
@@ -49,6 +69,9 @@ export class AdvisorRunner implements StepObserver {
   private trainMs = 0;
   private probeMs = 0;
   private lastProbeMs = 0;
+  /** The last measurement of each layer, and the layer the next probe's turn starts at. */
+  private readonly layerModes = new Map<string, LayerModes>();
+  private probeCursor = 0;
 
   constructor(
     private readonly workload: Workload,
@@ -114,44 +137,125 @@ export class AdvisorRunner implements StepObserver {
       .map((l) => ({ name: l.name, rows: l.rows, cols: l.cols, source: momentum[l.name], scale: l.scale }));
   }
 
+  /**
+   * One mode probe (docs/algorithms.md §10): K microbatch gradients on the held-out batch, the matrix the
+   * next step shapes, k directions per measured layer, the cross-check, the mode model's p. Cost: K
+   * microbatch gradients (one held-out batch's worth), two gradients per curvature product (at most
+   * `probeMaxHvps`) and two per cross-check candidate (six).
+   */
   private async probe(step: number): Promise<void> {
     const started = performance.now();
     const layers = this.probeLayers();
     if (layers.length === 0) return;
     const batch = this.workload.heldOutBatch(step, this.options.probeBatches);
+    const parts: WorkloadBatch[] = [];
+    const warn = (code: string, message: string) => this.log.append({ kind: 'alert', step, level: 'warning', code, message: message.slice(0, 2000) });
     try {
-      const landscape = tfLandscape(this.workload.variables, () => this.workload.loss(batch));
-      const theta = await readTheta(this.workload.variables);
-      const hp = this.optimizer.matrix!.hyperparameters as { damping?: number; maxGain?: number | null; normalization?: ShapedNormalization; momentum: number; nesterov: boolean };
+      const microbatches = Math.min(this.options.probeMicrobatches ?? DEFAULT_PROBE_MICROBATCHES, batch.size);
+      if (microbatches < 2) {
+        warn('PROBE_BATCH_TOO_SMALL', `mode probe at step ${step}: a held-out batch of ${batch.size} cannot be split into two microbatches; no probe recorded`);
+        return;
+      }
+      // Equal microbatches, so their mean gradient is the probe batch's; the remainder is left out.
+      const microbatchSize = Math.floor(batch.size / microbatches);
+      for (let k = 0; k < microbatches; k++) parts.push(batch.slice(k * microbatchSize, (k + 1) * microbatchSize));
+      const whole = microbatches * microbatchSize === batch.size ? batch : batch.slice(0, microbatches * microbatchSize);
+      if (whole !== batch) parts.push(whole);
+      const variables = this.workload.variables;
+      const landscape = tfLandscape(variables, () => this.workload.loss(whole));
+      const theta = await readTheta(variables);
+      const microGrads: Theta[] = [];
+      for (let k = 0; k < microbatches; k++) {
+        const part = parts[k];
+        microGrads.push((await tfLandscape(variables, () => this.workload.loss(part)).gradient(theta)).grads);
+      }
+      const hp = this.optimizer.matrix!.hyperparameters as { damping?: number; maxGain?: number | null; normalization?: ShapedNormalization; momentum: number; nesterov: boolean; totalSteps: number };
       // The directions the run itself would take: its damping with the gain bound, and its step size.
       const shaping = { damping: hp.damping ?? DYNMUON_DEFAULTS.damping, maxGain: hp.maxGain === undefined ? DYNMUON_DEFAULTS.maxGain : hp.maxGain, normalization: hp.normalization ?? DYNMUON_DEFAULTS.normalization };
       // The next step shapes the momentum updated with the next gradient (Nesterov-blended), not the
       // momentum that just moved the weights: after a step that overshot along sharp directions, that one
-      // points uphill. The held-out gradient stands in for the next batch's.
-      const { grads } = await landscape.gradient(theta);
-      for (const l of layers) l.source = emaMomentum(l.source, grads[l.name], hp.momentum, hp.nesterov).u;
+      // points uphill. The held-out gradient (the microbatches' mean) stands in for the next batch's.
+      const heldOutGrad = meanGradient(microGrads);
+      for (const l of layers) l.source = emaMomentum(l.source, heldOutGrad[l.name], hp.momentum, hp.nesterov).u;
+
+      // The cap on curvature products: the layers take turns. A layer not measured this probe is used only
+      // if its last measurement is at most one probe period old (the previous probe's); older ones describe
+      // another phase of training and are left out of the record and the model.
+      const k = this.options.probeDirections ?? DEFAULT_PROBE_DIRECTIONS;
+      const plan = planLayers(layers.length, k, this.options.probeMaxHvps ?? DEFAULT_PROBE_MAX_HVPS, this.probeCursor);
+      this.probeCursor = plan.next;
+      for (const i of plan.indices) {
+        const l = layers[i];
+        const measured = await measureLayer(landscape, theta, l, microGrads.map((g) => g[l.name]), k, step);
+        const bad = nonFinitePath(measured.directions);
+        if (bad) {
+          // A diverging run: the loop's own checks pause it at the next step; the probe just says why it is silent.
+          warn('PROBE_NON_FINITE', `mode probe at step ${step}: non-finite ${bad} in ${l.name}'s directions; no probe recorded`);
+          return;
+        }
+        this.layerModes.set(l.name, measured);
+      }
+      const modes = layers.map((l) => this.layerModes.get(l.name)).filter((m): m is LayerModes => !!m && step - m.step <= this.options.probeEvery);
+
       const currentP = Number((this.advisor.observations.p ?? 0).toFixed(4));
       // The p in force is always a candidate, so the comparison is against what the run does now.
-      const candidates = [...new Set([...DEFAULT_PROBE_CANDIDATES, currentP])].sort((a, b) => a - b);
-      const result = await probeP(landscape, theta, layers, this.optimizer.lr, shaping, candidates);
-      const bad = result.candidates.find((c) => ![c.predictedDecrease, c.gd, c.dHd].every(Number.isFinite));
-      if (bad) {
-        // A diverging run: the loop's own checks pause it at the next step; the probe just says why it is silent.
-        this.log.append({ kind: 'alert', step, level: 'warning', code: 'PROBE_NON_FINITE', message: `p-probe at step ${step}: non-finite values at p = ${bad.p} (gᵀd ${bad.gd}, dᵀHd ${bad.dHd}); no probe recorded` });
+      const candidates = [...new Set([...CROSS_CHECK_CANDIDATES, currentP])].sort((a, b) => a - b);
+      const half = Math.floor(microbatches / 2);
+      const check = await crossCheck(landscape, theta, layers, meanGradient(microGrads.slice(0, half)), meanGradient(microGrads.slice(half)), candidates, shaping);
+      const badCheck = nonFinitePath(check.points);
+      if (badCheck) {
+        warn('PROBE_NON_FINITE', `mode probe at step ${step}: non-finite cross-check value ${badCheck}; no probe recorded`);
         return;
       }
+
+      const done = step + 1;
+      const horizonSteps = Math.max(1, Math.min(this.options.probeEvery, hp.totalSteps - done));
+      // The lr has no schedule (it changes only by command), so the horizon's steps all use today's.
+      const lrs = new Array<number>(horizonSteps).fill(this.optimizer.lr);
+      // The mode model takes one ε for every p on its grid: the one the run applies at the p in force (the
+      // gain bound raises it only for p < 0).
+      const damping = gainBoundedDamping(currentP, shaping.damping, shaping.maxGain);
+      const ctx = { lrs, currentP, stepsTaken: done, normalisation: shaping.normalization, damping, microbatchSize, microbatches, batchSize: batch.size / this.options.probeBatches };
+      const fitted = recommendFromModes(modes, ctx);
+      if (!fitted) {
+        warn('PROBE_NO_MODES', `mode probe at step ${step}: no layer has three directions with positive curvature and noise; no probe recorded`);
+        return;
+      }
+      const { recommendation } = fitted;
+      const badModel = nonFinitePath(recommendation);
+      if (badModel) {
+        warn('PROBE_NON_FINITE', `mode probe at step ${step}: non-finite ${badModel} in the mode model's result; no probe recorded`);
+        return;
+      }
+      const timeline = (this.optimizer.matrix as unknown as DynMuon).schedule;
       this.log.append({
-        kind: 'p_probe',
+        kind: 'p_model',
         step,
         currentP,
-        eta: this.optimizer.lr,
-        candidates: result.candidates,
-        bestP: result.bestP,
-        heldOutExamples: batch.size,
+        // What the schedule in force would do over the horizon: p at its first step and one horizon later.
+        scheduleP: { start: timeline.pAt(done, hp.totalSteps), end: timeline.pAt(done + horizonSteps, hp.totalSteps) },
+        horizonSteps,
+        layers: fitted.layers.map((m, i) => ({
+          layer: m.layer,
+          rows: m.rows,
+          cols: m.cols,
+          directions: m.directions,
+          curvatureVsSigma: recommendation.layers[i].curvatureVsSigma,
+          noiseVsCurvature: recommendation.layers[i].noiseVsCurvature,
+          recommendedP: recommendation.layers[i].p,
+        })),
+        curve: recommendation.curve.map((c) => ({ p: c.p, loss: c.loss, residual: c.residual, noise: c.noise, low: c.low, high: c.high })),
+        recommendedP: recommendation.p,
+        confidence: recommendation.confidence,
+        crossCheck: check.points,
+        crossCheckBestP: check.bestP,
+        microbatches,
+        microbatchSize,
         costMs: performance.now() - started,
         overheadPct: (100 * (this.probeMs + performance.now() - started)) / Math.max(this.trainMs, 1e-9),
       });
     } finally {
+      for (const p of parts) p.dispose();
       batch.dispose();
       this.lastProbeMs = performance.now() - started;
       this.probeMs += this.lastProbeMs;

@@ -65,7 +65,7 @@ export function advisorOptions(config: RunConfig): AdvisorRunnerOptions {
   // Two diagnostics rounds (the expensive probes may be spaced out further by the budget): older
   // measurements describe another phase of training.
   const maxAge = Math.max(2 * config.diagnostics.every + 1, 200);
-  return { mode: a.mode, probeEvery: a.probeEvery, probeBatches: a.probeBatches, cooldownSteps: a.cooldownSteps, maxAge, autoMinConfidence: a.autoMinConfidence };
+  return { mode: a.mode, probeEvery: a.probeEvery, probeBatches: a.probeBatches, probeDirections: a.probeDirections, probeMicrobatches: a.probeMicrobatches, cooldownSteps: a.cooldownSteps, maxAge, autoMinConfidence: a.autoMinConfidence };
 }
 
 /** Puts checkpointed weights into the variables, checking every name and shape before writing any. */
@@ -158,7 +158,7 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
   // The p-probe spends the diagnostics' overhead budget: its cost counts in their overhead, and it runs
   // only while that leaves room.
   log.subscribe((r) => {
-    if (r.kind === 'p_probe') diagnosticsRunner.scheduler.recordExternal('pProbe', r.costMs);
+    if (r.kind === 'p_probe' || r.kind === 'p_model') diagnosticsRunner.scheduler.recordExternal('pProbe', r.costMs);
   });
   const sharedBudget = () => ({ ...trainer.diagnosticsSettings, overheadPct: diagnosticsRunner.scheduler.measuredOverheadPct() });
   // After the diagnostics: the advisor reads what they just logged.
