@@ -35,13 +35,14 @@ export const RACE_HELD_OUT_BATCHES = 4;
 
 /**
  * The held-out set is `workload.heldOutBatch(index, count)`: batches 2^29 + index·count + i of the training
- * stream, which training never reads. Index ⌈2^28/count⌉ starts the set 2^28 batches in, past every batch
- * the diagnostics (index = step, count 1) and the p-probe (index = step, count ≤ 26) read in a run of up to
- * 10^7 steps, so the race is never scored on the examples a suggestion was derived from; and it is the same
- * set at every step, so races at different steps are scored alike.
+ * stream, which training never reads. Index ⌈2^30/count⌉ starts the set 2^30 (about 1.07·10^9) batches in,
+ * past every batch the diagnostics (index = step, count 1) and the p-probe (index = step, count ≤ 64, the
+ * config's maximum) read in a run of up to 10^7 steps, so the race is never scored on the examples a
+ * suggestion was derived from; and below the validation stream (2^31 − 1). It is the same set at every
+ * step, so races at different steps are scored alike.
  */
 export function raceHeldOutIndex(count: number): number {
-  return Math.ceil(2 ** 28 / count);
+  return Math.ceil(2 ** 30 / count);
 }
 
 /** A branch's outcome as the `race` record holds it. */
