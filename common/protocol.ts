@@ -29,6 +29,8 @@ const SetScheduleCommand = Type.Object(
   { additionalProperties: false },
 );
 const SuggestionId = Type.String({ minLength: 1, maxLength: 64 });
+/** The longest fork-and-race a command may ask for: each branch replays this many steps while the run waits. */
+export const RACE_MAX_STEPS = 1000;
 
 export const CommandSchema = Type.Union([
   Type.Object({ kind: Type.Literal('pause'), reason: Reason }, { additionalProperties: false }),
@@ -52,6 +54,12 @@ export const CommandSchema = Type.Union([
   /** Carry out one of the advisor's pending suggestions (its change, audited as coming from it). */
   Type.Object({ kind: Type.Literal('apply_suggestion'), id: SuggestionId, reason: Reason }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('dismiss_suggestion'), id: SuggestionId, reason: Reason }, { additionalProperties: false }),
+  /**
+   * Fork-and-race a pending suggestion (only while paused): from the same state and on the same batches,
+   * `steps` steps as the run is set now and `steps` steps with the suggestion applied, each scored on the
+   * same held-out batches; then the state is put back exactly as it was and a `race` record is logged.
+   */
+  Type.Object({ kind: Type.Literal('race'), id: SuggestionId, steps: Int({ minimum: 1, maximum: RACE_MAX_STEPS }), reason: Reason }, { additionalProperties: false }),
 ]);
 export type Command = Static<typeof CommandSchema>;
 
@@ -149,7 +157,11 @@ export const OVERSHOOT_FRACTION_PERSISTENT = 0.7;
 
 const RecordBase = { seq: Int({ minimum: 1 }), t: Finite() };
 
-export const ADVISOR_RULES = ['instability', 'keep_p_positive', 'move_p_negative', 'p_probe', 'plateau'] as const;
+/**
+ * `p_probe` (the one-step probe) and `plateau` without a kind are what logs before the mode model hold;
+ * new runs propose p changes as `p_model` and tell a noise-bound plateau from a step-bound one.
+ */
+export const ADVISOR_RULES = ['instability', 'keep_p_positive', 'move_p_negative', 'p_probe', 'p_model', 'plateau', 'plateau_noise'] as const;
 export type AdvisorRule = (typeof ADVISOR_RULES)[number];
 export const SUGGESTION_OUTCOMES = ['applied', 'dismissed', 'superseded', 'refused'] as const;
 export type SuggestionOutcome = (typeof SUGGESTION_OUTCOMES)[number];
@@ -176,6 +188,62 @@ const ProbeCandidateSchema = Type.Object({
   dHd: Finite(),
 });
 export type ProbeCandidate = Static<typeof ProbeCandidateSchema>;
+
+/** One measured singular direction u·vᵀ of a layer's momentum (docs/algorithms.md §10). */
+const ModeDirectionSchema = Type.Object({
+  /** Position in the momentum's spectrum, 0 = largest. */
+  rank: Int({ minimum: 0 }),
+  sigma: Finite(),
+  /** (u·vᵀ)ᵀ H (u·vᵀ) on the held-out batch. */
+  curvature: Finite(),
+  /** Mean gradient component uᵀ G v over the held-out microbatches. */
+  gradient: Finite(),
+  /** Variance of one microbatch's component (the noise basis is the record's `microbatchSize`). */
+  noiseVariance: Finite({ minimum: 0 }),
+});
+export type ModeDirection = Static<typeof ModeDirectionSchema>;
+
+const LogLogFitSchema = Type.Object({ slope: Finite(), intercept: Finite(), r2: Finite() });
+
+const ModeCurvePointSchema = Type.Object({
+  p: Finite(),
+  /** Expected Σ h·E[δ²] over the horizon, summed over the measured layers. */
+  loss: Finite(),
+  residual: Finite(),
+  noise: Finite(),
+  /** Bootstrap band (10th and 90th percentiles). */
+  low: Finite(),
+  high: Finite(),
+});
+export type ModeCurvePoint = Static<typeof ModeCurvePointSchema>;
+
+const ModeLayerSchema = Type.Object({
+  layer: Str(),
+  rows: Int(),
+  cols: Int(),
+  directions: Type.Array(ModeDirectionSchema, { maxItems: 64 }),
+  /** ln h against ln σ: GGᵀ ≈ αH predicts slope 2. */
+  curvatureVsSigma: LogLogFitSchema,
+  /** ln c against ln h: the noise law's exponent β. */
+  noiseVsCurvature: LogLogFitSchema,
+  /** This layer's own best p (the run's p is one for all layers; `recommendedP` is the joint one). */
+  recommendedP: Finite(),
+});
+
+/** The scale-free one-step score (g_Aᵀd)(g_Bᵀd)/(dᵀHd) from two independent held-out halves, per candidate p. */
+const CrossCheckSchema = Type.Object({ p: Finite(), score: Finite(), gdA: Finite(), gdB: Finite(), dHd: Finite() });
+export type CrossCheckPoint = Static<typeof CrossCheckSchema>;
+
+/** The outcome of a fork-and-race branch: the same steps from the same state, scored on held-out data. */
+const RaceBranchSchema = Type.Object({
+  /** Mean training loss over the branch's steps. */
+  trainLoss: Finite(),
+  /** Held-out loss after the branch's last step. */
+  valLoss: Finite(),
+  /** p at the branch's last step (null when the run has no p). */
+  p: Type.Union([Finite(), Type.Null()]),
+  lr: Finite(),
+});
 
 export const LogRecordSchema = Type.Union([
   Type.Object({
@@ -336,6 +404,52 @@ export const LogRecordSchema = Type.Union([
     costMs: Finite(),
     /** All p-probes so far as a share of training time, percent (kept within the diagnostics budget). */
     overheadPct: Finite(),
+  }),
+  /**
+   * The mode model's p (docs/algorithms.md §10): curvature, gradient and noise measured along log-spaced
+   * singular directions of each measured layer's momentum, the expected residual over the next
+   * `horizonSteps` steps for each p on `pGrid`, and the p that minimises it, with a bootstrap confidence.
+   */
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('p_model'),
+    step: Int(),
+    currentP: Finite(),
+    /** What the schedule in force would set over the horizon: its p at the horizon's start and end. */
+    scheduleP: Type.Object({ start: Finite(), end: Finite() }),
+    horizonSteps: Int({ minimum: 1 }),
+    layers: Type.Array(ModeLayerSchema, { minItems: 1, maxItems: 256 }),
+    curve: Type.Array(ModeCurvePointSchema, { minItems: 1, maxItems: 64 }),
+    recommendedP: Finite(),
+    /** Fraction of bootstrap replicates whose best p lies within one grid step of `recommendedP`. */
+    confidence: Finite({ minimum: 0, maximum: 1 }),
+    /** The cross-check, and the p it prefers. */
+    crossCheck: Type.Array(CrossCheckSchema, { maxItems: 64 }),
+    crossCheckBestP: Type.Union([Finite(), Type.Null()]),
+    microbatches: Int({ minimum: 2 }),
+    microbatchSize: Int({ minimum: 1 }),
+    costMs: Finite(),
+    /** Probes so far as a share of training time, percent (they share the diagnostics budget). */
+    overheadPct: Finite(),
+  }),
+  /**
+   * A fork-and-race result: from the state at `step`, `steps` steps as the run was set and `steps` steps
+   * with the suggestion applied, on the same batches; `winner` by held-out loss (a tie within `tieTolerance`,
+   * relative). The run's state afterwards is exactly what it was before.
+   */
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('race'),
+    step: Int(),
+    suggestionId: Str(64),
+    rule: Type.Union(ADVISOR_RULES.map((r) => Type.Literal(r))),
+    steps: Int({ minimum: 1 }),
+    baseline: RaceBranchSchema,
+    suggested: RaceBranchSchema,
+    winner: Type.Union([Type.Literal('suggested'), Type.Literal('baseline'), Type.Literal('tie')]),
+    tieTolerance: Finite({ minimum: 0 }),
+    heldOutExamples: Int(),
+    costMs: Finite(),
   }),
   /** A suggested change with the measurements that triggered it (see trainer/advisor). */
   Type.Object({
