@@ -16,7 +16,7 @@ const SCANNED_EXTENSIONS = ['.ts', '.mjs', '.py', '.md'];
 /** This file plants broken citations on purpose, to show the checker catches them. */
 const SELF = 'test/unit/docs-links.test.ts';
 /** Build outputs, dependencies, generated results and test artifacts: not the project's own text. */
-const SKIPPED_DIRS = new Set(['node_modules', 'dist', '.git', 'test/bench/results', 'test/browser/artifacts', 'test/vscode/artifacts', 'runs', '.muonscope-cache']);
+const SKIPPED_DIRS = new Set(['node_modules', 'dist', '.git', 'test/bench/results', 'test/browser/artifacts', 'test/vscode/artifacts', 'runs', '.muonscope-cache', '.venv']);
 
 interface Problem {
   file: string;
