@@ -236,10 +236,12 @@ export type CrossCheckPoint = Static<typeof CrossCheckSchema>;
 
 /** The outcome of a fork-and-race branch: the same steps from the same state, scored on held-out data. */
 const RaceBranchSchema = Type.Object({
-  /** Mean training loss over the branch's steps. */
-  trainLoss: Finite(),
-  /** Held-out loss after the branch's last step. */
-  valLoss: Finite(),
+  /** Mean training loss over the branch's steps; null when the branch diverged. */
+  trainLoss: Type.Union([Finite(), Type.Null()]),
+  /** Held-out loss after the branch's last step; null when the branch diverged. */
+  valLoss: Type.Union([Finite(), Type.Null()]),
+  /** The step at which the loss became non-finite (the branch stopped there and lost the race). */
+  divergedAtStep: Type.Optional(Int()),
   /** p at the branch's last step (null when the run has no p). */
   p: Type.Union([Finite(), Type.Null()]),
   lr: Finite(),
@@ -435,7 +437,8 @@ export const LogRecordSchema = Type.Union([
   /**
    * A fork-and-race result: from the state at `step`, `steps` steps as the run was set and `steps` steps
    * with the suggestion applied, on the same batches; `winner` by held-out loss (a tie within `tieTolerance`,
-   * relative). The run's state afterwards is exactly what it was before.
+   * relative; a branch that diverged loses, and of two, the one that diverged first). The run's state
+   * afterwards is exactly what it was before.
    */
   Type.Object({
     ...RecordBase,

@@ -13,7 +13,7 @@ import { readRunLog, RunLog } from '../../common/run-folder/log.js';
 import { isMuonscopeError } from '../../common/errors.js';
 import { encodeState } from '../../trainer/optim/state.js';
 import type { HybridOptimizer } from '../../trainer/optim/hybrid.js';
-import { raceBranches, raceHeldOutIndex, raceWinner, RACE_HELD_OUT_BATCHES, RACE_TIE_TOLERANCE, type RaceResult } from '../../trainer/run/race.js';
+import { raceBranches, raceHeldOutIndex, raceWinner, RACE_HELD_OUT_BATCHES, RACE_TIE_TOLERANCE, type RaceResult, branchWinner, raceRecord } from '../../trainer/run/race.js';
 import { Trainer } from '../../trainer/run/trainer.js';
 import type { Workload } from '../../trainer/run/workload.js';
 import { tinyMlpConfig, tinyRunParts } from '../helpers/tiny-run.js';
@@ -250,16 +250,36 @@ describe('fork-and-race', () => {
       const r = await raceBranches(workload, optimizer, LR, 2, 0);
       assert.deepEqual([r.baseline.score.p, r.suggested.score.p, r.suggested.score.lr, r.baseline.score.lr], [null, null, 0.035, 0.02]);
       assert.ok(stateBytes({ workload, optimizer }).equals(before), 'the race restored the state');
-      // A branch that diverges: NON_FINITE, after the state is put back (and no tensor is left behind).
+      // A suggested branch that diverges at step 1: it stops there and loses; the state is put back (and no tensor is left behind).
       let current = -1;
-      const diverging: Workload = { ...workload, batch: (i) => ((current = i), workload.batch(i)), loss: (b) => (current === 1 ? tf.mul(workload.loss(b), NaN) : workload.loss(b)) };
+      let branch = 0;
+      const diverging: Workload = {
+        ...workload,
+        batch: (i) => ((branch += i === 0 ? 1 : 0), (current = i), workload.batch(i)),
+        loss: (b) => (branch === 2 && current === 1 ? tf.mul(workload.loss(b), NaN) : workload.loss(b)),
+      };
       const tensors = tf.memory().numTensors;
-      await assert.rejects(raceBranches(diverging, optimizer, LR, 3, 0), (e: unknown) => isMuonscopeError(e, 'NON_FINITE') && /the baseline branch's loss is NaN at step 1/.test(e.message));
+      const d = await raceBranches(diverging, optimizer, LR, 3, 0);
+      assert.deepEqual([d.suggested.score.trainLoss, d.suggested.score.valLoss, d.suggested.score.divergedAtStep, d.suggested.losses.length], [null, null, 1, 1]);
+      assert.ok(Number.isFinite(d.baseline.score.valLoss) && d.baseline.score.divergedAtStep === undefined);
+      assert.equal(d.winner, 'baseline');
+      assert.ok(validateLogRecord({ seq: 1, t: 0, ...raceRecord(d, { id: 's1', rule: 'plateau' }) }).ok, 'a diverged race is a valid record');
       assert.ok(stateBytes({ workload, optimizer }).equals(before), 'a diverged race restored the state');
       assert.equal(tf.memory().numTensors, tensors, 'no tensor leaked');
     } finally {
       workload.dispose();
     }
+  });
+
+  test('the winner when a branch diverged: the one that did not; of two, the one that lasted longer; the same step is a tie', () => {
+    const ok = (valLoss: number) => ({ trainLoss: valLoss, valLoss, p: null, lr: 0.02 });
+    const diverged = (step: number) => ({ trainLoss: null, valLoss: null, divergedAtStep: step, p: null, lr: 0.02 });
+    assert.equal(branchWinner(ok(1), diverged(3), 1e-3), 'baseline');
+    assert.equal(branchWinner(diverged(3), ok(9), 1e-3), 'suggested');
+    assert.equal(branchWinner(diverged(3), diverged(5), 1e-3), 'suggested');
+    assert.equal(branchWinner(diverged(5), diverged(3), 1e-3), 'baseline');
+    assert.equal(branchWinner(diverged(4), diverged(4), 1e-3), 'tie');
+    assert.equal(branchWinner(ok(1), ok(0.5), 1e-3), 'suggested');
   });
 
   test('the winner: lower held-out loss, a tie within the relative tolerance', () => {

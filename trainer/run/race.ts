@@ -119,6 +119,18 @@ export function raceWinner(baselineLoss: number, suggestedLoss: number, toleranc
   return suggestedLoss < baselineLoss ? 'suggested' : 'baseline';
 }
 
+/** The winner of two branches: one that diverged loses; of two that diverged, the one that lasted longer wins. */
+export function branchWinner(baseline: RaceBranchScore, suggested: RaceBranchScore, tolerance: number): RaceWinner {
+  const bDiverged = baseline.divergedAtStep;
+  const sDiverged = suggested.divergedAtStep;
+  if (bDiverged !== undefined || sDiverged !== undefined) {
+    if (bDiverged === undefined) return 'baseline';
+    if (sDiverged === undefined) return 'suggested';
+    return bDiverged === sDiverged ? 'tie' : sDiverged > bDiverged ? 'suggested' : 'baseline';
+  }
+  return raceWinner(baseline.valLoss!, suggested.valLoss!, tolerance);
+}
+
 interface Snapshot {
   weights: Float32Array[];
   optimizer: OptimizerState;
@@ -142,14 +154,17 @@ function restore(workload: Workload, optimizer: HybridOptimizer, s: Snapshot): v
 }
 
 /** One branch: exactly the loop's step (trainer.ts `trainStep`) without observers or records, then the held-out score. */
-async function runBranch(workload: Workload, optimizer: HybridOptimizer, start: number, steps: number, heldOut: ReturnType<Workload['heldOutBatch']>, totalSteps: number | null, name: string): Promise<RaceBranchResult> {
+async function runBranch(workload: Workload, optimizer: HybridOptimizer, start: number, steps: number, heldOut: ReturnType<Workload['heldOutBatch']>, totalSteps: number | null): Promise<RaceBranchResult> {
   const losses: number[] = [];
+  const dyn = dynmuonOf(optimizer);
+  const pAt = (step: number) => (dyn ? dyn.schedule.pAt(step, totalSteps ?? (dyn.hyperparameters as { totalSteps: number }).totalSteps) : null);
   for (let step = start; step < start + steps; step++) {
     const batch = workload.batch(step);
     const { value, grads } = tf.variableGrads(() => workload.loss(batch));
     try {
       const loss = (await value.data())[0];
-      if (!Number.isFinite(loss)) throw new MuonscopeError('NON_FINITE', `race: the ${name} branch's loss is ${loss} at step ${step}`, { branch: name, step });
+      // A diverged branch stops here and loses the race; the caller restores the state.
+      if (!Number.isFinite(loss)) return { score: { trainLoss: null, valLoss: null, divergedAtStep: step, p: pAt(step), lr: optimizer.lr }, losses };
       await optimizer.step(grads);
       losses.push(loss);
     } finally {
@@ -164,17 +179,16 @@ async function runBranch(workload: Workload, optimizer: HybridOptimizer, start: 
   } finally {
     held.dispose();
   }
-  if (!Number.isFinite(valLoss)) throw new MuonscopeError('NON_FINITE', `race: the ${name} branch's held-out loss is ${valLoss}`, { branch: name });
-  const dyn = dynmuonOf(optimizer);
   const last = start + steps - 1;
-  const p = dyn ? dyn.schedule.pAt(last, totalSteps ?? (dyn.hyperparameters as { totalSteps: number }).totalSteps) : null;
-  return { score: { trainLoss: losses.reduce((a, b) => a + b, 0) / losses.length, valLoss, p, lr: optimizer.lr }, losses };
+  const trainLoss = losses.reduce((a, b) => a + b, 0) / losses.length;
+  if (!Number.isFinite(valLoss)) return { score: { trainLoss: null, valLoss: null, divergedAtStep: last, p: pAt(last), lr: optimizer.lr }, losses };
+  return { score: { trainLoss, valLoss, p: pAt(last), lr: optimizer.lr }, losses };
 }
 
 /**
  * Races the run as set now against the run with `change` made, `steps` steps each from step `start` (the
  * next step the run would take), and restores the weights and the optimizer exactly, whatever happens:
- * a branch that diverges (non-finite loss) throws NON_FINITE after the restore.
+ * a branch that diverges (non-finite loss) stops there and loses (its losses are null, `divergedAtStep` set).
  */
 export async function raceBranches(workload: Workload, optimizer: HybridOptimizer, change: SuggestedChange, steps: number, start: number, options: RaceOptions = {}): Promise<RaceResult> {
   const started = performance.now();
@@ -190,18 +204,18 @@ export async function raceBranches(workload: Workload, optimizer: HybridOptimize
   const saved = snapshot(workload, optimizer);
   const heldOut = workload.heldOutBatch(raceHeldOutIndex(count), count);
   try {
-    const baseline = await runBranch(workload, optimizer, start, steps, heldOut, totalSteps, 'baseline');
+    const baseline = await runBranch(workload, optimizer, start, steps, heldOut, totalSteps);
     restore(workload, optimizer, saved);
     if (made.kind === 'set_lr') optimizer.setLr(made.lr);
     else dynmuonOf(optimizer)!.schedule.replaceFrom(made.fromStep!, made.schedule, { source: 'race', reason: made.reason ?? '' });
-    const suggested = await runBranch(workload, optimizer, start, steps, heldOut, totalSteps, 'suggested');
+    const suggested = await runBranch(workload, optimizer, start, steps, heldOut, totalSteps);
     return {
       start,
       steps,
       change: made,
       baseline,
       suggested,
-      winner: raceWinner(baseline.score.valLoss, suggested.score.valLoss, tieTolerance),
+      winner: branchWinner(baseline.score, suggested.score, tieTolerance),
       tieTolerance,
       heldOutExamples: heldOut.size,
       costMs: performance.now() - started,
@@ -231,7 +245,7 @@ export function raceRecord(r: RaceResult, suggestion: { id: string; rule: Record
 
 /** The ack's detail: the winner and both held-out losses. */
 export function raceDetail(r: RaceResult, id: string): string {
-  const fmt = (x: number) => x.toPrecision(6);
+  const fmt = (x: number | null) => (x === null ? 'diverged' : x.toPrecision(6));
   const verdict = r.winner === 'tie' ? `tie (within ${r.tieTolerance} relative)` : `${r.winner} wins`;
   return `race ${id} over ${r.steps} step(s): ${verdict}; held-out loss baseline ${fmt(r.baseline.score.valLoss)}, suggested ${fmt(r.suggested.score.valLoss)} (${r.heldOutExamples} examples)`.slice(0, 1000);
 }
