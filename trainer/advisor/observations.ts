@@ -4,6 +4,7 @@
  * else, so a rule can be tested by feeding it records.
  */
 import type { LogRecord, RecordOf } from '../../common/protocol.js';
+import { validateSchedule, type ScheduleSpec } from '../../common/schedules.js';
 
 export interface LossPoint {
   step: number;
@@ -52,12 +53,30 @@ export interface RunFacts {
   /** The matrix optimizer: `dynmuon` runs take p changes, every run takes lr changes. */
   optimizer: string;
   lossFloor: number | null;
+  /** Examples per training step (the config's `batchSize`; null when the config does not say). */
+  batchSize: number | null;
+}
+
+/** The whole model's gradient noise scale B_simple = tr(Σ)/|G|² (§5), in examples, beside the batch size it was measured for. */
+export interface NoiseScale {
+  step: number;
+  bSimple: number;
+  batchSize: number;
+}
+
+/** The p schedule in force, and from which step (0: the config's). */
+export interface ScheduleInForce {
+  spec: ScheduleSpec;
+  fromStep: number;
 }
 
 /** Losses kept for spike and plateau detection. */
 const LOSS_WINDOW = 200;
 const EVAL_WINDOW = 50;
 const CURVATURE_WINDOW = 10;
+/** Mode-model records kept: the rule's hysteresis reads the last two. */
+const P_MODEL_WINDOW = 4;
+const RACE_WINDOW = 20;
 
 export class Observations {
   run: RunFacts | null = null;
@@ -71,15 +90,37 @@ export class Observations {
   overshoot: Overshoot | null = null;
   readonly directions = new Map<string, LayerDirections>();
   readonly snr = new Map<string, LayerSnr>();
+  /** The latest one-step p-probe (logs from before the mode model; no rule proposes from it now). */
   probe: RecordOf<'p_probe'> | null = null;
+  /** The last few mode-model records, oldest first. */
+  readonly pModels: RecordOf<'p_model'>[] = [];
+  /** Fork-and-race results, oldest first. */
+  readonly races: RecordOf<'race'>[] = [];
+  /** The latest whole-model B_simple (null until one is measured with |G|² > 0). */
+  noiseScale: NoiseScale | null = null;
+  /** The p schedule in force (null: no DynMuon schedule known, e.g. a log without the config's). */
+  schedule: ScheduleInForce | null = null;
   /** The p schedule currently in force was set at this step by a command (null: the config's). */
   lastScheduleChange: number | null = null;
+  /** seq of that command's `control` record: records after it were measured under the new schedule. */
+  lastScheduleChangeSeq = 0;
 
   ingest(r: LogRecord): void {
     switch (r.kind) {
       case 'run_started': {
-        const optimizer = (r.config as { optimizer?: { type?: unknown } } | null)?.optimizer?.type;
-        this.run = { totalSteps: r.totalSteps, optimizer: typeof optimizer === 'string' ? optimizer : 'unknown', lossFloor: r.task.lossFloor };
+        const config = r.config as { optimizer?: { type?: unknown; schedule?: unknown }; batchSize?: unknown } | null;
+        const optimizer = config?.optimizer?.type;
+        const batchSize = config?.batchSize;
+        this.run = {
+          totalSteps: r.totalSteps,
+          optimizer: typeof optimizer === 'string' ? optimizer : 'unknown',
+          lossFloor: r.task.lossFloor,
+          batchSize: typeof batchSize === 'number' && Number.isInteger(batchSize) && batchSize > 0 ? batchSize : null,
+        };
+        // DynMuon's schedule is `optimizer.schedule` in the (defaults-filled) config. A resumed run logs its
+        // config again, but its checkpoint carries the schedule's history: a schedule set by a command stays.
+        const spec = optimizer === 'dynmuon' ? scheduleOrNull(config?.optimizer?.schedule) : null;
+        if (!(r.resumedFrom && this.lastScheduleChange !== null)) this.schedule = spec ? { spec, fromStep: 0 } : null;
         break;
       }
       case 'step':
@@ -104,13 +145,28 @@ export class Observations {
         }
         break;
       case 'noise':
+        if (r.layer === null && r.bSimple !== null && r.bSimple > 0) this.noiseScale = { step: r.step, bSimple: r.bSimple, batchSize: r.batchSize };
         if (r.layer !== null && r.snrTop) this.snr.set(r.layer, { step: r.step, of: r.snrOf ?? null, top: r.snrTop, bottom: r.snrBottom ?? [], topLow: r.snrTopLow ?? [], topHigh: r.snrTopHigh ?? [] });
         break;
       case 'p_probe':
         this.probe = r;
         break;
+      case 'p_model':
+        push(this.pModels, r, P_MODEL_WINDOW);
+        break;
+      case 'race':
+        push(this.races, r, RACE_WINDOW);
+        break;
       case 'control':
-        if (r.command === 'set_schedule') this.lastScheduleChange = r.step;
+        if (r.command === 'set_schedule') {
+          // `new` is { fromStep, schedule } (trainer/run/trainer.ts); a change from a later step counts from then.
+          const next = r.new as { fromStep?: unknown; schedule?: unknown } | null;
+          const spec = scheduleOrNull(next?.schedule);
+          const from = typeof next?.fromStep === 'number' ? Math.max(next.fromStep, r.step) : r.step;
+          this.lastScheduleChange = from;
+          this.lastScheduleChangeSeq = r.seq;
+          this.schedule = spec ? { spec, fromStep: from } : null;
+        }
         break;
       default:
         break;
@@ -124,6 +180,21 @@ export class Observations {
 
   recentSnr(maxAge: number): [string, LayerSnr][] {
     return [...this.snr].filter(([, s]) => this.step - s.step <= maxAge);
+  }
+
+  /** Mode-model records logged after the last schedule change and no older than `maxAge` steps, oldest first. */
+  pModelsSinceScheduleChange(maxAge: number): RecordOf<'p_model'>[] {
+    return this.pModels.filter((r) => r.seq > this.lastScheduleChangeSeq && this.step - r.step <= maxAge);
+  }
+}
+
+/** A valid schedule spec, or null (an old or hand-written log may hold anything under `config`). */
+function scheduleOrNull(spec: unknown): ScheduleSpec | null {
+  try {
+    validateSchedule(spec);
+    return spec;
+  } catch {
+    return null;
   }
 }
 
