@@ -1,5 +1,6 @@
 // trainer/advisor: each rule on its own (fires on the evidence it names, stays quiet just short of its
-// thresholds), the advisor's rate limit, deduplication, supersession and dismissal memory, the p-probe
+// thresholds), schedule changes (retime, range, hold, set) checked by evaluating the new schedule, the
+// advisor's rate limit, deduplication, supersession and dismissal memory, the p-probe
 // against numpy on a quadratic loss (test/fixtures/generate_advisor.py), the evidence harness's statistics
 // against numpy, and apply / dismiss through the trainer's command queue with their audit records.
 import assert from 'node:assert/strict';
@@ -13,12 +14,17 @@ import {
   keepPPositiveRule,
   movePNegativeRule,
   Observations,
+  P_MODEL_CONFIDENCE_CAP,
+  plateauNoiseRule,
   plateauRule,
+  pModelRule,
   probeP,
-  pProbeRule,
   SuggestionBook,
   type RuleSettings,
 } from '../../trainer/advisor/index.js';
+import { changeSchedule, LOGISTIC_EDGE, P_GRID_STEP } from '../../trainer/advisor/schedule-change.js';
+import { evaluate, type ScheduleSpec } from '../../common/schedules.js';
+import { isMuonscopeError, type MuonscopeErrorCode } from '../../common/errors.js';
 import type { Landscape, Theta } from '../../trainer/diagnostics/index.js';
 import type { LogRecord, NewLogRecord, RecordOf } from '../../common/protocol.js';
 import { readRunLog, RunLog } from '../../common/run-folder/log.js';
@@ -35,12 +41,24 @@ const S: RuleSettings = { maxAge: 100 };
 let seq = 0;
 const rec = (r: NewLogRecord): LogRecord => ({ ...r, seq: ++seq, t: 0 }) as LogRecord;
 
-const runStarted = (optimizer: string, lossFloor: number | null = 0.01) =>
-  rec({ kind: 'run_started', step: 0, runId: 'r', protocol: 1, config: { optimizer: { type: optimizer } }, backend: { chosen: 'cpu', skipped: [] }, kernels: { chosen: 'x', skipped: [] }, totalSteps: 1000, task: { name: 't', lossFloor, lossFloorLabel: '' }, params: [] });
+/** A run of 1000 steps; `schedule` goes in as DynMuon's `optimizer.schedule`, `batchSize` as the config's. */
+const runStarted = (optimizer: string, lossFloor: number | null = 0.01, extra: { schedule?: ScheduleSpec; batchSize?: number } = {}) =>
+  rec({
+    kind: 'run_started',
+    step: 0,
+    runId: 'r',
+    protocol: 1,
+    config: { optimizer: { type: optimizer, ...(extra.schedule ? { schedule: extra.schedule } : {}) }, ...(extra.batchSize ? { batchSize: extra.batchSize } : {}) },
+    backend: { chosen: 'cpu', skipped: [] },
+    kernels: { chosen: 'x', skipped: [] },
+    totalSteps: 1000,
+    task: { name: 't', lossFloor, lossFloorLabel: '' },
+    params: [],
+  });
 
-function observe(optimizer: string, records: NewLogRecord[], lossFloor: number | null = 0.01): Observations {
+function observe(optimizer: string, records: NewLogRecord[], lossFloor: number | null = 0.01, extra: { schedule?: ScheduleSpec; batchSize?: number } = {}): Observations {
   const o = new Observations();
-  o.ingest(runStarted(optimizer, lossFloor));
+  o.ingest(runStarted(optimizer, lossFloor, extra));
   for (const r of records) o.ingest(rec(r));
   return o;
 }
@@ -62,6 +80,49 @@ const noise = (step: number, layer: string, top: number, bottom: number, [topLow
   kind: 'noise', step, layer, bSimple: 10, batchSize: 16, snrOf: 'batch', snrTop: [top], snrTopLow: [topLow], snrTopHigh: [topHigh], snrBottom: [bottom],
 });
 const steadyLosses = (from: number, n: number, loss = 1, p: number | null = 0) => Array.from({ length: n }, (_, i) => stepRec(from + i, loss, p));
+/** The whole model's B_simple as the noise diagnostic logs it (layer null), for a training batch of `batchSize`. */
+const wholeNoise = (step: number, bSimple: number, batchSize = 32): NewLogRecord => ({ kind: 'noise', step, layer: null, bSimple, batchSize });
+
+/** A logistic going from ≈ 0.5 to −0.25 around the middle of training. */
+const LOGISTIC: ScheduleSpec = { type: 'logistic', pMax: 0.5, pMin: -0.25, tau: 0.5, width: 0.1 };
+const HORIZON = 100;
+/**
+ * A p_model record at `step` under `schedule` (its scheduleP is that schedule's p at the next step and one
+ * horizon later, as the advisor runner computes it); the curve's minimum is at `recommendedP` on the 0.125 grid.
+ */
+function pModel(step: number, recommendedP: number, confidence: number, schedule: ScheduleSpec = LOGISTIC, crossCheckBestP: number | null = recommendedP): NewLogRecord {
+  const grid = Array.from({ length: 11 }, (_, i) => -0.5 + 0.125 * i);
+  return {
+    kind: 'p_model',
+    step,
+    currentP: evaluate(schedule, step / 1000),
+    scheduleP: { start: evaluate(schedule, (step + 1) / 1000), end: evaluate(schedule, (step + 1 + HORIZON) / 1000) },
+    horizonSteps: HORIZON,
+    layers: [1.8, 2.2, 2.0].map((slope, i) => ({
+      layer: `w${i}`, rows: 8, cols: 8, directions: [], curvatureVsSigma: { slope, intercept: 0, r2: 0.9 }, noiseVsCurvature: { slope: 1, intercept: 0, r2: 0.8 }, recommendedP,
+    })),
+    curve: grid.map((p) => ({ p, loss: 1 + (p - recommendedP) ** 2, residual: 1, noise: (p - recommendedP) ** 2, low: 0.9 + (p - recommendedP) ** 2, high: 1.1 + (p - recommendedP) ** 2 })),
+    recommendedP,
+    confidence,
+    crossCheck: [],
+    crossCheckBestP,
+    microbatches: 8,
+    microbatchSize: 4,
+    costMs: 10,
+    overheadPct: 1,
+  };
+}
+const scheduleControl = (step: number, schedule: ScheduleSpec): NewLogRecord => ({
+  kind: 'control', step, command: 'set_schedule', field: 'schedule', old: null, new: { fromStep: step, schedule }, source: 'test', reason: '',
+});
+
+function throwsCode(code: MuonscopeErrorCode, mentions: string, fn: () => unknown): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(isMuonscopeError(e, code), `expected ${code}, got ${String(e)}`);
+    assert.ok((e as Error).message.includes(mentions), `"${(e as Error).message}" should mention ${mentions}`);
+    return true;
+  });
+}
 
 describe('rules', () => {
   test('instability: two kinds of evidence halve the lr; one alone does not', () => {
@@ -118,36 +179,250 @@ describe('rules', () => {
     assert.equal(movePNegativeRule(observe('dynmuon', [noise(90, 'w1', 0.4, 0.9), stepRec(99, 1, -0.25)]), S), null, 'already negative');
   });
 
-  test('p-probe: the best candidate when it beats the p in force by more than 10%', () => {
-    const probe = (cands: [number, number][], currentP = 0): NewLogRecord => ({
-      kind: 'p_probe',
-      step: 98,
-      currentP,
-      eta: 0.02,
-      candidates: cands.map(([p, dec]) => ({ p, predictedDecrease: dec, gd: 1, dHd: 1 })),
-      bestP: cands.reduce((a, b) => (b[1] > a[1] ? b : a))[0],
-      heldOutExamples: 64,
-      costMs: 5,
-      overheadPct: 1,
-    });
-    const p = pProbeRule(observe('dynmuon', [probe([[-0.25, 1], [0, 1], [0.25, 1.2], [0.5, 0.5]]), stepRec(99, 1, 0)]), S)!;
-    assert.deepEqual(p.change, { kind: 'set_schedule', schedule: { type: 'constant', p: 0.25 }, fromStep: 100, reason: 'advisor: p-probe at step 98' });
-    assert.equal(p.evidence.at(-1)!.value, 0.2);
-    assertBelow(Math.abs(p.confidence - 0.45), 1e-12, `confidence 0.4 + 0.5·0.2 = 0.5, capped at 0.45 by the benchmark evidence; got ${p.confidence}`);
-    assert.equal(pProbeRule(observe('dynmuon', [probe([[0, 1], [0.25, 1.09]]), stepRec(99, 1, 0)]), S), null, 'a 9% gain is within the margin');
-    assert.equal(pProbeRule(observe('dynmuon', [probe([[0, -1], [0.25, -0.5]]), stepRec(99, 1, 0)]), S), null, 'no candidate decreases the loss');
-    assert.equal(pProbeRule(observe('muon', [probe([[0, 1], [0.25, 2]]), stepRec(99, 1, null)]), S), null, 'Muon has no p to set');
-    assert.equal(pProbeRule(observe('dynmuon', [probe([[0, 1], [0.25, 2]]), stepRec(300, 1, 0)]), S), null, 'stale probe');
+  test('p_model: two fresh, confident records on the same side of the schedule retime it; one is not enough', () => {
+    const extra = { schedule: LOGISTIC };
+    const at = (records: NewLogRecord[], optimizer = 'dynmuon') => pModelRule(observe(optimizer, [...records, stepRec(200, 1, evaluate(LOGISTIC, 0.2))], 0.01, extra), S);
+    // The schedule's mean p over steps 200–300 is ≈ 0.44; 0.125 lies 0.31 below it.
+    const p = at([pModel(180, 0.125, 0.7), pModel(200, 0.125, 0.8)])!;
+    assert.equal(p.rule, 'p_model');
+    assert.equal(p.target, 'p');
+    assert.equal(p.change.kind, 'set_schedule');
+    const change = p.change as Extract<typeof p.change, { kind: 'set_schedule' }>;
+    assert.equal(change.fromStep, 201);
+    const next = change.schedule as Extract<ScheduleSpec, { type: 'logistic' }>;
+    assert.deepEqual([next.type, next.pMax, next.pMin, next.width], ['logistic', 0.5, -0.25, 0.1], 'retimed: the range and width kept');
+    assertBelow(Math.abs(evaluate(next, 201 / 1000) - 0.125), 1e-9, `p at the next step: ${evaluate(next, 0.201)}`);
+    assert.match(p.title, /^Retime the p schedule: p 0\.13 now instead of 0\.46 \(τ 0\.50 → 0\.\d\d\): the mode model recommends p = 0\.125 twice$/);
+    assert.equal(p.confidence, P_MODEL_CONFIDENCE_CAP, 'min(0.7, 0.8) capped at 0.45 until the evidence bench says otherwise');
+    const value = (name: string | RegExp) => p.evidence.filter((e) => (typeof name === 'string' ? e.name === name : name.test(e.name))).map((e) => e.value);
+    assert.deepEqual(value('p recommended by the mode model'), [0.125, 0.125]);
+    assert.deepEqual(value('mode model bootstrap confidence'), [0.7, 0.8]);
+    assert.deepEqual(value(/^expected loss after the horizon at the recommended p/), [1], 'the curve\'s minimum');
+    assertAbove(value(/^expected loss after the horizon at the schedule's p/)[0], 1, 'the curve at the schedule\'s p');
+    assert.deepEqual(value('cross-check (independent-batch one-step score) best p'), [0.125, 0.125]);
+    assert.deepEqual(value('ln h vs ln σ slope (median over layers)'), [2], 'median of 1.8, 2.2, 2.0');
+
+    assert.equal(at([pModel(200, 0.125, 0.8)]), null, 'one record is not enough');
+    // (cross-checks abstaining, so that only the sides decide)
+    assert.equal(at([pModel(180, 0.125, 0.7, LOGISTIC, null), pModel(200, 0.75, 0.8, LOGISTIC, null)]), null, 'two records on opposite sides of the schedule');
+    assert.equal(at([pModel(180, 0.75, 0.7, LOGISTIC, null), pModel(200, 0.125, 0.8, LOGISTIC, null)]), null, 'the same, the other way round');
+    assert.equal(at([pModel(180, 0.125, 0.55), pModel(200, 0.125, 0.8)]), null, 'confidence 0.55 < 0.6 on one record');
+    assert.equal(at([pModel(180, 0.375, 0.7), pModel(200, 0.375, 0.8)]), null, '0.375 is within one grid step of the schedule\'s 0.44');
+    assert.ok(at([pModel(180, 0.25, 0.7), pModel(200, 0.25, 0.8)]), '0.25 is 0.19 below it');
+    assert.equal(at([pModel(180, 0.125, 0.7), pModel(200, 0.125, 0.8, LOGISTIC, 0.75)]), null, 'the cross-check prefers the other side');
+    assert.ok(at([pModel(180, 0.125, 0.7), pModel(200, 0.125, 0.8, LOGISTIC, null)]), 'a cross-check that abstains does not veto');
+    assert.equal(at([pModel(180, 0.125, 0.7), pModel(200, 0.125, 0.8)], 'muon'), null, 'Muon has no p schedule');
+    assert.equal(pModelRule(observe('dynmuon', [pModel(80, 0.125, 0.7), pModel(90, 0.125, 0.8), stepRec(200, 1, 0.46)], 0.01, extra), { maxAge: 100 }), null, 'records older than maxAge');
   });
 
-  test('plateau: a stalled validation loss with steps far below η* raises the lr; at the floor it is quiet', () => {
+  test('p_model: a schedule change resets the hysteresis; the change is made to the schedule in force', () => {
+    const moved: ScheduleSpec = { ...LOGISTIC, tau: 0.6 } as ScheduleSpec;
+    const extra = { schedule: LOGISTIC };
+    const before = [pModel(180, 0.125, 0.7), scheduleControl(190, moved), pModel(200, 0.125, 0.8, moved)];
+    assert.equal(pModelRule(observe('dynmuon', [...before, stepRec(200, 1, evaluate(moved, 0.2))], 0.01, extra), S), null, 'one record since the change');
+    const p = pModelRule(observe('dynmuon', [...before, pModel(220, 0.125, 0.8, moved), stepRec(220, 1, evaluate(moved, 0.22))], 0.01, extra), S)!;
+    const next = (p.change as { schedule: Extract<ScheduleSpec, { type: 'logistic' }> }).schedule;
+    assertBelow(Math.abs(evaluate(next, 221 / 1000) - 0.125), 1e-9, 'retimed to the target at the next step');
+    assert.match(p.title, /τ 0\.60 →/, 'from the schedule the command set, not the config\'s');
+  });
+
+  test('p_model: p already within a grid step of the target but the schedule about to carry it away: hold', () => {
+    // A steep logistic: 0.44 at step 451, −0.20 100 steps later; the model wants 0.375 (mean of the two ≈ 0.12).
+    const steep: ScheduleSpec = { type: 'logistic', pMax: 0.5, pMin: -0.25, tau: 0.5, width: 0.02 };
+    const p = pModelRule(observe('dynmuon', [pModel(430, 0.375, 0.7, steep), pModel(450, 0.375, 0.9, steep), stepRec(450, 1, evaluate(steep, 0.45))], 0.01, { schedule: steep }), S)!;
+    assert.deepEqual((p.change as { schedule: ScheduleSpec }).schedule, { type: 'constant', p: evaluate(steep, 451 / 1000) });
+    assert.match(p.title, /^Hold p at 0\.44: the schedule would take it to -0\.20 by the horizon's end, 0\.38 wanted/);
+  });
+
+  test('keep p positive / move p negative retime the schedule in force, and yield to a confident mode model', () => {
+    const evidenceUp = [dirs(890, 'w1', 10, 1), noise(890, 'w1', 5, 0.5)];
+    const late = evaluate(LOGISTIC, 0.9); // ≈ −0.24
+    const up = keepPPositiveRule(observe('dynmuon', [...evidenceUp, stepRec(900, 1, late)], 0.01, { schedule: LOGISTIC }), S)!;
+    const upNext = (up.change as { schedule: Extract<ScheduleSpec, { type: 'logistic' }> }).schedule;
+    assert.equal(upNext.type, 'logistic');
+    assertBelow(Math.abs(evaluate(upNext, 901 / 1000) - 0.25), 1e-9, 'p = 0.25 at the next step');
+    assert.match(up.title, /Retime the p schedule: p 0\.25 now instead of -0\.24/);
+    // A confident mode model that wants p lower than the schedule's outranks the heuristic; one that agrees does not.
+    const modelDown = [pModel(880, -0.5, 0.8)];
+    assert.equal(keepPPositiveRule(observe('dynmuon', [...evidenceUp, ...modelDown, stepRec(900, 1, late)], 0.01, { schedule: LOGISTIC }), S), null);
+    assert.ok(keepPPositiveRule(observe('dynmuon', [...evidenceUp, pModel(880, 0.25, 0.8), stepRec(900, 1, late)], 0.01, { schedule: LOGISTIC }), S));
+    assert.ok(keepPPositiveRule(observe('dynmuon', [...evidenceUp, pModel(880, -0.5, 0.5), stepRec(900, 1, late)], 0.01, { schedule: LOGISTIC }), S), 'an unconfident model does not');
+
+    // −0.25 is the logistic's pMin, which it only approaches: the retime aims LOGISTIC_EDGE of the range short of it.
+    const down = movePNegativeRule(observe('dynmuon', [dirs(95, 'w1', 1.5, 1), noise(95, 'w1', 0.4, 0.9), stepRec(99, 1, evaluate(LOGISTIC, 0.099))], 0.01, { schedule: LOGISTIC }), S)!;
+    const downNext = (down.change as { schedule: ScheduleSpec }).schedule;
+    assertBelow(Math.abs(evaluate(downNext, 0.1) - (-0.25 + LOGISTIC_EDGE * 0.75)), 1e-9, 'p at the edge margin above pMin');
+    assert.match(down.title, /a logistic only approaches its bounds/);
+    assert.equal(movePNegativeRule(observe('dynmuon', [dirs(95, 'w1', 1.5, 1), noise(95, 'w1', 0.4, 0.9), pModel(90, 0.75, 0.9), stepRec(99, 1, 0.49)], 0.01, { schedule: LOGISTIC }), S), null, 'the model wants p higher');
+  });
+
+  test('a fresh p_model suggestion outranks the heuristics for p', () => {
+    const advisor = new Advisor({ cooldownSteps: 50, maxAge: 100 });
+    advisor.ingest(runStarted('dynmuon', 0.01, { schedule: LOGISTIC }));
+    // Both fire: move_p_negative (top directions converged) and two records recommending p = 0.125.
+    for (const r of [dirs(195, 'w1', 1.5, 1), noise(195, 'w1', 0.4, 0.9), pModel(180, 0.125, 0.7), pModel(200, 0.125, 0.8), stepRec(200, 1, evaluate(LOGISTIC, 0.2))]) advisor.ingest(rec(r));
+    assert.ok(movePNegativeRule(advisor.observations, S), 'the heuristic fires on its own');
+    const out = advisor.evaluate(200);
+    assert.deepEqual(out.map((r) => (r as RecordOf<'suggestion'>).rule), ['p_model']);
+  });
+
+  test('plateau: step-bound (timid steps, B_simple ≤ batch) raises the lr; noise-bound (B_simple > 2× batch) lowers it; else quiet', () => {
     const evals = (values: number[]) => values.map((v, i) => ({ kind: 'eval', step: 50 * (i + 1) - 1, valLoss: v }) as NewLogRecord);
+    const stalled = evals([0.5, 0.499, 0.4985, 0.498]);
     const timid = [curv(180, 0.2), curv(199, 0.1)]; // η_actual/η* = 0.1 and 0.2
-    const p = plateauRule(observe('muon', [...evals([0.5, 0.499, 0.4985, 0.498]), ...timid, stepRec(199, 0.5)]), S)!;
-    assert.deepEqual(p.change, { kind: 'set_lr', lr: 0.03, reason: 'advisor: plateau with timid steps' });
-    assert.equal(plateauRule(observe('muon', [...evals([0.5, 0.49, 0.48, 0.47]), ...timid, stepRec(199, 0.5)]), S), null, 'still improving (6%)');
-    assert.equal(plateauRule(observe('muon', [...evals([0.5, 0.499, 0.4985, 0.498]), curv(180, 0.05), curv(199, 0.05), stepRec(199, 0.5)]), S), null, 'η_actual/η* = 0.4: steps are not timid');
-    assert.equal(plateauRule(observe('muon', [...evals([0.0102, 0.0102, 0.0102, 0.0102]), ...timid, stepRec(199, 0.0102)], 0.01), S), null, 'at the floor');
+    const batch = { batchSize: 32 };
+    const run = (records: NewLogRecord[], floor = 0.01, extra: { batchSize?: number } = batch) => observe('muon', [...records, stepRec(199, 0.5)], floor, extra);
+    const both = (o: Observations) => [plateauRule(o, S), plateauNoiseRule(o, S)];
+
+    const step = plateauRule(run([...stalled, ...timid, wholeNoise(190, 20)]), S)!;
+    assert.equal(step.rule, 'plateau');
+    assert.deepEqual(step.change, { kind: 'set_lr', lr: 0.03, reason: 'advisor: plateau with timid steps' });
+    assert.deepEqual(step.evidence.map((e) => [e.value, e.threshold, e.comparison, e.step]), [[0.004, 0.005, '<', 199], [0.1, 0.25, '<', 180], [0.2, 0.25, '<', 199], [20, 32, '<', 190]]);
+    assert.equal(plateauNoiseRule(run([...stalled, ...timid, wholeNoise(190, 20)]), S), null);
+
+    const noisy = plateauNoiseRule(run([...stalled, wholeNoise(190, 100)]), S)!;
+    assert.equal(noisy.rule, 'plateau_noise');
+    assert.equal(noisy.target, 'lr');
+    assert.deepEqual(noisy.change, { kind: 'set_lr', lr: 0.01, reason: 'advisor: plateau at the noise level' });
+    assert.match(noisy.title, /B_simple ≈ 100 examples, batch 32\); a batch nearer 100 would help too$/);
+    assert.match(noisy.expectedEffect, /raising the batch size toward B_simple ≈ 100 \(now 32\)/);
+    assert.deepEqual(noisy.evidence.map((e) => [e.value, e.threshold, e.comparison, e.step]), [[0.004, 0.005, '<', 199], [100, 64, '>', 190]]);
+    assert.ok(plateauNoiseRule(run([...stalled, curv(180, 0.05), curv(199, 0.05), wholeNoise(190, 100)]), S), 'whatever the step (η/η* = 0.4 here)');
+    assert.equal(plateauRule(run([...stalled, ...timid, wholeNoise(190, 100)]), S), null, 'timid steps, but the plateau is the noise\'s');
+
+    assert.deepEqual(both(run([...stalled, ...timid])), [null, null], 'no noise measurement: the two cannot be told apart');
+    assert.deepEqual(both(run([...stalled, ...timid, wholeNoise(190, 50)])), [null, null], 'B_simple 50: above the batch, not above 2×');
+    assert.deepEqual(both(run([...stalled, ...timid, wholeNoise(190, 64)])), [null, null], 'B_simple exactly 2× the batch');
+    assert.ok(plateauRule(run([...stalled, ...timid, wholeNoise(190, 32)]), S), 'B_simple = the batch size is step-bound');
+    assert.deepEqual(both(run([...evals([0.5, 0.49, 0.48, 0.47]), ...timid, wholeNoise(190, 100)])), [null, null], 'still improving (6%)');
+    assert.equal(plateauRule(run([...stalled, curv(180, 0.05), curv(199, 0.05), wholeNoise(190, 20)]), S), null, 'η_actual/η* = 0.4: steps are not timid');
+    assert.deepEqual(both(run([...evals([0.0102, 0.0102, 0.0102, 0.0102]), ...timid, wholeNoise(190, 100)], 0.01)), [null, null], 'at the floor');
+    assert.deepEqual(both(observe('muon', [...stalled, ...timid, wholeNoise(50, 100), stepRec(199, 0.5)], 0.01, batch)), [null, null], 'noise measured more than maxAge steps ago');
+    // Without the config's batch size, the noise record's (the training batch it was measured for) is used.
+    assert.match(plateauNoiseRule(run([...stalled, wholeNoise(190, 100, 16)], 0.01, {}), S)!.title, /batch 16\)/);
+  });
+});
+
+describe('schedule changes', () => {
+  const change = (spec: ScheduleSpec, q: number, target: number, qEnd = q) => changeSchedule({ spec, q, qEnd, target });
+
+  test('retime: a logistic (or reversed one) passes through the target at q with its range and width kept', () => {
+    const cases: [ScheduleSpec, number, number][] = [
+      [LOGISTIC, 0.3, 0.21],
+      [LOGISTIC, 0.7, 0.3],
+      [{ type: 'logistic', pMax: 0.25, pMin: -0.25, tau: 0.04, width: 0.04 }, 0.5, 0.1],
+      [{ type: 'logistic', pMax: -0.25, pMin: 0.5, tau: 0.2, width: 0.05 }, 0.6, 0.0],
+      [{ type: 'reversed', of: { type: 'logistic', pMax: 0.25, pMin: -0.25, tau: 0.3, width: 0.1 } }, 0.5, 0.1],
+    ];
+    for (const [spec, q, target] of cases) {
+      const c = change(spec, q, target);
+      assert.equal(c.kind, 'retime', JSON.stringify(spec));
+      assertBelow(Math.abs(evaluate(c.spec, q) - target), 1e-9, `${JSON.stringify(c.spec)} at q = ${q}: ${evaluate(c.spec, q)} vs ${target}`);
+      assertBelow(Math.abs(c.pAfter - target), 1e-9, 'pAfter');
+      assert.equal(c.pBefore, evaluate(spec, q));
+      const leaf = (s: ScheduleSpec) => (s.type === 'reversed' ? s.of : s) as Extract<ScheduleSpec, { type: 'logistic' }>;
+      const { tau: _a, ...kept } = leaf(spec);
+      const { tau: _b, ...keptAfter } = leaf(c.spec);
+      assert.deepEqual(keptAfter, kept, 'pMax, pMin, width kept');
+      assert.equal(c.spec.type, spec.type);
+    }
+    // τ = q − w·ln((pMax − target)/(target − pMin)) = 0.3 − 0.1·ln(0.29/0.46), and the one-line description.
+    const c = change(LOGISTIC, 0.3, 0.21);
+    assertBelow(Math.abs((c.spec as { tau: number }).tau - (0.3 - 0.1 * Math.log(0.29 / 0.46))), 1e-15, 'τ');
+    assert.equal(c.description, 'Retime the p schedule: p 0.21 now instead of 0.41 (τ 0.50 → 0.35)');
+  });
+
+  test('retime: linear and cosine keep the value at the end of training when they can; piecewise gets a point', () => {
+    const cases: [ScheduleSpec, number, number][] = [
+      [{ type: 'linear', from: 0.5, to: -0.25 }, 0.3, 0],
+      [{ type: 'cosine', from: 0.5, to: -0.25 }, 0.3, 0],
+      [{ type: 'reversed', of: { type: 'linear', from: -0.25, to: 0.5 } }, 0.3, 0],
+      [{ type: 'reversed', of: { type: 'cosine', from: -0.25, to: 0.5 } }, 0.6, 0],
+    ];
+    for (const [spec, q, target] of cases) {
+      const c = change(spec, q, target);
+      assert.equal(c.kind, 'retime');
+      assertBelow(Math.abs(evaluate(c.spec, q) - target), 1e-9, `${JSON.stringify(c.spec)} at q = ${q}`);
+      assertBelow(Math.abs(evaluate(c.spec, 1) - evaluate(spec, 1)), 1e-15, `${JSON.stringify(spec)}: the end value kept`);
+    }
+    // From 1 to −1 at q = 0.9, p −0.8 now, target 0.5: keeping the end needs from = 14 and shifting both ends
+    // leaves [−1, 1]; the start is kept instead: to = (0.5 − 1·0.1)/0.9.
+    const far = change({ type: 'linear', from: 1, to: -1 }, 0.9, 0.5);
+    assert.equal(far.kind, 'retime');
+    assertBelow(Math.abs((far.spec as { to: number }).to - 0.4 / 0.9), 1e-12, 'to');
+    assert.equal((far.spec as { from: number }).from, 1);
+    // Shifted: from 0.2 to 0.9 at q = 0.5, target −0.4: keeping the end needs from −1.7; both ends − 0.95 fit.
+    const shifted = change({ type: 'linear', from: 0.2, to: 0.9 }, 0.5, -0.4);
+    assertBelow(Math.abs((shifted.spec as { from: number }).from - (0.2 - 0.95)) + Math.abs((shifted.spec as { to: number }).to - (0.9 - 0.95)), 1e-12, 'both ends shifted');
+
+    const pw: ScheduleSpec = { type: 'piecewise', points: [[0, 0.5], [0.5, 0], [0.8, -0.25]] };
+    const c = change(pw, 0.3, -0.25);
+    assert.deepEqual(c.spec, { type: 'piecewise', points: [[0, 0.5], [0.3, -0.25], [0.5, 0], [0.8, -0.25]] });
+    const rc = change({ type: 'reversed', of: pw }, 0.3, 0.25);
+    assert.equal(evaluate(rc.spec, 0.3), 0.25);
+    assert.equal(evaluate(rc.spec, 0.1), evaluate({ type: 'reversed', of: pw }, 0.1), 'before the point at 1 − 0.5, as it was');
+  });
+
+  test('range: a target outside [pMin, pMax] moves that bound, the shape kept', () => {
+    const shape = (s: Extract<ScheduleSpec, { type: 'logistic' }>, q: number) => (evaluate(s, q) - s.pMin) / (s.pMax - s.pMin);
+    for (const [q, target, key] of [[0.8, -0.5, 'pMin'], [0.2, 0.75, 'pMax']] as const) {
+      const c = change(LOGISTIC, q, target);
+      assert.equal(c.kind, 'range');
+      const next = c.spec as Extract<ScheduleSpec, { type: 'logistic' }>;
+      assert.deepEqual(next, { ...LOGISTIC, [key]: target });
+      for (const x of [0, 0.25, 0.5, 0.75, 1]) assertBelow(Math.abs(shape(next, x) - shape(LOGISTIC as never, x)), 1e-12, `normalised shape at q = ${x}`);
+      assertBelow(Math.abs(c.pAfter - target), Math.abs(c.pBefore - target), 'p now moves toward the target');
+    }
+    const r = change({ type: 'reversed', of: LOGISTIC as never }, 0.2, -0.5);
+    assert.deepEqual(r.spec, { type: 'reversed', of: { ...LOGISTIC, pMin: -0.5 } });
+    assert.match(change(LOGISTIC, 0.8, -0.5).description, /^Move the p schedule's pMin -0\.25 → -0\.50: p -0\.\d\d now instead of -0\.\d\d, its shape kept$/);
+  });
+
+  test('hold: within one grid step now but carried away over the horizon → the current p, constant; a constant schedule is set', () => {
+    // LOGISTIC: 0.41 at q = 0.3, −0.11 at q = 0.6.
+    const c = change(LOGISTIC, 0.3, 0.3, 0.6);
+    assert.equal(c.kind, 'hold');
+    assert.deepEqual(c.spec, { type: 'constant', p: evaluate(LOGISTIC, 0.3) });
+    assert.ok(Math.abs(evaluate(LOGISTIC, 0.3) - 0.3) <= P_GRID_STEP && Math.abs(evaluate(LOGISTIC, 0.6) - 0.3) > P_GRID_STEP, 'the premise');
+    assert.equal(evaluate(c.spec, 0.3), evaluate(c.spec, 0.6));
+    assert.equal(change(LOGISTIC, 0.3, 0.3, 0.35).kind, 'retime', 'the schedule stays within a step over a short horizon');
+    const set = change({ type: 'constant', p: 0.2 }, 0.3, -0.1, 0.9);
+    assert.deepEqual([set.kind, set.spec, set.description], ['set', { type: 'constant', p: -0.1 }, 'Set p to -0.10 (a constant 0.20 now)']);
+  });
+
+  test('bad input: a clear error naming what is wrong, and the spec untouched', () => {
+    const spec = structuredClone(LOGISTIC);
+    throwsCode('INVALID_ARGUMENT', 'progress q must be within [0, 1]', () => change(spec, 1.5, 0));
+    throwsCode('INVALID_ARGUMENT', 'progress q must be within [0, 1]', () => change(spec, NaN, 0));
+    throwsCode('INVALID_ARGUMENT', "the horizon's end qEnd", () => change(spec, 0.5, 0, 0.4));
+    throwsCode('P_OUT_OF_RANGE', 'target p = 1.5 is outside [-1, 1]', () => change(spec, 0.5, 1.5));
+    throwsCode('UNKNOWN_SCHEDULE', 'unknown schedule type "step"', () => change({ type: 'step' } as never, 0.5, 0));
+    throwsCode('INVALID_ARGUMENT', 'nothing to change', () => change({ type: 'linear', from: 0, to: 0.5 }, 0.5, 0.25));
+    assert.deepEqual(spec, LOGISTIC, 'the input spec is not modified');
+  });
+});
+
+describe('observations', () => {
+  test('the schedule in force (config, then set_schedule commands), batch size, B_simple, p_model and race records', () => {
+    const o = observe('dynmuon', [], 0.01, { schedule: LOGISTIC, batchSize: 64 });
+    assert.deepEqual(o.schedule, { spec: LOGISTIC, fromStep: 0 });
+    assert.equal(o.run!.batchSize, 64);
+    const moved: ScheduleSpec = { type: 'constant', p: 0.1 };
+    for (const r of [pModel(10, 0.125, 0.7), wholeNoise(12, 80, 64), noise(12, 'w1', 1, 1), scheduleControl(15, moved), pModel(20, 0.125, 0.7), stepRec(20, 1, 0.1)]) o.ingest(rec(r));
+    assert.deepEqual(o.schedule, { spec: moved, fromStep: 15 });
+    assert.equal(o.lastScheduleChange, 15);
+    assert.deepEqual(o.noiseScale, { step: 12, bSimple: 80, batchSize: 64 }, 'the whole model\'s, not a layer\'s');
+    assert.deepEqual(o.pModels.map((r) => r.step), [10, 20]);
+    assert.deepEqual(o.pModelsSinceScheduleChange(100).map((r) => r.step), [20]);
+    for (let i = 0; i < 6; i++) o.ingest(rec(pModel(30 + i, 0.125, 0.7)));
+    assert.equal(o.pModels.length, 4, 'the last few kept');
+    o.ingest(rec({ kind: 'race', step: 40, suggestionId: 's1', rule: 'p_model', steps: 20, baseline: { trainLoss: 1, valLoss: 1, p: 0.1, lr: 0.02 }, suggested: { trainLoss: 0.9, valLoss: 0.95, p: 0.125, lr: 0.02 }, winner: 'suggested', tieTolerance: 0.01, heldOutExamples: 64, costMs: 5 }));
+    assert.deepEqual(o.races.map((r) => r.winner), ['suggested']);
+    // A resumed run logs its config again; its checkpoint carries the commanded schedule, which stays.
+    o.ingest(rec({ ...(runStarted('dynmuon', 0.01, { schedule: LOGISTIC }) as RecordOf<'run_started'>), resumedFrom: 'ck' }));
+    assert.deepEqual(o.schedule, { spec: moved, fromStep: 15 });
+    assert.equal(observe('muon', [], 0.01, { schedule: LOGISTIC }).schedule, null, 'only DynMuon has a p schedule');
+    assert.equal(observe('dynmuon', [], 0.01, { schedule: { type: 'logistic' } as never }).schedule, null, 'an invalid spec is not used');
   });
 });
 
@@ -336,7 +611,7 @@ describe('suggestions through the trainer', () => {
     assert.ok(!records.some((r) => r.kind === 'control' && r.command === 'set_lr'), 'the dismissed change was not made');
   });
 
-  test('auto mode: the p-probe runs at its cadence and confident suggestions are applied by the advisor', SLOW_TEST, async () => {
+  test('auto mode: confident suggestions are applied by the advisor; p_model ones (capped at 0.45) are only shown', SLOW_TEST, async () => {
     const config = mlpConfig({
       steps: 60,
       optimizer: { type: 'dynmuon', lr: 0.02, schedule: { type: 'constant', p: -0.25 } },
@@ -349,10 +624,8 @@ describe('suggestions through the trainer', () => {
     const session = await startSession({ config, configDir: process.cwd(), runsRoot: tmp() });
     await session.done;
     const records = readRunLog(session.paths.log).records;
-    const probes = records.filter((r): r is RecordOf<'p_probe'> => r.kind === 'p_probe');
-    assert.deepEqual(probes.map((p) => p.step), [19, 39, 59]);
-    assert.deepEqual(probes[0].candidates.map((c) => c.p), [-0.25, 0, 0.25, 0.5]);
-    assert.equal(probes[0].heldOutExamples, config.advisor.probeBatches * config.batchSize, `the default probeBatches (${config.advisor.probeBatches}) of batch ${config.batchSize}`);
+    // The probe's cadence and budget are mode-probe.test.ts's; here: it logs p_model, no longer p_probe.
+    assert.ok(records.some((r) => r.kind === 'p_model') && !records.some((r) => r.kind === 'p_probe'), 'the mode probe ran');
     const suggestions = records.filter((r): r is RecordOf<'suggestion'> => r.kind === 'suggestion');
     // Deterministic on the cpu backend: early on, κ rises with σ and the top directions carry signal, so
     // keep_p_positive fires against p = −0.25 with confidence above the auto threshold (step 0: lower bound 3.7).
@@ -366,20 +639,10 @@ describe('suggestions through the trainer', () => {
       const nextStep = records.find((r): r is RecordOf<'step'> => r.kind === 'step' && r.seq > control!.seq);
       if (nextStep && s.change.kind === 'set_schedule') assert.equal(nextStep.p, (s.change.schedule as { p: number }).p, 'the suggested p is in force');
     }
-  });
-
-  test('the p-probe stays within the diagnostics budget: with 1% of training time only the first runs', SLOW_TEST, async () => {
-    const config = mlpConfig({
-      steps: 60,
-      optimizer: { type: 'dynmuon', lr: 0.02 },
-      diagnostics: { every: 1000, adaptive: true, budgetPct: 1 },
-      advisor: { mode: 'suggest', probeEvery: 10 },
-    });
-    const session = await startSession({ config, configDir: process.cwd(), runsRoot: tmp() });
-    await session.done;
-    const probes = readRunLog(session.paths.log).records.filter((r): r is RecordOf<'p_probe'> => r.kind === 'p_probe');
-    assert.equal(probes.length, 1, `one probe, then over budget: ${probes.map((p) => `${p.step}: ${p.overheadPct.toFixed(1)}%`)}`);
-    assertAbove(probes[0].overheadPct, 1, `its cost is reported as a share of training time: ${probes[0].overheadPct}%`);
+    for (const s of suggestions.filter((x) => x.rule === 'p_model')) {
+      assert.equal(s.confidence, P_MODEL_CONFIDENCE_CAP);
+      assert.ok(!records.some((r) => r.kind === 'suggestion_outcome' && r.id === s.id && r.outcome === 'applied'), `${s.id} not applied automatically`);
+    }
   });
 
   test('on resume the history is replayed into the advisor and suggestions pending from before are superseded', SLOW_TEST, async () => {
