@@ -463,6 +463,31 @@ describe('the advisor', () => {
     assert.equal(advisor.evaluate(145).length, 1, 'forgotten after 40 steps');
   });
 
+  test('a schedule change is retimed when proposed again; a dismissed one stays dismissed though its τ moved', () => {
+    const start = () => {
+      const advisor = new Advisor({ cooldownSteps: 10, maxAge: 100 });
+      advisor.ingest(runStarted('dynmuon', 0.01, { schedule: LOGISTIC }));
+      for (const r of [pModel(180, 0.125, 0.7), pModel(200, 0.125, 0.8), stepRec(200, 1, evaluate(LOGISTIC, 0.2))]) advisor.ingest(rec(r));
+      return advisor;
+    };
+    const later = (advisor: Advisor, step: number) => {
+      for (const r of [pModel(step, 0.125, 0.8), stepRec(step, 1, evaluate(LOGISTIC, step / 1000))]) advisor.ingest(rec(r));
+      return log(advisor, advisor.evaluate(step));
+    };
+    const pending = start();
+    const first = log(pending, pending.evaluate(200));
+    const refreshed = later(pending, 215);
+    assert.deepEqual(refreshed.map((r) => [r.kind, (r as { id: string }).id]), [['suggestion_outcome', 's200-p_model'], ['suggestion', 's215-p_model']], 'pending: refreshed for now');
+    const tau = (r: NewLogRecord) => ((r as RecordOf<'suggestion'>).change as { schedule: { tau: number } }).schedule.tau;
+    assert.notEqual(tau(refreshed[1]), tau(first[0]), 'a different spec: retimed for step 216');
+
+    const dismissed = start();
+    log(dismissed, dismissed.evaluate(200));
+    dismissed.ingest(rec({ kind: 'suggestion_outcome', step: 201, id: 's200-p_model', outcome: 'dismissed', source: 'user', reason: 'no' }));
+    assert.deepEqual(later(dismissed, 215), [], 'the same advice (p = 0.125 from the next step), dismissed 14 steps ago');
+    assert.equal(later(dismissed, 245).length, 1, 'forgotten after four cooldowns');
+  });
+
   test('the suggestion book follows suggestion and outcome records', () => {
     const book = new SuggestionBook();
     const s = rec({ kind: 'suggestion', step: 1, id: 'a', rule: 'plateau', title: 't', change: { kind: 'set_lr', lr: 0.1 }, evidence: [], confidence: 0.3, expectedEffect: 'e' });

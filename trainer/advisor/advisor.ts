@@ -5,6 +5,7 @@
  * comes back through the same record stream, so a resumed run, the trainer and every dashboard agree.
  */
 import type { AdvisorRule, LogRecord, NewLogRecord, RecordOf, SuggestedChange } from '../../common/protocol.js';
+import { evaluate } from '../../common/schedules.js';
 import { Observations } from './observations.js';
 import { RULES, type Proposal, type RuleSettings } from './rules.js';
 
@@ -67,6 +68,19 @@ export function sameChange(a: SuggestedChange, b: SuggestedChange): boolean {
   return JSON.stringify((a as { schedule: unknown }).schedule) === JSON.stringify((b as { schedule: unknown }).schedule);
 }
 
+/**
+ * Two changes aim at the same thing: the same lr, or schedules of the same type that set the same p at the
+ * step each starts from. A schedule change is retimed for the step it is proposed at (schedule-change.ts), so
+ * the same advice a few steps later is a slightly different spec; a dismissal is of the advice, not of the spec.
+ */
+export function sameAim(a: SuggestedChange, b: SuggestedChange, totalSteps: number): boolean {
+  if (sameChange(a, b)) return true;
+  if (a.kind !== 'set_schedule' || b.kind !== 'set_schedule' || a.fromStep === undefined || b.fromStep === undefined || !(totalSteps > 0)) return false;
+  const typeOf = (s: typeof a.schedule) => (s.type === 'reversed' ? `reversed ${s.of.type}` : s.type);
+  if (typeOf(a.schedule) !== typeOf(b.schedule)) return false;
+  return Math.abs(evaluate(a.schedule, a.fromStep / totalSteps) - evaluate(b.schedule, b.fromStep / totalSteps)) <= 1e-9;
+}
+
 export class Advisor {
   readonly observations = new Observations();
   readonly book = new SuggestionBook();
@@ -115,6 +129,7 @@ export class Advisor {
     if (last !== undefined && step - last < this.settings.cooldownSteps) return false;
     if (this.book.all().some((s) => sameChange(s.change, proposal.change))) return false;
     const forgetBefore = step - DISMISS_MEMORY * this.settings.cooldownSteps;
-    return !this.dismissed.some((d) => d.step >= forgetBefore && d.rule === proposal.rule && sameChange(d.change, proposal.change));
+    const total = this.observations.run?.totalSteps ?? 0;
+    return !this.dismissed.some((d) => d.step >= forgetBefore && d.rule === proposal.rule && sameAim(d.change, proposal.change, total));
   }
 }
