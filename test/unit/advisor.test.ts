@@ -26,7 +26,7 @@ import { changeSchedule, LOGISTIC_EDGE, P_GRID_STEP } from '../../trainer/adviso
 import { evaluate, type ScheduleSpec } from '../../common/schedules.js';
 import { isMuonscopeError, type MuonscopeErrorCode } from '../../common/errors.js';
 import type { Landscape, Theta } from '../../trainer/diagnostics/index.js';
-import type { LogRecord, NewLogRecord, RecordOf } from '../../common/protocol.js';
+import { validateLogRecord, type LogRecord, type NewLogRecord, type RecordOf } from '../../common/protocol.js';
 import { readRunLog, RunLog } from '../../common/run-folder/log.js';
 import { startSession } from '../../trainer/run/session.js';
 import { AdvisorRunner } from '../../trainer/run/advisor-runner.js';
@@ -264,6 +264,8 @@ describe('rules', () => {
     assert.ok(movePNegativeRule(advisor.observations, S), 'the heuristic fires on its own');
     const out = advisor.evaluate(200);
     assert.deepEqual(out.map((r) => (r as RecordOf<'suggestion'>).rule), ['p_model']);
+    const checked = validateLogRecord({ ...out[0], seq: 1, t: 0 });
+    assert.ok(checked.ok, `a valid suggestion record: ${JSON.stringify(checked.ok ? '' : checked.issues)}`);
   });
 
   test('plateau: step-bound (timid steps, B_simple ≤ batch) raises the lr; noise-bound (B_simple > 2× batch) lowers it; else quiet', () => {
@@ -282,6 +284,8 @@ describe('rules', () => {
 
     const noisy = plateauNoiseRule(run([...stalled, wholeNoise(190, 100)]), S)!;
     assert.equal(noisy.rule, 'plateau_noise');
+    const { target: _t, ...fields } = noisy;
+    assert.ok(validateLogRecord({ kind: 'suggestion', step: 199, id: 's199-plateau_noise', seq: 1, t: 0, ...fields }).ok, 'a valid suggestion record');
     assert.equal(noisy.target, 'lr');
     assert.deepEqual(noisy.change, { kind: 'set_lr', lr: 0.01, reason: 'advisor: plateau at the noise level' });
     assert.match(noisy.title, /B_simple ≈ 100 examples, batch 32\); a batch nearer 100 would help too$/);
