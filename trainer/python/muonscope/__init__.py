@@ -4,3 +4,7 @@ See docs/python.md in the Muonscope repository for the design (the channel to th
 """
 
 __version__ = "0.1.0"
+
+from .watch import Run, StopTraining, watch  # noqa: E402
+
+__all__ = ["watch", "Run", "StopTraining"]

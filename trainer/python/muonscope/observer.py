@@ -1,0 +1,219 @@
+"""The diagnostics of a watched torch run, measured around one optimizer step when the scheduler says
+they are due, as the TS trainer's diagnostics runner does (trainer/run/diagnostics-runner.ts):
+
+- ``spectra`` (every K steps): for each matrix with a momentum buffer, the singular values of G (the
+  step's gradient), M (the momentum after the step), O (the direction the step applied, recovered from
+  the weight change: O = −(ΔW + lr·wd·W₀)/(lr·scale·‖M‖^p), wd only when decoupled) and W (after the
+  step): a `spectra` record each, and one `layer_stats` record for the layers whose optimizer has a p
+  (see optinfo.py).
+- ``curvature`` (with a ``probe``): at the weights before the step, on the probe's held-out loss, along
+  the update per unit lr d = (θ_before − θ_after)/lr: gᵀd and dᵀHd by a Hessian-vector product, giving
+  κ_d, η* and the edge along the update; for the whole model and for one matrix layer in turn.
+- ``noise`` (with a ``noise_probe``): B_simple from K microbatch gradients of a held-out batch at the new
+  weights, averaged over a window of steps; for the whole model and each matrix layer.
+- a ``diagnostics_cost`` record after every step that ran any.
+
+A diagnostic that fails is reported as a warning alert and training goes on. Gradients for the probes
+come from torch.autograd.grad, so the parameters' ``.grad`` are never touched.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from . import diagnostics as dg
+from . import optinfo
+from .matrices import ParamInfo
+from .records import alert_record
+from .scheduler import Scheduler
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Observer:
+    def __init__(self, params: List[ParamInfo], optimizer: torch.optim.Optimizer, append: Callable[[dict], None],
+                 settings: Dict[str, object], probe: Optional[Callable[[], torch.Tensor]] = None,
+                 noise_probe: Optional[Callable[[int], torch.Tensor]] = None, microbatches: int = 8,
+                 microbatch_size: Optional[int] = None, batch_size: Optional[int] = None):
+        self.params = params
+        self.matrices = [p for p in params if p.is_matrix]
+        self.optimizer = optimizer
+        self.append = append
+        self.probe = probe
+        self.noise_probe = noise_probe
+        if noise_probe is not None:
+            if not (isinstance(microbatches, int) and microbatches >= 2):
+                raise ValueError(f"noise needs at least 2 microbatches, got {microbatches!r}")
+            if not (isinstance(microbatch_size, int) and microbatch_size >= 1):
+                raise ValueError(f"noise_probe needs microbatch_size, the examples in each microbatch (an integer ≥ 1), got {microbatch_size!r}")
+        self.microbatches = microbatches
+        self.microbatch_size = microbatch_size
+        self.batch_size = batch_size if batch_size is not None else (microbatches * microbatch_size if microbatch_size else None)
+        self.noise_window_steps = int(settings.get("noiseWindowSteps", 1000))
+        expensive = [n for n, on in (("noise", noise_probe is not None and settings.get("noise", True)),
+                                     ("curvature", probe is not None and settings.get("curvature", True))) if on]
+        self.scheduler = Scheduler(int(settings["every"]), bool(settings["adaptive"]), float(settings["budgetPct"]), expensive)
+        self.due: List[str] = []
+        self.before: Optional[Dict[str, Dict[int, torch.Tensor]]] = None
+        self.turn = 0
+        self.last_o: Dict[str, tuple] = {}
+        self.windows: Dict[str, dg.NoiseWindow] = {}
+
+    # ---- around the step ----
+
+    def before_step(self, step: int) -> None:
+        self.due = self.scheduler.due(step) if (self.matrices or self.scheduler.expensive) else []
+        if not self.due:
+            self.before = None
+            return
+        need_all = "curvature" in self.due
+        with torch.no_grad():
+            weights = {id(p.param): p.param.detach().clone() for p in self.params if need_all or p.is_matrix}
+            grads = {id(p.param): p.param.grad.detach().clone() for p in self.matrices if p.param.grad is not None}
+        self.before = {"weights": weights, "grads": grads}
+
+    def after_step(self, step: int, step_ms: float) -> None:
+        self.scheduler.record_step(step_ms)
+        before, self.before = self.before, None
+        if before is None:
+            return
+        for name in self.due:
+            run = {"spectra": self._spectra, "curvature": self._curvature, "noise": self._noise}[name]
+            device = self.params[0].param.device if self.params else torch.device("cpu")
+            started = time.perf_counter()
+            try:
+                run(step, before)
+            except Exception as e:  # diagnostics must never take the run down
+                self.append(alert_record(step, "warning", "OBSERVER_FAILED", f"{name} diagnostics failed at step {step} (training goes on): {e!r}"))
+            _sync(device)
+            self.scheduler.record_run(name, step, (time.perf_counter() - started) * 1000)
+        self.append({"kind": "diagnostics_cost", "step": step, **self.scheduler.cost_summary()})
+
+    # ---- spectra and layer stats ----
+
+    def _spectra(self, step: int, before) -> None:
+        layers = []
+        for info in self.matrices:
+            p = info.param
+            if id(p) not in before["grads"] or id(p) not in before["weights"]:
+                continue
+            m = optinfo.momentum_of(self.optimizer, p)
+            if m is None:
+                continue
+            group = optinfo.group_of(self.optimizer, p)
+            lr = float(group["lr"])
+            step_info = optinfo.matrix_step_info(self.optimizer, p)
+            scale = float(step_info["scale"]) * float(step_info["normPowP"]) if step_info else 1.0
+            wd = float(group.get("weight_decay", 0.0) or 0.0) if optinfo.decoupled_weight_decay(self.optimizer, group) else 0.0
+            with torch.no_grad():
+                w0 = info.matrix(before["weights"][id(p)]).to(torch.float64)
+                w1 = info.matrix(p.detach()).to(torch.float64)
+                g = info.matrix(before["grads"][id(p)]).to(torch.float64)
+                mm = info.matrix(m.detach()).to(torch.float64)
+                dw = w1 - w0
+                unit = lr * scale
+                o = -(dw + lr * wd * w0) / unit if unit > 0 else torch.zeros_like(dw)
+            mats = {"G": g, "M": mm, "O": o, "W": w1}
+            spectra = {k: dg.singular_values(v) for k, v in mats.items()}
+            exact = spectra["G"][1]
+            self.append({"kind": "spectra", "step": step, "layer": info.name, "exact": exact,
+                         **{k: [float(x) for x in v[0].cpu()] for k, v in spectra.items()}})
+            if step_info is None:
+                continue
+            rows, cols, short = info.rows, info.cols, min(info.rows, info.cols)
+
+            def summary(key, x, values):
+                return dg.spectrum_summary(values, None if exact else dg._fro(x), short)
+
+            sums = {k: summary(k, mats[k], [float(x) for x in spectra[k][0].cpu()]) for k in mats}
+            dvals = [float(x) for x in dg.singular_values(dw)[0].cpu()]
+            delta = dg.spectrum_summary(dvals, None if exact else dg._fro(dw), short)
+            g_vals = [float(x) for x in spectra["G"][0].cpu()]
+            o_vals = [float(x) for x in spectra["O"][0].cpu()]
+            r2r = dg.rms_to_rms_factor(rows, cols)
+            stats = {
+                "name": info.name, "rows": rows, "cols": cols,
+                "p": float(step_info["p"]), "normPowP": float(step_info["normPowP"]), "method": str(step_info["method"])[:20],
+                "updateRms": dg.rms(o) * scale,
+                "updateRmsTheory": dg.update_rms_theory(rows, cols, float(step_info["scale"])),
+                "updateWeightRatio": dg.update_weight_ratio(dw, w1),
+                "alignment": dg.alignment(g, o),
+                "orthogonalityError": dg.orthogonality_error_from_spectrum(o_vals, short) if exact else dg.orthogonality_error(o),
+                **sums,
+                "deltaW": delta,
+                "updateRmsToRms": delta["sigmaMax"] * r2r,
+                "weightRmsToRms": sums["W"]["sigmaMax"] * r2r,
+                "updateWeightOpRatio": delta["sigmaMax"] / sums["W"]["sigmaMax"] if sums["W"]["sigmaMax"] > 0 else 0.0,
+                "nuclearAlignment": dg.nuclear_alignment(g, o, dg.nuclear_norm(g_vals, None if exact else dg._fro(g), short)),
+            }
+            if "shapingRelError" in step_info:
+                stats["shapingRelError"] = float(step_info["shapingRelError"])
+            prev = self.last_o.get(info.name)
+            if prev is not None and prev[0] < step:
+                stats["updateCosine"] = dg.cosine(prev[1], o)
+                stats["updateCosineLag"] = step - prev[0]
+            self.last_o[info.name] = (step, o.to(torch.float32))
+            layers.append(stats)
+        if layers:
+            self.append({"kind": "layer_stats", "step": step, "layers": layers})
+
+    # ---- curvature along the update ----
+
+    def _curvature(self, step: int, before) -> None:
+        params = [p.param for p in self.params if p.param.requires_grad]
+        run_lr = optinfo.run_lr(self.optimizer)
+        with torch.no_grad():
+            after = [p.detach().clone() for p in params]
+            lr_of = {id(q): float(g["lr"]) for g in self.optimizer.param_groups for q in g["params"]}
+            d = []
+            for p, a in zip(params, after):
+                lr = lr_of.get(id(p), 0.0)  # a parameter the optimizer does not update has no component
+                d.append((before["weights"][id(p)] - a) / lr if lr > 0 else torch.zeros_like(a))
+        layer = self.matrices[self.turn % len(self.matrices)] if self.matrices else None
+        self.turn += 1
+        try:
+            with torch.no_grad():
+                for p in params:
+                    p.copy_(before["weights"][id(p)])
+            whole = dg.directional_curvature(self.probe, params, d)
+            one = None
+            if layer is not None:
+                d_layer = [x if q is layer.param else torch.zeros_like(x) for q, x in zip(params, d)]
+                one = dg.directional_curvature(self.probe, params, d_layer)
+        finally:
+            with torch.no_grad():
+                for p, a in zip(params, after):
+                    p.copy_(a)
+        self.append({"kind": "curvature", "step": step, "layer": None, "etaActual": run_lr, **dg.step_stability(*whole, run_lr)})
+        if one is not None:
+            self.append({"kind": "curvature", "step": step, "layer": layer.name, "etaActual": run_lr, **dg.step_stability(*one, run_lr)})
+
+    # ---- gradient noise ----
+
+    def _noise(self, step: int, before) -> None:
+        params = [p.param for p in self.params if p.param.requires_grad]
+        micro = []
+        for i in range(self.microbatches):
+            loss = self.noise_probe(i)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            micro.append({info.name: (g if g is not None else torch.zeros_like(info.param)).detach()
+                          for info, g in zip([p for p in self.params if p.param.requires_grad], grads)})
+        per, overall = dg.microbatch_noise(micro, self.microbatch_size)
+        sizes = {"batchSize": int(self.batch_size), "microbatches": self.microbatches, "microbatchSize": self.microbatch_size}
+
+        def windowed(key: str, sample):
+            w = self.windows.setdefault(key, dg.NoiseWindow(self.noise_window_steps))
+            w.add(step, sample)
+            avg = w.average()
+            return {"bSimple": avg["bSimple"], "bSimpleLatest": dg.b_simple(sample), "gradSq": avg["gradSq"],
+                    "traceSigma": avg["traceSigma"], "windowSteps": w.steps, "windowCount": avg["count"]}
+
+        self.append({"kind": "noise", "step": step, "layer": None, **windowed("", overall), **sizes})
+        for info in self.matrices:
+            if info.name in per:
+                self.append({"kind": "noise", "step": step, "layer": info.name, **windowed(info.name, per[info.name]), **sizes})

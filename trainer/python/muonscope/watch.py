@@ -1,0 +1,369 @@
+"""``muonscope.watch``: one line that makes a torch training loop a Muonscope run.
+
+    run = muonscope.watch(model, optimizer, total_steps=1000, name="mlp", config={...})
+    for step in range(1000):
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(); loss.backward()
+        run.log(loss=loss)          # before optimizer.step() (or right after it, see below)
+        optimizer.step()            # watch hooks this call: commands, pause, diagnostics, the step record
+    run.close()                     # or use `with muonscope.watch(...) as run:`
+
+The loop keeps its own code: watch registers a step pre-hook and a post-hook on the optimizer.
+
+**Steps.** A step is one ``optimizer.step()`` call that updated the weights; ``step`` in records is its
+0-based index. Its record carries the loss given to ``run.log(loss=…)`` between the previous step and
+this one — called before ``optimizer.step()`` the loss is written with the step's record at once; called
+after it (before the next step) the record waits for it. A step with no loss logged by the next step's
+start gets no record (a one-time warning alert says so: the protocol's loss is required).
+``stepMs`` is the wall time from the end of the previous step's hook work to the end of this step,
+watch's own diagnostics and paused time excluded (the first step's from watch()). ``lr`` is the first
+param group's; ``p`` is the optimizer's (DynMuon) or null. ``run.log(tokens=…)`` adds tokensPerS;
+``run.log(val_loss=…)`` writes an `eval` record for the last completed step (step 0 before any).
+
+**Commands** (from the host, over the channel) are applied at step boundaries, in the pre-hook:
+pause blocks ``optimizer.step()`` until resume, step N or stop; stop makes ``run.should_stop`` true and
+the pre-hook raise ``muonscope.StopTraining`` (after a final checkpoint and the `stopped` state), which
+the ``with`` form swallows; set_lr scales every param group's lr by new/old (a single group gets the new
+lr; ratios between groups are kept). An lr scheduler of the user's own overwrites it at its next step.
+
+**Non-finite values.** A non-finite logged loss or gradient (checked before each update) logs an error
+alert naming the layer, skips the update (every ``.grad`` is set to None, so torch optimizers leave the
+weights and their state alone; the step does not count) and pauses the run until a command resumes it.
+With no host to send one, the run cannot be resumed, so it is not paused: the alert says the update was
+skipped and training goes on.
+
+**Output.** With ``MUONSCOPE_CHANNEL`` set, records go to the host over the channel (channel.py);
+otherwise watch writes the run folder itself (runfolder.py) and prints on stderr where and how to open it.
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import sys
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import torch
+
+from . import commands as cmds
+from . import optinfo
+from .channel import ChannelClient
+from .matrices import classify
+from .observer import Observer
+from .records import PROTOCOL_VERSION, alert_record, checkpoint_record, eval_record, state_record, step_record
+from .runfolder import LogWriter, atomic_write, create_run_dir, how_to_open
+from .scheduler import check_settings
+
+# The TS trainer's defaults (trainer/run/config.ts): diagnostics every 100 steps within a 10% budget.
+DIAGNOSTICS_DEFAULTS = {"every": 100, "adaptive": True, "budgetPct": 10.0, "curvature": True, "noise": True,
+                        "microbatches": 8, "noiseWindowSteps": 1000}
+
+
+class StopTraining(Exception):
+    """Raised by ``optimizer.step()`` after a stop command: the run has checkpointed and logged `stopped`.
+    ``with muonscope.watch(...)`` ends the block quietly on it."""
+
+
+def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int, name: str = "run",
+          config: Optional[Dict[str, Any]] = None, probe: Optional[Callable[[], torch.Tensor]] = None,
+          noise_probe: Optional[Callable[[int], torch.Tensor]] = None, microbatch_size: Optional[int] = None,
+          batch_size: Optional[int] = None, out: str = "runs", channel: Optional[str] = None) -> "Run":
+    """Starts watching: see the module's docs. `probe()` returns a held-out loss (differentiable) for the
+    curvature along the update; `noise_probe(i)` the loss of the i-th of K = diagnostics.microbatches
+    microbatches of `microbatch_size` held-out examples, for B_simple. `channel` (HOST:PORT) overrides
+    MUONSCOPE_CHANNEL."""
+    return Run(model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel)
+
+
+class Run:
+    def __init__(self, model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel):
+        if not (isinstance(total_steps, int) and not isinstance(total_steps, bool) and total_steps >= 1):
+            raise ValueError(f"watch: total_steps must be an integer ≥ 1, got {total_steps!r}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"watch: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        user = dict(config or {})
+        diag = {**DIAGNOSTICS_DEFAULTS, **(user.get("diagnostics") or {})}
+        check_settings(diag["every"], diag["adaptive"], diag["budgetPct"])
+        self.config = {**user, "name": name, "steps": total_steps, "diagnostics": diag}
+        self.model, self.optimizer, self.total_steps, self.name = model, optimizer, total_steps, name
+        self.params = classify(model)
+        self.state = "running"
+        self.steps_done = 0
+        self.steps_before_pause: Optional[int] = None
+        self.stop_reason: Optional[str] = None
+        self._closed = False
+        self._skip = False
+        self._pending: Dict[str, float] = {}   # loss/tokens logged since the last step
+        self._held: Optional[Dict[str, Any]] = None  # a step record waiting for its loss
+        self._warned_no_loss = False
+        self._mark = time.perf_counter()
+        self._own_ms = 0.0
+
+        address = channel or os.environ.get("MUONSCOPE_CHANNEL")
+        self.channel: Optional[ChannelClient] = None
+        self.writer: Optional[LogWriter] = None
+        if address:
+            self.channel = ChannelClient(address, os.environ.get("MUONSCOPE_CHANNEL_TOKEN", ""), run_dir=os.environ.get("MUONSCOPE_RUN_DIR"))
+            self.run_dir = Path(self.channel.run_dir) if self.channel.run_dir else None
+            self.run_id = str(self.channel.welcome.get("runId") or (self.run_dir.name if self.run_dir else name))
+        else:
+            self.run_dir = create_run_dir(out, name, self.config).resolve()
+            self.run_id = self.run_dir.name
+            self.writer = LogWriter(self.run_dir)
+            print(how_to_open(self.run_dir), file=sys.stderr)
+
+        self.observer = Observer(self.params, optimizer, self.emit, diag, probe=probe, noise_probe=noise_probe,
+                                 microbatches=int(diag["microbatches"]), microbatch_size=microbatch_size, batch_size=batch_size)
+        device = next((p.param.device for p in self.params), torch.device("cpu"))
+        self.emit({
+            "kind": "run_started", "step": 0, "runId": self.run_id, "protocol": PROTOCOL_VERSION, "config": self.config,
+            "backend": {"chosen": f"torch-{device.type}", "skipped": []},
+            "kernels": {"chosen": f"torch {torch.__version__}", "skipped": []},
+            "totalSteps": total_steps,
+            "task": {"name": str(user.get("task", name))[:200], "lossFloor": None, "lossFloorLabel": "unknown"},
+            "params": [{"name": p.name, "shape": list(p.shape), "route": p.route} for p in self.params],
+        })
+        self._hooks = [optimizer.register_step_pre_hook(_weak(self, Run._pre_step)),
+                       optimizer.register_step_post_hook(_weak(self, Run._post_step))]
+        atexit.register(_weak(self, Run._at_exit))
+
+    # ---- records ----
+
+    def emit(self, record: Dict[str, Any]) -> None:
+        if self.channel is not None:
+            self.channel.send_record(record)
+        else:
+            self.writer.append(record)
+
+    def set_state(self, state: str, reason: str) -> None:
+        if self.state == state:
+            return
+        self.state = state
+        self.emit(state_record(self.steps_done, state, reason))
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stop_reason is not None or self.state in ("stopped", "finished", "crashed")
+
+    def log(self, loss: Any = None, val_loss: Any = None, tokens: Optional[float] = None) -> None:
+        """Logs this step's training loss (and tokens processed), and/or a validation loss (an `eval` record)."""
+        if val_loss is not None:
+            self.emit(eval_record(max(self.steps_done - 1, 0), float(val_loss)))
+        if tokens is not None:
+            self._pending["tokens"] = float(tokens)
+        if loss is None:
+            return
+        value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        if self._held is not None:
+            self._held["loss"] = value
+            self._held.setdefault("tokens", self._pending.pop("tokens", None))
+            self._write_held()
+        else:
+            self._pending["loss"] = value
+
+    def _write_held(self) -> None:
+        held, self._held = self._held, None
+        if not math.isfinite(held["loss"]):
+            # The update was taken before the loss was known: pause now (at the next step boundary).
+            self._non_finite(f"loss is {held['loss']} at step {held['step']}", None, skip=False)
+            return
+        self.emit(step_record(held["step"], held["loss"], held["lr"], held["p"], held["stepMs"], held.get("tokens")))
+
+    # ---- diagnostics settings ----
+
+    def diagnostics_settings(self) -> Dict[str, Any]:
+        s = self.observer.scheduler.settings
+        return {"every": s["every"], "adaptive": s["adaptive"], "budgetPct": s["budgetPct"]}
+
+    def configure_diagnostics(self, every: int, adaptive: bool, budget_pct: float) -> None:
+        self.observer.scheduler.configure(every, adaptive, budget_pct)
+
+    def set_lr(self, lr: float) -> None:
+        old = optinfo.run_lr(self.optimizer)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr if len(self.optimizer.param_groups) == 1 or old <= 0 else g["lr"] * (lr / old)
+
+    # ---- checkpoints ----
+
+    def checkpoint(self, reason: str) -> str:
+        """Model and optimizer state_dicts (torch.save), written atomically to checkpoints/step-NNNNNNNN.pt."""
+        if self.run_dir is None:
+            raise cmds.Refused("NOT_ALLOWED_NOW", "no run folder to write a checkpoint to")
+        path = self.run_dir / "checkpoints" / f"step-{self.steps_done:08d}.pt"
+        payload = {"runId": self.run_id, "step": self.steps_done, "reason": reason, "model": self.model.state_dict(),
+                   "optimizer": self.optimizer.state_dict(), "config": self.config}
+        atomic_write(path, lambda f: torch.save(payload, f))
+        file = str(path)
+        self.emit(checkpoint_record(self.steps_done, file, reason))
+        return file
+
+    # ---- commands ----
+
+    def _apply(self, msg: Dict[str, Any]) -> None:
+        cid = str(msg.get("id", ""))[:64]
+        try:
+            step, detail = cmds.apply(self, msg.get("command"), str(msg.get("source") or "host")[:64], cid or None, msg.get("change"))
+            reply = {"type": "ack", "id": cid, "step": step}
+            if detail:
+                reply["detail"] = detail[:1000]
+        except cmds.Refused as e:
+            reply = {"type": "refused", "id": cid, "code": e.code, "message": e.message[:2000]}
+        except Exception as e:  # a bug in a command must not take the run down
+            reply = {"type": "refused", "id": cid, "code": "INTERNAL", "message": f"{type(e).__name__}: {e}"[:2000]}
+        if self.channel is not None:
+            self.channel.send(reply)
+
+    def _drain(self, block: bool) -> None:
+        if self.channel is None:
+            return
+        import queue as _q
+        while True:
+            try:
+                msg = self.channel.commands.get(timeout=0.05) if block else self.channel.commands.get_nowait()
+            except _q.Empty:
+                if block and self.state == "paused" and self.stop_reason is None:
+                    continue
+                return
+            self._apply(msg)
+            block = block and self.state == "paused" and self.stop_reason is None
+
+    def _stop_now(self) -> None:
+        reason = self.stop_reason or "stopped"
+        if self.run_dir is not None:
+            self.checkpoint(f"final: {reason}")
+        self.set_state("stopped", reason)
+        self.close()
+        raise StopTraining(reason)
+
+    # ---- the hooks ----
+
+    def _non_finite(self, message: str, layer: Optional[str], skip: bool) -> None:
+        can_pause = self.channel is not None
+        tail = "; the update was skipped" if skip else ""
+        tail += "; paused (resume to go on)" if can_pause else "; no host to resume the run, so training goes on"
+        code = "NON_FINITE_GRADIENT" if layer is not None else "NON_FINITE_LOSS"
+        self.emit(alert_record(self.steps_done, "error", code, message + tail, layer))
+        if can_pause:
+            self.steps_before_pause = None
+            self.set_state("paused", message)
+
+    def _pre_step(self, optimizer, args, kwargs) -> None:
+        started = time.perf_counter()
+        if self._closed:
+            return
+        if self._held is not None:  # the previous step's loss never came
+            self._held = None
+            if not self._warned_no_loss:
+                self._warned_no_loss = True
+                self.emit(alert_record(self.steps_done, "warning", "NO_LOSS", "no loss was logged for a step (call run.log(loss=…) before or after optimizer.step()); steps without one get no step record"))
+        self._drain(block=False)
+        self._skip = False
+        loss = self._pending.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self._pending.pop("loss")
+            self._non_finite(f"loss is {loss} at step {self.steps_done}", None, skip=True)
+            self._skip = True
+        else:
+            bad = self._non_finite_layer()
+            if bad is not None:
+                self._non_finite(f"gradient of {bad} is not finite at step {self.steps_done}", bad, skip=True)
+                self._skip = True
+        paused_at = time.perf_counter()
+        if self.state == "paused":
+            self._drain(block=True)
+        paused_ms = (time.perf_counter() - paused_at) * 1000
+        if self.stop_reason is not None:
+            self._stop_now()
+        if self._skip:
+            for g in optimizer.param_groups:
+                for p in g["params"]:
+                    p.grad = None
+        else:
+            self.observer.before_step(self.steps_done)
+        self._own_ms += (time.perf_counter() - started) * 1000 - paused_ms
+        self._mark += paused_ms / 1000  # paused time is not step time
+
+    def _non_finite_layer(self) -> Optional[str]:
+        with_grad = [p for p in self.params if p.param.grad is not None]
+        if not with_grad:
+            return None
+        ok = torch.stack([torch.isfinite(p.param.grad).all() for p in with_grad]).cpu()
+        for p, fine in zip(with_grad, ok.tolist()):
+            if not fine:
+                return p.name
+        return None
+
+    def _post_step(self, optimizer, args, kwargs) -> None:
+        if self._closed or self._skip:
+            self._skip = False
+            return
+        step = self.steps_done
+        self.steps_done += 1
+        now = time.perf_counter()
+        step_ms = max(0.0, (now - self._mark) * 1000 - self._own_ms)
+        held = {"step": step, "lr": optinfo.run_lr(optimizer), "p": optinfo.current_p(optimizer), "stepMs": step_ms,
+                "tokens": self._pending.pop("tokens", None)}
+        if "loss" in self._pending:
+            self._held = {**held, "loss": self._pending.pop("loss")}
+            self._write_held()
+        else:
+            self._held = held
+        self.observer.after_step(step, step_ms)
+        if self.steps_before_pause is not None:
+            self.steps_before_pause -= 1
+            if self.steps_before_pause <= 0:
+                self.steps_before_pause = None
+                self.set_state("paused", "requested steps done")
+        self._own_ms = 0.0
+        self._mark = time.perf_counter()
+
+    # ---- the end ----
+
+    def close(self, error: Optional[BaseException] = None) -> None:
+        """Ends the run: removes the hooks, writes the final state (finished after total_steps, else stopped,
+        or crashed with the error) and closes the log or the channel. Safe to call twice."""
+        if self._closed:
+            return
+        if self._held is not None and "loss" in self._held:
+            self._write_held()
+        self._closed = True
+        for h in self._hooks:
+            h.remove()
+        if error is not None:
+            self.emit(alert_record(self.steps_done, "error", "CRASH", f"{type(error).__name__}: {error}"))
+            self.set_state("crashed", f"{type(error).__name__}: {error}")
+        elif self.state not in ("stopped", "finished", "crashed"):
+            if self.steps_done >= self.total_steps:
+                self.set_state("finished", f"completed {self.total_steps} steps")
+            else:
+                self.set_state("stopped", f"the script ended after {self.steps_done} of {self.total_steps} steps")
+        if self.channel is not None:
+            self.channel.close(self.state)
+        elif self.writer is not None:
+            self.writer.close()
+
+    def _at_exit(self) -> None:
+        self.close()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is StopTraining:
+            return True
+        self.close(exc if exc_type is not None and not issubclass(exc_type, (KeyboardInterrupt, GeneratorExit)) else None)
+        return False
+
+
+def _weak(run: Run, method):
+    """A hook that does not keep the run alive (the optimizer holds its hooks)."""
+    ref = weakref.ref(run)
+
+    def call(*args):
+        r = ref()
+        return None if r is None else method(r, *args)
+
+    return call
