@@ -6,7 +6,7 @@
  * to every other column, and lists keep their latest entries.
  */
 import type { RunDescriptor, ToDashboard } from '../common/dashboard-messages.js';
-import type { LayerStats, LogRecord, RecordOf, RunState } from '../common/protocol.js';
+import type { AdvisorRule, LayerStats, LogRecord, RecordOf, RunState } from '../common/protocol.js';
 import { compactMinMax } from './downsample.js';
 
 export type ConnectionState = Extract<ToDashboard, { type: 'connection' }>['state'];
@@ -18,11 +18,23 @@ export type DirectionCurvature = NonNullable<RecordOf<'curvature'>['directions']
 export type SuggestionRecord = RecordOf<'suggestion'>;
 export type SuggestionOutcomeRecord = RecordOf<'suggestion_outcome'>;
 export type ProbeRecord = RecordOf<'p_probe'>;
+export type PModelRecord = RecordOf<'p_model'>;
+export type RaceRecord = RecordOf<'race'>;
+
+/** How this run's races of one rule's suggestions went (every race that arrived, not only the kept ones). */
+export interface RaceTally {
+  suggestedWon: number;
+  baselineWon: number;
+  ties: number;
+  total: number;
+}
 
 /** A suggestion and, once something happened to it, its outcome. */
 export interface SuggestionEntry {
   suggestion: SuggestionRecord;
   outcome: SuggestionOutcomeRecord | null;
+  /** Fork-and-race results for this suggestion, oldest first. */
+  races: RaceRecord[];
 }
 
 /** Points per scalar series before it halves itself; a per-step scalar over 10⁵ steps still fits. */
@@ -35,6 +47,9 @@ const CONTROLS_CAP = 1000;
 const ALERTS_CAP = 200;
 const SUGGESTIONS_CAP = 500;
 const PROBES_CAP = 200;
+const P_MODELS_CAP = 200;
+const RACES_CAP = 500;
+const RACES_PER_SUGGESTION_CAP = 20;
 
 /** A growable (x, y) column pair with a fixed upper bound, halved by min/max compaction when reached. */
 export class Series {
@@ -205,8 +220,18 @@ export class RunStore {
   readonly suggestions: SuggestionEntry[] = [];
   private readonly suggestionIndex = new Map<string, SuggestionEntry>();
   readonly probes: ProbeRecord[] = [];
+  /** The mode model's p records (the latest is what the Suggestions view draws). */
+  readonly pModels: PModelRecord[] = [];
+  readonly races: RaceRecord[] = [];
+  /** Per rule, counted as races arrive, so the tally stays whole when the list above drops old ones. */
+  private readonly raceTallies = new Map<AdvisorRule, RaceTally>();
 
   constructor(readonly runId: string) {}
+
+  /** How the races of `rule`'s suggestions went in this run; total 0 when none was raced. */
+  raceTally(rule: AdvisorRule): RaceTally {
+    return { ...(this.raceTallies.get(rule) ?? { suggestedWon: 0, baselineWon: 0, ties: 0, total: 0 }) };
+  }
 
   /** Suggestions nobody has acted on yet. */
   pendingSuggestions(): SuggestionEntry[] {
@@ -347,7 +372,7 @@ export class RunStore {
         this.lastCheckpoint = r;
         return;
       case 'suggestion': {
-        const entry = { suggestion: r, outcome: null };
+        const entry: SuggestionEntry = { suggestion: r, outcome: null, races: [] };
         this.suggestions.push(entry);
         this.suggestionIndex.set(r.id, entry);
         if (this.suggestions.length > SUGGESTIONS_CAP) this.suggestionIndex.delete(this.suggestions.shift()!.suggestion.id);
@@ -362,6 +387,27 @@ export class RunStore {
         this.probes.push(r);
         if (this.probes.length > PROBES_CAP) this.probes.shift();
         return;
+      case 'p_model':
+        this.pModels.push(r);
+        if (this.pModels.length > P_MODELS_CAP) this.pModels.shift();
+        return;
+      case 'race': {
+        this.races.push(r);
+        if (this.races.length > RACES_CAP) this.races.shift();
+        const tally = this.raceTallies.get(r.rule) ?? { suggestedWon: 0, baselineWon: 0, ties: 0, total: 0 };
+        if (r.winner === 'suggested') tally.suggestedWon++;
+        else if (r.winner === 'baseline') tally.baselineWon++;
+        else tally.ties++;
+        tally.total++;
+        this.raceTallies.set(r.rule, tally);
+        // A race of a suggestion older than the kept ones still counts in the tally, just has no card.
+        const entry = this.suggestionIndex.get(r.suggestionId);
+        if (entry) {
+          entry.races.push(r);
+          if (entry.races.length > RACES_PER_SUGGESTION_CAP) entry.races.shift();
+        }
+        return;
+      }
     }
   }
 

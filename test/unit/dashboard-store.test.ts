@@ -3,11 +3,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RELEASED_IDENTITY_FROM as TRAINER_IDENTITY_FROM } from '../../trainer/optim/dynmuon.js';
-import type { LogRecord } from '../../common/protocol.js';
+import { RACE_MAX_STEPS, validateLogRecord, type LogRecord, type NewLogRecord, type RecordOf } from '../../common/protocol.js';
 import { compactMinMax, downsampleMinMax, emaSmooth } from '../../webview/downsample.js';
 import { exactCurve, RELEASED_IDENTITY_FROM, releasedCurve } from '../../webview/shaping-curves.js';
 import { LAYER_METRICS, LAYER_SERIES_CAP, RunStore, SERIES_CAP, SPECTRA_HISTORY_CAP, Series, type LayerMetric } from '../../webview/store.js';
-import { synthDiagnostics } from '../fixtures/dashboard/synth.js';
+import { lossAt, pModelCaption, pModelChartData, pModelLayerRows } from '../../webview/p-model-data.js';
+import { calibrationText, parseRaceSteps } from '../../webview/suggestion-text.js';
+import { synthDiagnostics, synthPModel, synthRace } from '../fixtures/dashboard/synth.js';
 import { assertAbove, assertAtMost, assertBelow } from '../helpers/bounds.js';
 
 test('downsampleMinMax keeps a one-point spike and a one-point dip among 100k points', () => {
@@ -130,4 +132,105 @@ test('shaping curves: φ_p flattens at p = 0, tilts at p < 0; the released Taylo
   const released = releasedCurve(sigma, -0.25);
   assertBelow(released[3], exact[3], `Taylor tilts less: ${released} vs ${exact}`);
   assert.equal(RELEASED_IDENTITY_FROM, TRAINER_IDENTITY_FROM, 'the dashboard mirrors the optimizer constant');
+});
+
+const stamp = (records: NewLogRecord[], seq0: number): LogRecord[] => records.map((r, i) => ({ ...r, seq: seq0 + i, t: 0 }) as LogRecord);
+
+test('synthetic p_model and race records are valid records, and their fits show h ∝ σ²', () => {
+  const layers = [{ name: 'l0', rows: 32, cols: 64 }, { name: 'l1', rows: 64, cols: 64 }];
+  const m = synthPModel(layers, 100, { currentP: 0, bestP: -0.25, horizonSteps: 50 });
+  const race = synthRace({ id: 's1', rule: 'p_model' }, 100, 20, 'suggested');
+  for (const r of stamp([m, race], 1)) {
+    const v = validateLogRecord(r);
+    assert.ok(v.ok, `${r.kind}: ${JSON.stringify(v.ok ? null : v.issues)}`);
+  }
+  assert.equal(m.kind, 'p_model');
+  if (m.kind !== 'p_model') return;
+  // h = 3σ²·e^(±0.1): the slope of ln h on ln σ is 2 within the jitter, and σ orders curvature almost exactly.
+  for (const l of m.layers) {
+    assertBelow(Math.abs(l.curvatureVsSigma.slope - 2), 0.1, `${l.layer} slope ${l.curvatureVsSigma.slope}`);
+    assertAbove(l.curvatureVsSigma.r2, 0.99, `${l.layer} r² ${l.curvatureVsSigma.r2}`);
+  }
+  assert.equal(m.curve.reduce((b, c) => (c.loss < b.loss ? c : b)).p, -0.25, 'the curve is lowest at the recommendation');
+});
+
+test('RunStore keeps the latest 200 p_model records, in order', () => {
+  const r = new RunStore('a');
+  const layers = [{ name: 'l0', rows: 8, cols: 8 }];
+  r.apply(stamp(Array.from({ length: 205 }, (_, i) => synthPModel(layers, i * 10, { currentP: 0, bestP: 0.25, horizonSteps: 10 })), 1));
+  assert.equal(r.pModels.length, 200, 'bounded');
+  assert.deepEqual([r.pModels[0].step, r.pModels.at(-1)!.step], [50, 2040], 'the oldest five dropped, the latest last');
+});
+
+test('RunStore files races under their suggestion and tallies them per rule, whole past the list bound', () => {
+  const r = new RunStore('a');
+  const suggestion = (id: string, rule: RecordOf<'suggestion'>['rule']): NewLogRecord => ({
+    kind: 'suggestion', step: 10, id, rule, title: id, change: { kind: 'set_lr', lr: 0.01 }, evidence: [], confidence: 0.6, expectedEffect: 'lower loss',
+  });
+  r.apply(stamp([
+    suggestion('s1', 'p_model'),
+    suggestion('s2', 'plateau_noise'),
+    synthRace({ id: 's1', rule: 'p_model' }, 20, 50, 'suggested'),
+    synthRace({ id: 's1', rule: 'p_model' }, 20, 50, 'baseline'),
+    synthRace({ id: 's1', rule: 'p_model' }, 20, 50, 'tie'),
+    synthRace({ id: 's2', rule: 'plateau_noise' }, 20, 50, 'suggested'),
+    // A race of a suggestion this store never saw (or dropped): it counts for its rule, and has no card.
+    synthRace({ id: 'gone', rule: 'p_model' }, 20, 50, 'suggested'),
+  ], 1));
+  const [s1, s2] = r.suggestions;
+  assert.deepEqual(s1.races.map((x) => x.winner), ['suggested', 'baseline', 'tie'], 's1 races in order');
+  assert.deepEqual(s2.races.map((x) => x.winner), ['suggested'], 's2 race');
+  assert.deepEqual(r.raceTally('p_model'), { suggestedWon: 2, baselineWon: 1, ties: 1, total: 4 }, 'p_model tally');
+  assert.deepEqual(r.raceTally('plateau_noise'), { suggestedWon: 1, baselineWon: 0, ties: 0, total: 1 }, 'plateau_noise tally');
+  assert.deepEqual(r.raceTally('instability'), { suggestedWon: 0, baselineWon: 0, ties: 0, total: 0 }, 'a rule never raced');
+  r.raceTally('p_model').total = 99;
+  assert.equal(r.raceTally('p_model').total, 4, 'the tally handed out is a copy');
+  assert.equal(r.pendingSuggestions().length, 2, 'a race leaves its suggestion pending');
+  r.apply(stamp(Array.from({ length: 600 }, (_, i) => synthRace({ id: 's1', rule: 'p_model' }, 30 + i, 10, i % 3 === 0 ? 'baseline' : 'suggested')), 100));
+  assert.equal(r.races.length, 500, 'the run\'s race list is bounded');
+  assert.equal(s1.races.length, 20, 'so is a suggestion\'s');
+  assert.equal(s1.races.at(-1)!.step, 629, 'the latest kept');
+  assert.deepEqual(r.raceTally('p_model'), { suggestedWon: 2 + 400, baselineWon: 1 + 200, ties: 1, total: 604 }, 'the tally counts every race');
+});
+
+test('calibration text says how the rule\'s races went, or that there were none; race steps are 1..RACE_MAX_STEPS', () => {
+  assert.equal(calibrationText('p_model', { suggestedWon: 0, baselineWon: 0, ties: 0, total: 0 }), 'not raced yet (no mode model suggestion raced in this run)');
+  assert.equal(calibrationText('p_model', { suggestedWon: 2, baselineWon: 1, ties: 0, total: 3 }), 'races: suggested won 2 of 3 (mode model suggestions in this run)');
+  assert.equal(calibrationText('plateau_noise', { suggestedWon: 1, baselineWon: 1, ties: 2, total: 4 }), 'races: suggested won 1 of 4, 2 ties (noise-bound plateau suggestions in this run)');
+  assert.deepEqual(parseRaceSteps(' 50 '), { ok: true, steps: 50 });
+  assert.deepEqual(parseRaceSteps(String(RACE_MAX_STEPS)), { ok: true, steps: RACE_MAX_STEPS });
+  for (const bad of ['', '0', '-3', '2.5', 'ten', String(RACE_MAX_STEPS + 1)]) {
+    const v = parseRaceSteps(bad);
+    assert.ok(!v.ok && v.message === `race steps must be a whole number from 1 to ${RACE_MAX_STEPS}; got "${bad}"`, `"${bad}" refused: ${JSON.stringify(v)}`);
+  }
+});
+
+test('the p-model chart: the curve and band on the grid, the marked p values on the curve, nulls off it', () => {
+  // By hand: the curve is 3, 1, 2 at p = −0.5, 0, 0.5; linear between, so 1.5 at 0.25 and 2 at −0.25.
+  const point = (p: number, loss: number) => ({ p, loss, residual: loss / 2, noise: loss / 2, low: loss - 0.1, high: loss + 0.1 });
+  const record = {
+    kind: 'p_model', seq: 1, t: 0, step: 300, currentP: 0.25, scheduleP: { start: 0.25, end: -0.25 }, horizonSteps: 40,
+    layers: [{ layer: 'l0', rows: 4, cols: 6, directions: [{ rank: 0, sigma: 1, curvature: 2, gradient: 0.1, noiseVariance: 0.01 }], curvatureVsSigma: { slope: 1.9, intercept: 0.1, r2: 0.95 }, noiseVsCurvature: { slope: 0.7, intercept: -1, r2: 0.5 }, recommendedP: -0.125 }],
+    curve: [point(0.5, 2), point(-0.5, 3), point(0, 1)],
+    recommendedP: 0, confidence: 0.8, crossCheck: [], crossCheckBestP: 0.75, microbatches: 8, microbatchSize: 16, costMs: 1234, overheadPct: 7.5,
+  } satisfies RecordOf<'p_model'>;
+  assert.equal(lossAt(record.curve, 0.25), 1.5, 'between grid points');
+  assert.equal(lossAt(record.curve, -0.5), 3, 'on a grid point');
+  assert.equal(lossAt(record.curve, 0.75), null, 'beyond the grid');
+  const d = pModelChartData(record);
+  const _ = null;
+  assert.deepEqual(d.columns, [
+    [-0.5, -0.25, 0, 0.25, 0.5, 0.75],
+    [3, _, 1, _, 2, _],
+    [2.9, _, 0.9, _, 1.9, _],
+    [3.1, _, 1.1, _, 2.1, _],
+    [_, _, _, 1.5, _, _],
+    [_, 2, 1, 1.5, _, _],
+    [_, _, 1, _, _, _],
+    [_, _, _, _, _, _],
+  ]);
+  assert.deepEqual(d.markers, [0.25, 0, 0.75], 'the p in force, the recommendation, the cross-check\'s best');
+  assert.equal(d.summary, 'Expected loss after the next 40 steps for 3 values of p from -0.5 to 0.5: lowest 1 at p = 0; recommended p = 0 (confidence 80%); p in force 0.25 (expected loss 1.5); the schedule goes 0.25 → -0.25 over the horizon; the cross-check prefers p = 0.75.');
+  assert.equal(pModelCaption(record), 'Mode model at step 300: recommends p = 0 with confidence 80% (share of bootstrap replicates whose best p is within one grid step) over the next 40 steps; 1 direction in 1 layer, 8 microbatches of 16 held-out examples; this probe 1234 ms, all probes so far 7.5% of training time.');
+  assert.deepEqual(pModelLayerRows(record), [['l0', '4×6', '1', '1.9', '0.95', '0.7', '0.5', '-0.125']]);
 });
