@@ -1,23 +1,36 @@
 /**
  * The advisor's suggestions: pending ones as cards with their evidence (each measured value against the
- * threshold it crossed), confidence and expected effect, with Apply / Dismiss answered in place; the
- * history of what became of every earlier one; and the latest p-probe. Everything here is about the run
- * on screen: Muonscope's own benchmark of the advisor belongs in its README, not beside a user's run.
+ * threshold it crossed), confidence and, beside it, how this run's races of the same rule went; Apply /
+ * Dismiss / Race answered in place, and each race's result on its card; the history of what became of
+ * every earlier one; the mode model's p (chart and per-layer fits); and, for older logs, the latest
+ * p-probe. Everything here is about the run on screen: Muonscope's own benchmark of the advisor belongs
+ * in its README, not beside a user's run.
  */
 import { dataTable, describeValue, fmt, h, setText, textRow } from '../dom.js';
 import { canCommand } from '../controls.js';
-import type { RunStore, SuggestionEntry } from '../store.js';
+import type { RaceRecord, RunStore, SuggestionEntry } from '../store.js';
+import { calibrationText, DEFAULT_RACE_STEPS, parseRaceSteps, RULE_NAMES } from '../suggestion-text.js';
 import { button, textField, type Control } from '../ui/toolkit.js';
 import { ReplyStatus } from '../ui/reply.js';
+import { PModelSection } from './p-model-chart.js';
 import { emptyNote, type View, type ViewContext } from './view.js';
 
-const RULE_NAMES: Record<string, string> = {
-  instability: 'instability',
-  keep_p_positive: 'keep p positive',
-  move_p_negative: 'move p negative',
-  p_probe: 'p-probe',
-  plateau: 'plateau',
-};
+/** Why the Race button is disabled (its title), or null when it is enabled. */
+export function raceBlocked(run: RunStore, pending: boolean): string | null {
+  if (!pending) return 'This suggestion already has an outcome.';
+  if (!canCommand(run)) return 'The run does not take commands (it has ended or is not reachable).';
+  if (run.state !== 'paused') return 'A race runs only while the run is paused: pause it first (the run waits while both branches replay).';
+  return null;
+}
+
+function branchText(b: RaceRecord['baseline']): string {
+  return b.valLoss === null ? `diverged${b.divergedAtStep !== undefined ? ` at step ${b.divergedAtStep}` : ''}` : fmt(b.valLoss);
+}
+
+function raceRow(r: RaceRecord): HTMLTableRowElement {
+  const winner = r.winner === 'tie' ? `tie (within ${fmt(r.tieTolerance)} relative)` : `${r.winner} won`;
+  return textRow([String(r.step), String(r.steps), winner, branchText(r.baseline), branchText(r.suggested), String(r.heldOutExamples)]);
+}
 
 export function describeChange(change: SuggestionEntry['suggestion']['change']): string {
   if (change.kind === 'set_lr') return `learning rate → ${fmt(change.lr)}`;
@@ -34,11 +47,18 @@ class SuggestionCard {
   readonly el: HTMLElement;
   private readonly apply: Control;
   private readonly dismiss: Control;
+  private readonly race: Control;
+  private readonly raceSteps: Control;
   private readonly reply: ReplyStatus;
+  private readonly raceReply: ReplyStatus;
+  private readonly calibration: HTMLElement;
+  private readonly races: { table: HTMLTableElement; body: HTMLTableSectionElement };
+  private racesShown = -1;
 
   constructor(
     readonly entry: SuggestionEntry,
     send: (kind: 'apply_suggestion' | 'dismiss_suggestion', reply: ReplyStatus) => void,
+    sendRace: (steps: number, reply: ReplyStatus) => void,
   ) {
     const s = entry.suggestion;
     const safeId = s.id.replace(/[^\w-]/g, '_');
@@ -55,21 +75,63 @@ class SuggestionCard {
     this.dismiss = button('Dismiss', () => send('dismiss_suggestion', this.reply), { id: `dismiss-${safeId}`, secondary: true, ariaLabel: `Dismiss: ${s.title}` });
     const actions = h('div', { class: 'toolbar' });
     actions.append(this.apply, this.dismiss, this.reply.el);
+    this.calibration = h('span', { class: 'calibration', id: `calibration-${safeId}` });
+    const confidence = h('div', { class: 'confidence' });
+    confidence.append(meter, this.calibration);
+    this.raceReply = new ReplyStatus(`race-reply-${safeId}`);
+    const raceLabel = (n: string): string => `Race ${parseRaceSteps(n).ok ? n.trim() : 'N'} steps`;
+    this.raceSteps = textField('Race steps', String(DEFAULT_RACE_STEPS), {
+      id: `race-steps-${safeId}`,
+      size: 5,
+      onInput: (v) => {
+        this.race.textContent = raceLabel(v);
+        this.race.setAttribute('aria-label', `${raceLabel(v)}: ${s.title}`);
+      },
+    });
+    this.race = button(raceLabel(String(DEFAULT_RACE_STEPS)), () => {
+      const steps = parseRaceSteps(this.raceSteps.value);
+      if (!steps.ok) {
+        this.raceReply.el.dataset.state = 'error';
+        this.raceReply.el.textContent = steps.message;
+        return;
+      }
+      sendRace(steps.steps, this.raceReply);
+    }, { id: `race-${safeId}`, secondary: true, ariaLabel: `${raceLabel(String(DEFAULT_RACE_STEPS))}: ${s.title}` });
+    const raceBar = h('div', { class: 'toolbar race' });
+    raceBar.append(this.raceSteps, this.race, this.raceReply.el);
+    this.races = dataTable({ class: 'races', id: `races-${safeId}` }, 'Races of this suggestion (held-out loss after the branch)', ['Step', 'Steps', 'Winner', 'Baseline', 'Suggested', 'Held-out examples']);
+    this.races.table.hidden = true;
     this.el.append(
       h('h3', {}, s.title),
       h('p', { class: 'meta' }, meta),
-      meter,
+      confidence,
       h('p', { class: 'change' }, `Change: ${describeChange(s.change)}`),
       h('p', { class: 'effect' }, `Expected effect: ${s.expectedEffect}`),
       evidence.table,
       actions,
+      raceBar,
+      this.races.table,
     );
   }
 
-  update(live: boolean): void {
+  update(run: RunStore): void {
+    const live = canCommand(run);
     const pending = this.entry.outcome === null;
     this.apply.disabled = !pending || !live;
     this.dismiss.disabled = !pending || !live;
+    const blocked = raceBlocked(run, pending);
+    if (this.race.disabled !== (blocked !== null)) this.race.disabled = blocked !== null;
+    this.raceSteps.disabled = blocked !== null;
+    const title = blocked ?? 'Fork and race: replay N steps as the run is set and N with this change, from the same state on the same batches, then put the state back';
+    if (this.race.getAttribute('title') !== title) this.race.setAttribute('title', title);
+    setText(this.calibration, calibrationText(this.entry.suggestion.rule, run.raceTally(this.entry.suggestion.rule)));
+    const races = this.entry.races;
+    if (races.length !== this.racesShown || (races.length && this.races.body.dataset.seq !== String(races[races.length - 1].seq))) {
+      this.racesShown = races.length;
+      this.races.body.dataset.seq = races.length ? String(races[races.length - 1].seq) : '';
+      this.races.body.replaceChildren(...races.slice().reverse().map(raceRow));
+      this.races.table.hidden = races.length === 0;
+    }
   }
 }
 
@@ -85,13 +147,23 @@ export class SuggestionsView implements View {
   private readonly history = this.historyTable.body;
   private readonly probe = this.probeTable.body;
   private readonly cards = new Map<string, SuggestionCard>();
+  private readonly pModel = new PModelSection();
+  private readonly probeHeading = h('h2', {}, 'p-probe');
   private readonly reason: Control;
   private runId: string | null = null;
   private drawn = -1;
 
   constructor(private readonly ctx: ViewContext) {
     this.reason = textField('Reason for Apply / Dismiss (optional)', '', { id: 'suggestion-reason', size: 40 });
-    this.el.append(h('h2', {}, 'Suggestions'), this.mode, this.reason, this.pendingBox, h('h2', {}, 'History'), this.historyTable.table, h('h2', {}, 'p-probe'), this.probeTable.table);
+    this.el.append(h('h2', {}, 'Suggestions'), this.mode, this.reason, this.pendingBox, h('h2', {}, 'History'), this.historyTable.table, this.pModel.el, this.probeHeading, this.probeTable.table);
+  }
+
+  private sendRace(entry: SuggestionEntry, steps: number, reply: ReplyStatus): void {
+    const run = this.ctx.store.focused;
+    if (!run) return;
+    const what = `race ${steps} steps`;
+    reply.sent(what);
+    this.ctx.commands.send(run.runId, { kind: 'race', id: entry.suggestion.id, steps }, (r) => reply.show(what, r));
   }
 
   private send(entry: SuggestionEntry, kind: 'apply_suggestion' | 'dismiss_suggestion', reply: ReplyStatus): void {
@@ -113,15 +185,15 @@ export class SuggestionsView implements View {
       this.pendingBox.replaceChildren();
     }
     const advisor = (run.started?.config as { advisor?: { mode?: string; probeEvery?: number } } | undefined)?.advisor;
-    setText(this.mode, advisor ? `Advisor: ${advisor.mode ?? 'suggest'}${advisor.probeEvery ? `, p-probe every ${advisor.probeEvery} steps` : ''}. ${run.pendingSuggestions().length} pending, ${run.suggestions.length} in all.` : 'Advisor: not reported by this run.');
+    setText(this.mode, advisor ? `Advisor: ${advisor.mode ?? 'suggest'}${advisor.probeEvery ? `, p probe every ${advisor.probeEvery} steps` : ''}. ${run.pendingSuggestions().length} pending, ${run.suggestions.length} in all.` : 'Advisor: not reported by this run.');
     this.renderPending(run);
     this.renderHistory(run);
+    this.pModel.render(run);
     this.renderProbe(run);
   }
 
   private renderPending(run: RunStore): void {
     const pending = run.pendingSuggestions();
-    const live = canCommand(run);
     const ids = new Set(pending.map((e) => e.suggestion.id));
     for (const [id, card] of this.cards) {
       // Once a suggestion has an outcome its card goes; the history table shows what happened.
@@ -133,11 +205,11 @@ export class SuggestionsView implements View {
     for (const e of pending) {
       let card = this.cards.get(e.suggestion.id);
       if (!card) {
-        card = new SuggestionCard(e, (kind, reply) => this.send(e, kind, reply));
+        card = new SuggestionCard(e, (kind, reply) => this.send(e, kind, reply), (steps, reply) => this.sendRace(e, steps, reply));
         this.cards.set(e.suggestion.id, card);
         this.pendingBox.prepend(card.el);
       }
-      card.update(live);
+      card.update(run);
     }
     const empty = this.pendingBox.querySelector(':scope > p.empty');
     if (pending.length === 0 && !empty) this.pendingBox.append(emptyNote(run.suggestions.length ? 'Nothing pending: every suggestion has an outcome (see the history).' : 'No suggestions yet. The advisor speaks when the measurements cross a rule\'s thresholds.'));
@@ -156,6 +228,9 @@ export class SuggestionsView implements View {
 
   private renderProbe(run: RunStore): void {
     const probe = run.probes.at(-1);
+    // Only older logs hold p-probes; a run with the mode model has no use for an empty table.
+    this.probeHeading.hidden = !probe;
+    this.probeTable.table.hidden = !probe;
     const key = probe ? String(probe.seq) : '';
     if (this.probe.dataset.seq === key) return;
     this.probe.dataset.seq = key;
