@@ -42,7 +42,8 @@ export const CHARTS: { view: string; chart: string; has: (run: RunStore) => bool
   { view: 'Curvature & noise', chart: 'gradient noise scale', has: (run) => drawable(run.model.noiseScale) },
   { view: 'Curvature & noise', chart: 'SNR along singular directions', has: (run) => drawable(run.model.snrTop) },
   { view: 'Curvature & noise', chart: 'diagnostics overhead', has: (run) => drawable(run.model.overheadPct) },
-  { view: 'Suggestions', chart: 'latest p-probe', has: (run) => run.probes.length > 0 },
+  // The one-step p-probe's table is shown only for older logs that hold p_probe records; runs log p_model.
+  { view: 'Suggestions', chart: 'p from the mode model', has: (run) => run.pModels.length > 0 },
 ];
 
 /** The same run with nothing watching it: no diagnostics (one spectra round at step 0 remains), no advisor. */

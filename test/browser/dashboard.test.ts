@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import type { LogRecord } from '../../common/protocol.js';
+import { synthPModel, synthRace } from '../fixtures/dashboard/synth.js';
 import { SLOW_TEST } from '../helpers/wait.js';
 import { FakeHost, loadStream, type RunFixture } from './host.js';
 import { assertAccessible, dashboardPages, showView } from './page.js';
@@ -272,6 +273,57 @@ describe('dashboard in headless Chromium', () => {
     const applyStep = await store<number>(page, 's.focused.controls.at(-1).step');
     await showView(page, 'overview');
     assert.ok((await chart(page, 'loss')).markers.includes(applyStep), 'the applied change is a marker on the time charts');
+  });
+
+  test('Suggestions: the mode model\'s p as a chart with its band and marks, per-layer fits; calibration; Race only while paused, its result on the card', SLOW_TEST, async () => {
+    const { host, page, runs } = await openDashboard();
+    await showView(page, 'suggestions');
+    const run = runs[0];
+    const layers = [...new Map(run.records.flatMap((r) => (r.kind === 'layer_stats' ? r.layers.map((l) => [l.name, { name: l.name, rows: l.rows, cols: l.cols }] as const) : []))).values()];
+    // The fixture stream predates the mode model: a record as the trainer would log it, at the live step.
+    const [model] = (await host.append(run.runId, [synthPModel(layers, LIVE_STEPS, { currentP: 0.1, bestP: -0.25, horizonSteps: 25, scheduleP: { start: 0.1, end: 0.05 } })])) as Extract<LogRecord, { kind: 'p_model' }>[];
+    await page.waitForFunction(() => /Mode model at step/.test(document.querySelector('#p-model-caption')?.textContent ?? ''));
+    const c = await chart(page, 'p-model');
+    assert.deepEqual(c.labels, ['expected loss', '10% bound', '90% bound', 'p in force', 'schedule over the horizon', 'recommended', 'cross-check best'], 'p-model series');
+    // The grid, plus 0.1 and 0.05 (p in force and the schedule's end), which are off it.
+    assert.deepEqual(c.finite, [model.curve.length + 2, model.curve.length, model.curve.length, model.curve.length, 1, 2, 1, 1], `curve and band on the grid, one point per mark, the schedule's two ends: ${c.finite}`);
+    assert.deepEqual(c.markers, [0.1, -0.25, model.crossCheckBestP], 'vertical marks: p in force, recommendation, cross-check');
+    assert.match(c.summary, /recommended p = -0\.25 \(confidence 72%\); p in force 0\.1/, `summary: ${c.summary}`);
+    const caption = await page.locator('#p-model-caption').innerText();
+    assert.match(caption, new RegExp(`step ${LIVE_STEPS}: recommends p = -0\\.25 with confidence 72% .* over the next 25 steps; .* ms, all probes so far [\\d.]+% of training time`), `caption: ${caption}`);
+    assert.equal(await page.locator('#p-model-layers tbody tr').count(), layers.length, 'one row per measured layer');
+    const row = await page.locator('#p-model-layers tbody tr').first().innerText();
+    const fit = model.layers[0].curvatureVsSigma;
+    assert.ok(row.includes(model.layers[0].layer) && row.includes(String(fit.slope)) && row.includes(String(fit.r2)), `first layer's fit shown: ${row}`);
+    assert.match(await page.locator('#p-model-layers thead').innerText(), /GGᵀ ≈ αH predicts 2/, 'the slope says what it is compared with');
+    assert.equal(await page.locator('#probe-table').isVisible(), true, 'the old p-probe table stays for the p-probe records this log holds');
+
+    const pending = run.records.filter((r): r is Extract<LogRecord, { kind: 'suggestion' }> => r.kind === 'suggestion').filter((s) => !run.records.some((o) => o.kind === 'suggestion_outcome' && o.id === s.id));
+    const id = pending[0].id;
+    assert.match(await page.locator(`#calibration-${id}`).innerText(), /^not raced yet/, 'no race of this rule yet');
+    const race = page.locator(`#race-${id}`);
+    const raceDisabled = (): Promise<boolean> => race.evaluate((e) => (e as HTMLElement & { disabled: boolean }).disabled);
+    assert.equal(await raceDisabled(), true, 'running: Race disabled');
+    assert.match((await race.getAttribute('title')) ?? '', /only while the run is paused/, 'and it says why');
+    await page.click('#control-pause');
+    await page.waitForFunction((id) => !(document.querySelector(`#race-${id}`) as HTMLElement & { disabled: boolean }).disabled, id);
+    await assertAccessible(page, 'suggestions with a p-model record, paused');
+    await page.locator(`#race-steps-${id} input`).fill('0');
+    await page.click(`#race-${id}`);
+    assert.match(await page.locator(`#race-reply-${id}`).innerText(), /race steps must be a whole number from 1 to 1000; got "0"/, 'a bad step count is refused in place');
+    const sent = host.commands().length;
+    await page.locator(`#race-steps-${id} input`).fill('20');
+    assert.equal(await race.innerText(), 'Race 20 steps', 'the button names its step count');
+    await page.click(`#race-${id}`);
+    await page.waitForFunction((id) => /race 20 steps: done at step/.test(document.querySelector(`#race-reply-${id}`)?.textContent ?? ''), id);
+    assert.equal(host.commands().length, sent + 1, 'one command, none for the refused count');
+    assert.deepEqual(host.commands().at(-1)!.command, { kind: 'race', id, steps: 20 }, 'the race command');
+    // The trainer's answer: a race record (the fake host acks; the record comes as the trainer would log it).
+    await host.append(run.runId, [synthRace(pending[0], LIVE_STEPS, 20, 'suggested')]);
+    await page.waitForFunction((id) => /^races: suggested won 1 of 1/.test(document.querySelector(`#calibration-${id}`)?.textContent ?? ''), id);
+    assert.match(await page.locator(`#races-${id} tbody tr`).innerText(), new RegExp(`^${LIVE_STEPS}\\s+20\\s+suggested won\\s+0\\.05\\s+0\\.0475\\s+256$`), 'the result row: step, steps, winner, both held-out losses');
+    assert.equal(await page.locator(`#suggestion-${id}`).count(), 1, 'a race leaves the suggestion pending');
+    await page.screenshot({ path: join(artifacts, 'suggestions-p-model.png'), fullPage: true });
   });
 
   test('Compare: both runs overlaid in stable colours, with a config diff', SLOW_TEST, async () => {
