@@ -1,8 +1,9 @@
 """What watch() reads from the user's optimizer, duck-typed so that any torch optimizer works.
 
 - ``run_lr``: the run's lr is the first param group's (the one step records show).
-- ``current_p``: DynMuon's p (``optimizer.current_p()``, or a numeric ``optimizer.p``); None for optimizers
-  without a p schedule, so step records say ``p: null``.
+- ``current_p``: the p the next step will use — DynMuon's ``optimizer.current_p()``, or a numeric
+  ``optimizer.p``; 0 for torch.optim.Muon; None for optimizers without a p, so step records say
+  ``p: null``. watch reads it before each step, so the step record has the p that step used.
 - ``has_schedule`` / ``set_schedule``: an optimizer whose p schedule can be replaced has a
   ``set_schedule(spec, from_step=…, source=…, reason=…)`` method (DynMuon); for any other, the
   ``set_schedule`` command is refused.
@@ -63,15 +64,20 @@ def momentum_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> Option
     state = optimizer.state.get(param, {})
     for key in MOMENTUM_KEYS:
         t = state.get(key)
-        if isinstance(t, torch.Tensor) and t.shape == param.shape:
+        # DynMuon keeps a conv kernel's buffer as its (out, in·k…) matrix: same size, other shape.
+        if isinstance(t, torch.Tensor) and t.numel() == param.numel() and t.numel() > 1:
             return t
     return None
 
 
 def decoupled_weight_decay(optimizer: Any, group: Dict[str, Any]) -> bool:
-    """Whether W ← W − lr·wd·W is part of the step (AdamW, Muon), rather than wd inside the gradient (SGD, Adam)."""
+    """Whether W ← W − lr·wd·W is part of the step (AdamW, Muon, and optimizers with ``step_info``, such as
+    DynMuon, unless they set ``decoupled_weight_decay`` False in their group), rather than wd inside the
+    gradient (SGD, Adam)."""
     if isinstance(optimizer, (torch.optim.AdamW, getattr(torch.optim, "Muon", ()))):
         return True
+    if callable(getattr(optimizer, "step_info", None)):
+        return bool(group.get("decoupled_weight_decay", True))
     return bool(group.get("decoupled_weight_decay", False))
 
 

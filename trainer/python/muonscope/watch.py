@@ -101,6 +101,11 @@ class Run:
         self._warned_no_loss = False
         self._mark = time.perf_counter()
         self._own_ms = 0.0
+        self._p: Optional[float] = None
+
+        # Everything that can refuse the arguments runs before anything is created.
+        self.observer = Observer(self.params, optimizer, self.emit, diag, probe=probe, noise_probe=noise_probe,
+                                 microbatches=int(diag["microbatches"]), microbatch_size=microbatch_size, batch_size=batch_size)
 
         address = channel or os.environ.get("MUONSCOPE_CHANNEL")
         self.channel: Optional[ChannelClient] = None
@@ -115,8 +120,6 @@ class Run:
             self.writer = LogWriter(self.run_dir)
             print(how_to_open(self.run_dir), file=sys.stderr)
 
-        self.observer = Observer(self.params, optimizer, self.emit, diag, probe=probe, noise_probe=noise_probe,
-                                 microbatches=int(diag["microbatches"]), microbatch_size=microbatch_size, batch_size=batch_size)
         device = next((p.param.device for p in self.params), torch.device("cpu"))
         self.emit({
             "kind": "run_started", "step": 0, "runId": self.run_id, "protocol": PROTOCOL_VERSION, "config": self.config,
@@ -282,6 +285,7 @@ class Run:
                 for p in g["params"]:
                     p.grad = None
         else:
+            self._p = optinfo.current_p(optimizer)  # the p this step uses (read after it, DynMuon's is the next one's)
             self.observer.before_step(self.steps_done)
         self._own_ms += (time.perf_counter() - started) * 1000 - paused_ms
         self._mark += paused_ms / 1000  # paused time is not step time
@@ -304,7 +308,7 @@ class Run:
         self.steps_done += 1
         now = time.perf_counter()
         step_ms = max(0.0, (now - self._mark) * 1000 - self._own_ms)
-        held = {"step": step, "lr": optinfo.run_lr(optimizer), "p": optinfo.current_p(optimizer), "stepMs": step_ms,
+        held = {"step": step, "lr": optinfo.run_lr(optimizer), "p": self._p, "stepMs": step_ms,
                 "tokens": self._pending.pop("tokens", None)}
         if "loss" in self._pending:
             self._held = {**held, "loss": self._pending.pop("loss")}
