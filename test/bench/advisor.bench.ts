@@ -212,7 +212,9 @@ async function outcomesFromRuns(file: string): Promise<{ outcomes: TaskOutcome[]
     const known = TASKS.find((x) => x.name === t.task);
     if (!known && !t.spec) throw new Error(`${file}: unknown task ${t.task}`);
     const present = (family: 'muon' | 'adamw') => [...new Set(t.tuning.filter((r) => optimizerOf(r.optimizer)?.family === family).map((r) => r.lr))].sort((a, b) => a - b);
-    const task: TaskSpec = t.spec ?? { ...known!, grid: { muon: present('muon'), adamw: present('adamw') } };
+    // An old file ran its own budget: the steps are its runs', the rule is today's.
+    const ranSteps = Math.max(...[...t.tuning, ...t.evaluation].flatMap((r) => r.evals.map(([s]) => s)));
+    const task: TaskSpec = t.spec ?? { ...known!, steps: ranSteps, grid: { muon: present('muon'), adamw: present('adamw') } };
     const ext = t.maxExtensions ?? 0;
     maxExtensions = Math.max(maxExtensions, ext);
     const names = [...new Set([...t.tuning, ...t.evaluation].map((r) => r.optimizer))];
@@ -273,8 +275,9 @@ function writeOutputs(outDir: string, outcomes: TaskOutcome[], meta: ReportMeta,
   }
   writeFileSync(join(outDir, 'advisor.md'), markdownReport(outcomes, meta));
   if (saveRuns) {
-    // Every run's validation curve, so the analysis can be redone without training (--from-runs).
-    const compact = (r: JobResult) => ({ ...r, evals: r.evals.map(([s, l]) => [s, Number(l.toPrecision(5))]), wallMs: Math.round(r.wallMs) });
+    // Every run's validation curve, so the analysis can be redone without training (--from-runs); 9
+    // significant digits round-trip a float32 loss, so the re-analysis reproduces the rows exactly.
+    const compact = (r: JobResult) => ({ ...r, evals: r.evals.map(([s, l]) => [s, Number(l.toPrecision(9))]), wallMs: Math.round(r.wallMs) });
     const tasks = outcomes.map((o) => ({ task: o.task.name, spec: o.task, maxExtensions: meta.maxExtensions, target: o.target, tuned: o.tuned, tuning: o.tuning.map(compact), evaluation: o.runs.map(compact) }));
     writeFileSync(join(outDir, 'advisor-runs.json'), JSON.stringify({ meta, tasks }) + '\n');
   }
@@ -333,9 +336,10 @@ async function main() {
   });
   if (!optimizers.some((o) => o.name === REFERENCE)) throw new Error(`the optimizer set must include ${REFERENCE}, the reference`);
 
-  const revision = revisionLabel(currentRevision(REPO));
-  const store = ResultStore.open(join(outDir, 'advisor-jobs.jsonl'), revision, { resume: process.argv.includes('--resume'), fresh: process.argv.includes('--fresh') });
-  console.log(`revision ${revision}; ${store.size} finished jobs in ${store.file}; writing to ${outDir}`);
+  const rev = currentRevision(REPO);
+  const revision = rev.code;
+  const store = ResultStore.open(join(outDir, 'advisor-jobs.jsonl'), revision, { resume: process.argv.includes('--resume'), fresh: process.argv.includes('--fresh') }, `${rev.commit}${rev.dirty ? '+dirty' : ''}`);
+  console.log(`revision ${revisionLabel(rev)}; ${store.size} finished jobs in ${store.file}; writing to ${outDir}`);
   const planned = plannedJobs(tasks, plan);
   const isDone = (j: JobSpec) =>
     Number.isNaN(j.lr) ? false : !!store.get(jobKey(j, jobConfig(j), revision));
@@ -355,7 +359,7 @@ async function main() {
     date: new Date().toISOString(),
     size: size.name,
     variants,
-    revision,
+    revision: revisionLabel(rev),
     cpu: cpus()[0]?.model.trim() ?? 'unknown',
     cores: cpus().length,
     minutes: (Date.now() - started) / 60000,
@@ -370,6 +374,8 @@ async function main() {
 }
 
 if (process.argv.includes('--worker')) {
+  // A killed harness must not leave its workers training: the IPC channel closes with the parent.
+  process.on('disconnect', () => process.exit(0));
   process.on('message', (msg: { index: number; job: JobSpec }) => {
     runJob(msg.job).then(
       (result) => process.send!({ index: msg.index, result }),

@@ -6,12 +6,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { analyse, confidenceBin, fixTarget, lossAt, raceStats, type Row } from '../bench/advisor/analysis.js';
+import { analyse, confidenceBin, fixTarget, lossAt, raceStats, targetCurve, type Row } from '../bench/advisor/analysis.js';
 import type { JobResult, JobSpec } from '../bench/advisor/job.js';
 import { selectOptimizers, SIZES, TASKS, taskAtSize, type TaskSpec } from '../bench/advisor/plan.js';
 import { goalLines, verdict } from '../bench/advisor/report.js';
 import { bootstrapMedianCi } from '../bench/advisor/stats.js';
-import { configHash, foreignRevisions, jobKey, parseStore, ResultStore, revisionLabel } from '../bench/advisor/store.js';
+import { codeHash, configHash, foreignRevisions, jobKey, parseStore, ResultStore, revisionLabel } from '../bench/advisor/store.js';
 import { tailLoss, tuneAdaptive, tuneStep } from '../bench/advisor/tune.js';
 
 /** A bowl in log2(lr) with its minimum at `opt`: the tuning loss of a well-behaved lr sweep. */
@@ -147,9 +147,18 @@ describe('the resumable results file', () => {
     assert.match(configHash({}), /^[0-9a-f]{12}$/);
   });
 
-  it('labels a dirty tree with its diff hash', () => {
-    assert.equal(revisionLabel({ commit: 'c0ffee', dirty: false, diffHash: null }), 'c0ffee');
-    assert.equal(revisionLabel({ commit: 'c0ffee', dirty: true, diffHash: '0123456789ab' }), 'c0ffee+dirty.0123456789ab');
+  it('labels a revision by commit, dirty flag and code hash; the code hash is order-free and content-bound', () => {
+    assert.equal(revisionLabel({ commit: 'c0ffee', dirty: false, code: '0123456789ab' }), 'c0ffee (code 0123456789ab)');
+    assert.equal(revisionLabel({ commit: 'c0ffee', dirty: true, code: '0123456789ab' }), 'c0ffee+dirty (code 0123456789ab)');
+    const files: [string, string][] = [
+      ['trainer/a.ts', 'x'],
+      ['common/b.ts', 'y'],
+    ];
+    assert.equal(codeHash(files), codeHash([...files].reverse()));
+    assert.notEqual(codeHash(files), codeHash([['trainer/a.ts', 'x2'], files[1]]));
+    // Moving content between files is a change too.
+    assert.notEqual(codeHash(files), codeHash([['trainer/a.ts', 'y'], ['common/b.ts', 'x']]));
+    assert.match(codeHash([]), /^[0-9a-f]{12}$/);
   });
 
   it('drops a last line cut short; any other bad line is an error naming it', () => {
@@ -164,11 +173,11 @@ describe('the resumable results file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'advisor-bench-'));
     try {
       const file = join(dir, 'jobs.jsonl');
-      const a = ResultStore.open(file, 'rev1', { resume: false, fresh: false });
+      const a = ResultStore.open(file, 'rev1', { resume: false, fresh: false }, 'c1');
       a.put('k1', result(spec));
       a.put('k2', result({ ...spec, seed: 2 }));
       assert.throws(() => ResultStore.open(file, 'rev1', { resume: false, fresh: false }), /already holds finished jobs: pass --resume/);
-      assert.throws(() => ResultStore.open(file, 'rev2', { resume: true, fresh: false }), /holds jobs from revision rev1, this checkout is rev2/);
+      assert.throws(() => ResultStore.open(file, 'rev2', { resume: true, fresh: false }), /holds jobs run at code rev1 \(c1\); this checkout's code is rev2/);
       // The refusals changed nothing on disk.
       assert.equal(readFileSync(file, 'utf8').trim().split('\n').length, 2);
       const b = ResultStore.open(file, 'rev1', { resume: true, fresh: false });
@@ -267,6 +276,44 @@ describe('rows: paired ratios against tuned Muon and DynMuon default', () => {
     assert.match(t.targetRule, /tuned Muon at step 200 \(50% of the budget\)/);
     assert.throws(() => fixTarget(task, tuning, 0.04), /no finished tuning run of Muon at its tuned lr 0.04/);
     assert.equal(lossAt([[0, 2], [10, 1]], 5), 1.5);
+  });
+});
+
+describe('targets over each seed’s own floor (the Markov task)', () => {
+  const task: TaskSpec = { ...TASKS[0], steps: 100, target: { muonAt: 0.5, overFloor: true } };
+  const run = (seed: number, floor: number, excess: number[]): JobResult => ({
+    task: task.name,
+    optimizer: 'muon',
+    lr: 0.01,
+    seed,
+    steps: 100,
+    evalEvery: 50,
+    evals: excess.map((e, i) => [i * 50, floor + e] as [number, number]),
+    lossFloor: floor,
+    suggestions: 0,
+    applied: [],
+    wallMs: 1,
+  });
+
+  it('reads the excess over the run’s floor, so seeds with different floors compare alike', () => {
+    assert.deepEqual(targetCurve(task, run(1, 0.5, [1, 0.25, 0.125])), [
+      [0, 1],
+      [50, 0.25],
+      [100, 0.125],
+    ]);
+    assert.deepEqual(targetCurve(TASKS[0], run(1, 0.5, [1])), [[0, 1.5]]);
+    assert.throws(() => targetCurve(task, { evals: [[0, 1]], lossFloor: null }), /excess over the loss floor, and this run has none/);
+  });
+
+  it('fixes the target as the tuning seeds’ median excess and counts steps on each seed’s own excess', () => {
+    // Tuning excess at step 50: 0.25 and 0.75 (floors 0.5 and 0.9) → median 0.5.
+    const t = fixTarget(task, [run(1000, 0.5, [1, 0.25, 0.1]), run(1001, 0.9, [1, 0.75, 0.1])], 0.01);
+    assert.ok(Math.abs(t.target - 0.5) < 1e-12);
+    assert.match(t.targetRule, /loss minus the seed's own loss floor/);
+    // Raw losses 0.9 → 1.4 vs 0.5 → 1.0 would cross an absolute target at different steps; the excess ones do not.
+    const evalRuns = [run(1, 0.5, [1, 0, 0]), run(2, 0.9, [1, 0, 0])];
+    const rows = analyse(task, t.target, evalRuns, [1, 2], [{ name: 'muon', label: 'Muon' }], { muon: { lr: 0.01, atGridEdge: false, extensions: 0 } }, { muon: 'muon', dynmuonDefault: 'exact' });
+    assert.deepEqual([rows[0].n_reached, rows[0].steps_to_target_median], [2, 25]);
   });
 });
 

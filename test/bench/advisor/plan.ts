@@ -22,14 +22,13 @@ export interface TaskSpec {
   /** model, task, batchSize of the run config. */
   config: Record<string, unknown>;
   /**
-   * How the target loss is fixed before the evaluation runs: the median validation loss tuned Muon
-   * reaches at `muonAt` of the budget on the tuning seeds. Muon then has the rest of the budget, (1 −
-   * muonAt)/muonAt times the steps the target took it on a median tuning seed, to reach it on the evaluation
-   * seeds; the report flags a task on which it reaches it on fewer than 8 of 10 (the evidence would be
-   * censored there). `floorPlus` (the task's exact floor plus a margin) is kept for --from-runs on old
-   * files: on the Markov task it left tuned Muon short of the target on 6 of 10 seeds.
+   * How the target is fixed before the evaluation runs: the median validation loss tuned Muon reaches at
+   * `muonAt` of the budget on the tuning seeds (with `overFloor`, the loss minus each run's own exact floor:
+   * analysis.ts `targetCurve`). Muon then has (1 − muonAt)/muonAt times the steps the target took on a
+   * median tuning seed to spare; the report flags a task on which it reaches the target on fewer than 8 of
+   * 10 evaluation seeds (its ratios would be mostly censored).
    */
-  target: { floorPlus: number } | { muonAt: number };
+  target: { muonAt: number; overFloor?: boolean };
   /** The starting grid per family, ×2 spacing, centred where the previous full run found the optima. */
   grid: Grid;
 }
@@ -72,12 +71,16 @@ export const TASKS: TaskSpec[] = [
   {
     name: 'markov',
     label: 'tiny transformer (width 32, 1 block) on the order-2 Markov source (8 characters), batch 32',
-    steps: 1200,
-    evalEvery: 25,
+    steps: 600,
+    evalEvery: 20,
     config: { model: tinyTransformer, batchSize: 32, task: { type: 'markov', vocabSize: 8 } },
-    // The old target (floor + 0.05 nats) sat where the curves flatten: tuned Muon reached it on 4 of 10
-    // seeds. Half the budget leaves it twice the median tuning seed's steps (see TaskSpec.target).
-    target: { muonAt: 0.5 },
+    // Each seed draws its own source, with its own floor; the old target (the tuning seed's floor + 0.05
+    // nats) was met by tuned Muon on 4 of 10 seeds, and late in training the seeds level off 0.00–0.07
+    // above their floors, so a late target measures where a seed levels off, not speed. On the previous
+    // full run's curves, the excess tuned Muon reaches at step 120 on the tuning seed was reached by Muon on
+    // 10 of 10 evaluation seeds, at steps 95–250 (at each of lr 0.01, 0.02, 0.04): the budget is 600 steps
+    // with the target at 20% of it.
+    target: { muonAt: 0.2, overFloor: true },
     grid: { muon: x2(0.005, 4), adamw: x2(0.0005, 4) },
   },
   {

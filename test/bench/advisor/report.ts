@@ -5,7 +5,7 @@
  * and the dashboard open as an image.
  */
 import type { Row, RaceOutcome, Tuned } from './analysis.js';
-import { raceStats } from './analysis.js';
+import { raceStats, targetCurve } from './analysis.js';
 import type { JobResult } from './job.js';
 import { OPTIMIZERS, type TaskSpec } from './plan.js';
 import { median, percentile } from './stats.js';
@@ -50,13 +50,14 @@ export function lossCurvesSvg(o: TaskOutcome): string {
   const H = 420;
   const m = { l: 60, r: 200, t: 30, b: 40 };
   const series = OPTIMIZERS.filter((opt) => o.runs.some((r) => r.optimizer === opt.name)).map((opt) => {
-    const runs = o.runs.filter((r) => r.optimizer === opt.name && r.evals.length);
-    const steps = runs[0]?.evals.map(([s]) => s) ?? [];
-    const at = (i: number) => runs.map((r) => r.evals[i]?.[1]).filter((v): v is number => Number.isFinite(v));
+    const curves = o.runs.filter((r) => r.optimizer === opt.name && r.evals.length).map((r) => targetCurve(o.task, r));
+    const steps = curves[0]?.map(([s]) => s) ?? [];
+    const at = (i: number) => curves.map((c) => c[i]?.[1]).filter((v): v is number => Number.isFinite(v));
     return { name: opt.name, label: opt.label, points: steps.map((s, i) => ({ s, med: median(at(i)), lo: percentile(at(i), 25), hi: percentile(at(i), 75) })) };
   });
   const all = series.flatMap((x) => x.points.flatMap((p) => [p.lo, p.hi])).filter((v) => Number.isFinite(v) && v > 0);
-  const yMin = Math.log(Math.min(o.target * 0.9, ...all));
+  // A curve of the excess over the floor can touch zero (validation noise): the axis stops a decade below the target.
+  const yMin = Math.log(Math.max(Math.min(o.target * 0.9, ...all), o.target / 10));
   const yMax = Math.log(percentile(all, 98));
   const xMax = o.task.steps;
   const x = (s: number) => m.l + (s / xMax) * (W - m.l - m.r);
@@ -72,7 +73,7 @@ export function lossCurvesSvg(o: TaskOutcome): string {
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => Math.round(f * xMax));
   const yTicks = Array.from({ length: 5 }, (_, i) => Math.exp(yMin + ((yMax - yMin) * i) / 4));
   return svg(W, H, [
-    `<text x="${m.l}" y="18" font-size="13">${esc(o.task.name)}: validation loss, median and interquartile band over ${o.runs.filter((r) => r.optimizer === 'muon').length} seeds (log scale)</text>`,
+    `<text x="${m.l}" y="18" font-size="13">${esc(o.task.name)}: validation loss${o.task.target.overFloor ? ' above the seed\'s floor' : ''}, median and interquartile band over ${o.runs.filter((r) => r.optimizer === 'muon').length} seeds (log scale)</text>`,
     `<rect x="${m.l}" y="${m.t}" width="${W - m.l - m.r}" height="${H - m.t - m.b}" fill="none" stroke="#999"/>`,
     ...ticks.map((s) => `<text x="${x(s)}" y="${H - m.b + 16}" font-size="11" text-anchor="middle">${s}</text>`),
     `<text x="${(m.l + W - m.r) / 2}" y="${H - 6}" font-size="11" text-anchor="middle">step</text>`,

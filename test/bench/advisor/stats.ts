@@ -1,7 +1,7 @@
 /**
  * The statistics of the evidence harness (docs/algorithms.md §7): steps to a target loss by interpolation
  * between evaluations, paired ratios against Muon, their median, and a percentile bootstrap 95% CI over
- * seeds. Pure; checked against numpy in test/unit/advisor-stats.test.ts.
+ * seeds. Pure; checked against numpy in test/unit/advisor.test.ts.
  */
 import { median } from '../../../trainer/advisor/observations.js';
 import { mulberry32 } from '../../../trainer/data/random.js';

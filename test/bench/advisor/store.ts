@@ -1,34 +1,56 @@
 /**
  * The harness's resumable results file: one JSON line per finished job, keyed by its full spec — task,
  * optimizer, lr, seed, steps, evaluation cadence, a hash of the run config the job builds, and the code
- * revision (commit, plus a hash of the uncommitted changes when the tree is dirty). A run killed midway
- * continues with --resume and reruns nothing it has; a file written by another revision is refused, so
- * results from two versions of the trainer are never mixed silently.
+ * revision. A run killed midway continues with --resume and reruns nothing it has; a file written by
+ * another revision is refused, so results from two versions of the trainer are never mixed silently.
+ *
+ * The revision that keys a job is the content of the code that decides its result (CODE_PATHS: the
+ * trainer, the protocol, the harness, the example data, the dependencies), hashed file by file as it is
+ * on disk, committed or not; the commit and whether those paths differ from it are recorded beside it.
+ * Keying on the commit alone would either mix in uncommitted edits or, in a checkout where others commit
+ * docs meanwhile, refuse to resume over a change that cannot affect a single loss value.
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { JobResult, JobSpec } from './job.js';
 
+/** What a run's numbers depend on, relative to the repository root (git pathspecs; the PyTorch package never loads in these Node runs). */
+export const CODE_PATHS = ['trainer', 'common', 'test/bench/advisor.bench.ts', 'test/bench/advisor', 'examples/data', 'package.json', 'package-lock.json', ':(exclude)trainer/python'];
+
 export interface Revision {
+  /** `git rev-parse HEAD`. */
   commit: string;
+  /** Whether the files under CODE_PATHS differ from the commit (edited, added or deleted). */
   dirty: boolean;
-  /** sha256 of `git diff HEAD` (tracked files), first 12 hex digits; null when clean. */
-  diffHash: string | null;
+  /** sha256 over CODE_PATHS' files as on disk (path and content of each, sorted), first 12 hex digits: the key. */
+  code: string;
 }
 
+/** How the report names a revision: the commit, a dirty flag, the code hash jobs are keyed by. */
 export function revisionLabel(r: Revision): string {
-  return r.dirty ? `${r.commit}+dirty.${r.diffHash}` : r.commit;
+  return `${r.commit}${r.dirty ? '+dirty' : ''} (code ${r.code})`;
 }
 
-/** The checkout's revision, read with git from `cwd`. */
-export function currentRevision(cwd: string): Revision {
-  const git = (...args: string[]) => execFileSync('git', args, { cwd, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+/** sha256 of files given as [path, content] pairs, independent of their order; first 12 hex digits. */
+export function codeHash(files: [string, Buffer | string][]): string {
+  const h = createHash('sha256');
+  for (const [path, content] of [...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    h.update(`${path}\0${createHash('sha256').update(content).digest('hex')}\n`);
+  }
+  return h.digest('hex').slice(0, 12);
+}
+
+/** The checkout's revision, read with git from the repository root `root`. */
+export function currentRevision(root: string): Revision {
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: root, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
   const commit = git('rev-parse', 'HEAD').trim();
-  const diff = git('diff', 'HEAD', '--no-ext-diff', '--binary');
-  const dirty = diff.length > 0;
-  return { commit, dirty, diffHash: dirty ? createHash('sha256').update(diff).digest('hex').slice(0, 12) : null };
+  const dirty = git('status', '--porcelain', '--', ...CODE_PATHS).trim().length > 0;
+  // Tracked and untracked-but-not-ignored files: a new module the trainer imports counts before it is committed.
+  const paths = [...new Set(git('ls-files', '--cached', '--others', '--exclude-standard', '-z', '--', ...CODE_PATHS).split('\0').filter(Boolean))];
+  const files = paths.filter((p) => existsSync(join(root, p))).map((p): [string, Buffer] => [p, readFileSync(join(root, p))]);
+  return { commit, dirty, code: codeHash(files) };
 }
 
 /** sha256 of a value's canonical JSON (object keys sorted at every level), first 12 hex digits. */
@@ -45,7 +67,10 @@ export function jobKey(spec: JobSpec, config: unknown, revision: string): string
 
 export interface StoredJob {
   key: string;
+  /** The code hash the job ran at (Revision.code). */
   revision: string;
+  /** The commit and dirty flag beside it, for the record. */
+  commit?: string;
   result: JobResult;
 }
 
@@ -82,14 +107,15 @@ export class ResultStore {
   private constructor(
     readonly file: string,
     readonly revision: string,
+    private readonly commit: string,
   ) {}
 
   /**
    * Opens the results file. `resume`: keep its jobs (refusing a file from another revision); otherwise
    * the file must not hold jobs yet, or `fresh` must say to start it over.
    */
-  static open(file: string, revision: string, mode: { resume: boolean; fresh: boolean }): ResultStore {
-    const store = new ResultStore(file, revision);
+  static open(file: string, revision: string, mode: { resume: boolean; fresh: boolean }, commit = ''): ResultStore {
+    const store = new ResultStore(file, revision, commit);
     mkdirSync(dirname(file), { recursive: true });
     const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
     if (mode.fresh || text.trim() === '') {
@@ -101,7 +127,7 @@ export class ResultStore {
     const foreign = foreignRevisions(jobs, revision);
     if (foreign.length) {
       throw new Error(
-        `--resume: ${file} holds jobs from revision ${foreign.join(', ')}, this checkout is ${revision}. Results of two code versions are never mixed: check that revision out to continue it, or pass --fresh to start over`,
+        `--resume: ${file} holds jobs run at code ${foreign.join(', ')} (${[...new Set(jobs.filter((j) => j.revision !== revision).map((j) => j.commit ?? '?'))].join(', ')}); this checkout's code is ${revision}. Results of two code versions are never mixed: restore that code to continue, or pass --fresh to start over`,
       );
     }
     for (const j of jobs) store.byKey.set(j.key, j.result);
@@ -123,7 +149,7 @@ export class ResultStore {
 
   /** Records a finished job, on disk before in memory, so a kill right after loses nothing reported as done. */
   put(key: string, result: JobResult): void {
-    appendFileSync(this.file, JSON.stringify({ key, revision: this.revision, result } satisfies StoredJob) + '\n');
+    appendFileSync(this.file, JSON.stringify({ key, revision: this.revision, commit: this.commit, result } satisfies StoredJob) + '\n');
     this.byKey.set(key, result);
   }
 }
