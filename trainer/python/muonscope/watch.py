@@ -149,7 +149,15 @@ class Run:
 
     @property
     def should_stop(self) -> bool:
-        return self.stop_reason is not None or self.state in ("stopped", "finished", "crashed")
+        """True once the run has ended or a stop command has arrived (even before the step boundary that
+        applies it): a loop may `break` on it, and close() then carries the stop out."""
+        if self.stop_reason is not None or self.state in ("stopped", "finished", "crashed"):
+            return True
+        if self.channel is None:
+            return False
+        with self.channel.commands.mutex:
+            waiting = list(self.channel.commands.queue)
+        return any(isinstance(m.get("command"), dict) and m["command"].get("kind") == "stop" for m in waiting)
 
     def log(self, loss: Any = None, val_loss: Any = None, tokens: Optional[float] = None) -> None:
         """Logs this step's training loss (and tokens processed), and/or a validation loss (an `eval` record)."""
@@ -235,11 +243,18 @@ class Run:
 
     def _stop_now(self) -> None:
         reason = self.stop_reason or "stopped"
-        if self.run_dir is not None:
-            self.checkpoint(f"final: {reason}")
-        self.set_state("stopped", reason)
         self.close()
         raise StopTraining(reason)
+
+    def _carry_out_stop(self) -> None:
+        """A final checkpoint and the `stopped` state, as the TS trainer does on stop."""
+        reason = self.stop_reason or "stopped"
+        if self.run_dir is not None:
+            try:
+                self.checkpoint(f"final: {reason}")
+            except Exception as e:  # the state must still be written
+                self.emit(alert_record(self.steps_done, "warning", "CHECKPOINT_FAILED", f"final checkpoint failed: {e!r}"))
+        self.set_state("stopped", reason)
 
     # ---- the hooks ----
 
@@ -333,12 +348,16 @@ class Run:
             return
         if self._held is not None and "loss" in self._held:
             self._write_held()
+        if error is None and self.state not in ("stopped", "finished", "crashed"):
+            self._drain(block=False)  # commands that arrived after the last step (a stop the loop broke on)
         self._closed = True
         for h in self._hooks:
             h.remove()
         if error is not None:
             self.emit(alert_record(self.steps_done, "error", "CRASH", f"{type(error).__name__}: {error}"))
             self.set_state("crashed", f"{type(error).__name__}: {error}")
+        elif self.stop_reason is not None and self.state not in ("stopped", "finished", "crashed"):
+            self._carry_out_stop()
         elif self.state not in ("stopped", "finished", "crashed"):
             if self.steps_done >= self.total_steps:
                 self.set_state("finished", f"completed {self.total_steps} steps")

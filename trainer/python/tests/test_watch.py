@@ -219,8 +219,9 @@ def test_direct_run_folder_and_every_record_valid(tmp_path, capsys):
     with muonscope.watch(model, opt, total_steps=4, name="muon run", out=str(tmp_path), probe=probe, noise_probe=noise,
                          microbatch_size=8, config={"diagnostics": {"every": 1, "adaptive": False, "microbatches": 4}}) as run:
         for s in range(4):
+            run.log(tokens=32)
             train_step(run, model, opt, x, y, log_before=(s % 2 == 0))  # both orders
-            run.log(val_loss=probe().item(), tokens=None)
+            run.log(val_loss=probe().item())
     err = capsys.readouterr().err
     assert str(run.run_dir) in err and "muonscope inspect" in err
     assert run.run_dir.name.startswith("muon-run-") and (run.run_dir / "config.json").exists()
@@ -232,6 +233,8 @@ def test_direct_run_folder_and_every_record_valid(tmp_path, capsys):
     assert protocol_issues(log) == []
     steps = [r for r in log if r["kind"] == "step"]
     assert [r["step"] for r in steps] == [0, 1, 2, 3] and all(r["p"] == 0.0 and r["lr"] == 0.02 for r in steps)
+    assert all(r["tokensPerS"] == pytest.approx(32 * 1000 / r["stepMs"], rel=1e-12) for r in steps)
+    assert [r["step"] for r in log if r["kind"] == "eval"] == [0, 1, 2, 3]
     stats = [r for r in log if r["kind"] == "layer_stats"][-1]["layers"][0]
     assert stats["method"] == "ns" and "updateCosine" in stats and stats["updateCosineLag"] == 1
     # Muon's O is Newton–Schulz output: its singular values sit near 1, far from an Adam-like direction's.
@@ -550,3 +553,37 @@ def test_dynmuon_shows_p_takes_set_schedule_and_gets_layer_stats(host):
     info = opt.step_info(model[0].weight)
     assert stats[-1]["layers"][0]["updateRms"] == pytest.approx(info["updateRms"], rel=1e-5)
     assert protocol_issues(host.records()) == []
+
+
+def test_a_loop_that_breaks_on_should_stop_gets_the_stop_carried_out(host):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = batch()
+    run = hosted(host, model, opt)
+    train_step(run, model, opt, x, y)
+    assert not run.should_stop
+    host.command(run, "st", {"kind": "stop"})
+    assert run.should_stop  # seen before any step boundary applied it
+    host.finish(run)
+    assert host.replies("st")[0] == {"type": "ack", "id": "st", "step": 1}
+    assert [r["kind"] for r in host.records()][-3:] == ["control", "checkpoint", "state"]
+    assert host.records("state")[-1]["state"] == "stopped" and (Path(host.run_dir) / "checkpoints" / "step-00000001.pt").exists()
+
+
+def test_without_a_host_a_non_finite_loss_skips_the_update_and_goes_on(tmp_path):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = batch()
+    with muonscope.watch(model, opt, total_steps=2, out=str(tmp_path)) as run:
+        train_step(run, model, opt, x, y)
+        w = [p.detach().clone() for p in model.parameters()]
+        nn.functional.mse_loss(model(x), y).backward()
+        run.log(loss=float("inf"))
+        opt.step()  # does not block: nobody could resume it
+        assert all(torch.equal(a, b) for a, b in zip(w, model.parameters()))
+        train_step(run, model, opt, x, y)
+    log = read_log(run.run_dir)
+    (alert,) = [r for r in log if r["kind"] == "alert"]
+    assert alert["code"] == "NON_FINITE_LOSS" and "skipped" in alert["message"] and "goes on" in alert["message"] and "layer" not in alert
+    assert [r["step"] for r in log if r["kind"] == "step"] == [0, 1] and log[-1]["state"] == "finished"
+    assert not [r for r in log if r["kind"] == "state" and r["state"] == "paused"]
