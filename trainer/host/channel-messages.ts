@@ -1,0 +1,100 @@
+/**
+ * The messages between a Python training process and its Node host (docs/python.md §3): one JSON object
+ * per NDJSON line. These are not the wire protocol clients speak (common/protocol.ts); they carry its
+ * records and commands, which keep their own schemas. The Python side (trainer/python/muonscope) writes
+ * the same shapes by hand, so the doc's tables are the contract and this file must agree with them.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { CommandSchema, LogRecordSchema, type Command } from '../../common/protocol.js';
+import { Int, Str, validate, type ValidationIssue, type Validated } from '../../common/schema.js';
+
+/** The longest line either side may send, in bytes (without its newline). */
+export const MAX_CHANNEL_LINE_BYTES = 4 * 1024 * 1024;
+export const CHANNEL_PROTOCOL = 1;
+
+const Id = Type.String({ minLength: 1, maxLength: 64 });
+
+export const HelloSchema = Type.Object({
+  type: Type.Literal('hello'),
+  token: Str(256),
+  protocol: Int(),
+  pid: Int({ minimum: 0 }),
+  /** torch.distributed's rank and world size; one process (rank 0) talks to the host. */
+  rank: Type.Optional(Int({ minimum: 0 })),
+  worldSize: Type.Optional(Int({ minimum: 1 })),
+});
+export type Hello = Static<typeof HelloSchema>;
+
+/** What Python may send after its hello (the hello itself is checked on its own, first). */
+export const PythonMessageSchema = Type.Union([
+  /** A log record without seq and t; the host's log stamps, validates and writes it. */
+  Type.Object({ type: Type.Literal('record'), record: Type.Object({ kind: Str(40) }) }),
+  /** The command `id` took effect at `step` (= steps completed then). */
+  Type.Object({ type: Type.Literal('ack'), id: Id, step: Int({ minimum: 0 }), detail: Type.Optional(Str(1000)) }),
+  /** The command `id` was refused and changed nothing; `code` one of the protocol's error codes. */
+  Type.Object({ type: Type.Literal('refused'), id: Id, code: Str(40), message: Str(2000) }),
+  Type.Object({ type: Type.Literal('measured'), id: Id, result: Type.Unknown() }),
+  Type.Object({ type: Type.Literal('bye'), reason: Type.Optional(Str(1000)) }),
+]);
+export type PythonMessage = Static<typeof PythonMessageSchema>;
+
+/** Codes of the host's `error` message on the channel (not the protocol's ERROR_CODES: a different peer). */
+export type ChannelErrorCode = 'BAD_HELLO' | 'BAD_TOKEN' | 'UNSUPPORTED_PROTOCOL' | 'BUSY' | 'LINE_TOO_LONG' | 'BAD_JSON' | 'BAD_MESSAGE' | 'BAD_RECORD' | 'UNKNOWN_COMMAND';
+
+export type HostMessage =
+  | { type: 'welcome'; runId: string; runDir: string; config: unknown }
+  | { type: 'command'; id: string; command: Command; source: string }
+  | { type: 'error'; code: ChannelErrorCode; message: string; path?: string };
+
+/** The union member a discriminated value claims to be, for errors that name the field at fault. */
+function variant(union: TSchema, key: string, value: unknown): TSchema | undefined {
+  const tag = (value as Record<string, unknown> | null)?.[key];
+  return (union.anyOf as TSchema[]).find((m) => m.properties?.[key]?.const === tag);
+}
+
+function issuesAgainst(schema: TSchema, value: unknown, prefix: string): ValidationIssue[] {
+  const out: ValidationIssue[] = [];
+  for (const e of Value.Errors(schema, value)) {
+    out.push({ path: `${prefix}${e.path}` || '/', message: e.message });
+    if (out.length >= 10) break;
+  }
+  return out;
+}
+
+export function validateHello(value: unknown): Validated<Hello> {
+  return validate(HelloSchema, value);
+}
+
+export function validatePythonMessage(value: unknown): Validated<PythonMessage> {
+  const result = validate(PythonMessageSchema, value);
+  if (result.ok) return result;
+  const member = variant(PythonMessageSchema, 'type', value);
+  if (!member) {
+    const types = (PythonMessageSchema.anyOf as TSchema[]).map((m) => m.properties.type.const).join(', ');
+    return { ok: false, issues: [{ path: '/type', message: `unknown message type ${JSON.stringify((value as { type?: unknown } | null)?.type)}; expected one of ${types} (hello only first)` }] };
+  }
+  return { ok: false, issues: issuesAgainst(member, value, '') };
+}
+
+/**
+ * Why a stamped record fails the protocol's LogRecordSchema, with JSON pointers into the record: checked
+ * against the kind it names, since a failed union only says "Expected union value" at its root. Used to
+ * explain a refusal; the refusal itself is the run log's own validation.
+ */
+export function recordIssues(record: unknown): ValidationIssue[] {
+  const member = variant(LogRecordSchema, 'kind', record);
+  if (!member) {
+    const kinds = (LogRecordSchema.anyOf as TSchema[]).map((m) => m.properties.kind.const).join(', ');
+    return [{ path: '/kind', message: `unknown record kind ${JSON.stringify((record as { kind?: unknown } | null)?.kind)}; expected one of ${kinds}` }];
+  }
+  const issues = issuesAgainst(member, record, '');
+  return issues.length ? issues : [{ path: '/', message: 'does not match the record schema' }];
+}
+
+/** A command as the host forwards it: checked against the protocol's schema once more, to fail here rather than in Python. */
+export function checkedCommand(command: unknown): Command {
+  const result = validate(CommandSchema, command);
+  if (!result.ok) throw new Error(`host built an invalid command: ${result.issues.map((i) => `${i.path} ${i.message}`).join('; ')}`);
+  return result.value;
+}
