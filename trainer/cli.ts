@@ -3,11 +3,13 @@
  *
  *   muonscope train [CONFIG] [--steps N] [--out DIR] [--listen HOST:PORT] [--backend NAME] [--kernels NAME] [--resume CHECKPOINT|RUNDIR]
  *                   [--default-diagnostics-every N]
+ *   muonscope run [CONFIG] [--out DIR] [--listen HOST:PORT] -- COMMAND ARGS…
  *   muonscope inspect RUNDIR
  *
  * `train`'s first stdout line is one JSON object {"event":"listening","url","token","runDir"} for the
  * extension to read; then progress (a bar on a terminal, plain lines otherwise). SIGINT/SIGTERM
- * checkpoint and exit 0. Exit codes are in EXIT.
+ * checkpoint and exit 0. `run` hosts a PyTorch run (docs/python.md): the same first line, then the
+ * command's own output; SIGINT/SIGTERM are forwarded to it. Exit codes are in EXIT.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -20,6 +22,7 @@ import { inspectRun } from './run/inspect.js';
 import { ProgressPrinter } from './run/progress.js';
 import { readRunConfigFile, runDirOf } from '../common/run-folder/layout.js';
 import { startSession } from './run/session.js';
+import { startHost } from './host/session.js';
 
 export const EXIT = { ok: 0, crashed: 1, badConfig: 2, backendUnavailable: 3, badArguments: 4 } as const;
 
@@ -27,6 +30,7 @@ const USAGE = `usage: muonscope train [CONFIG.muonscope.json] [--steps N] [--out
                        [--backend auto|tensorflow-gpu|tensorflow|wasm|cpu]
                        [--kernels auto|onnxruntime|onnxruntime-cuda|onnxruntime-cpu|tfjs]
                        [--resume CHECKPOINT|RUNDIR] [--default-diagnostics-every N]
+       muonscope run [CONFIG.muonscope.json] [--out DIR] [--listen HOST:PORT] -- COMMAND ARGS…
        muonscope inspect RUNDIR
 exit codes: 0 done or stopped, 1 crashed, 2 bad config, 3 backend unavailable, 4 bad arguments`;
 
@@ -116,10 +120,36 @@ async function train(argv: string[]): Promise<number> {
   return EXIT.ok;
 }
 
+/** `run`: the host of a PyTorch run; the training is COMMAND's, which connects back over the channel. */
+async function run(argv: string[]): Promise<number> {
+  const dashes = argv.indexOf('--');
+  const [command, ...args] = dashes < 0 ? [] : argv.slice(dashes + 1);
+  if (!command) throw new UsageError('run needs the training command after --, e.g. muonscope run -- python train.py');
+  const { values, positionals } = parseArgs({ args: argv.slice(0, dashes), allowPositionals: true, options: { out: { type: 'string', default: 'runs' }, listen: { type: 'string' } } });
+  if (positionals.length > 1) throw new UsageError(`run takes one config file before --, got ${positionals.length}`);
+  const { raw, label } = loadConfig(positionals[0], undefined);
+  const result = validateRunConfig(raw);
+  if (!result.ok) {
+    console.error(formatConfigIssues(label, result.issues));
+    return EXIT.badConfig;
+  }
+  const listen = values.listen ? parseListen(values.listen) : { host: '127.0.0.1', port: 0 };
+  const session = await startHost({ config: result.config, runsRoot: resolve(values.out!), host: listen.host, port: listen.port, command, args });
+  process.stdout.write(JSON.stringify({ event: 'listening', url: session.url, token: session.token, runDir: session.paths.dir }) + '\n');
+  process.stdout.write(`dashboard: ${session.dashboardUrl}\n`);
+  process.on('SIGINT', () => session.signal('SIGINT'));
+  process.on('SIGTERM', () => session.signal('SIGTERM'));
+  session.launch();
+  const done = await session.done;
+  process.stdout.write(`run ${done.state ?? 'ended'}; inspect it with: muonscope inspect ${session.paths.dir}\n`);
+  return done.crashed ? EXIT.crashed : EXIT.ok;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === 'train') return await train(rest);
+    if (command === 'run') return await run(rest);
     if (command === 'inspect') {
       if (rest.length !== 1) throw new UsageError('inspect takes one run folder');
       console.log(inspectRun(rest[0]));
