@@ -78,13 +78,14 @@ def nuclear_norm(values: Sequence[float], frobenius: Optional[float] = None, sho
     return sum(vals) + count * tail
 
 
-def _fro(x: torch.Tensor) -> float:
+def frobenius(x: torch.Tensor) -> float:
+    """‖x‖_F in float64."""
     return float(torch.linalg.vector_norm(x.detach().to(torch.float64)))
 
 
 def alignment(g: torch.Tensor, o: torch.Tensor) -> float:
     """⟨G, O⟩/(‖G‖_F‖O‖_F); 0 when either is zero."""
-    ng, no = _fro(g), _fro(o)
+    ng, no = frobenius(g), frobenius(o)
     if not (ng > 0 and no > 0):
         return 0.0
     return float(torch.sum((g.detach().to(torch.float64) / ng) * (o.detach().to(torch.float64) / no)))
@@ -92,7 +93,7 @@ def alignment(g: torch.Tensor, o: torch.Tensor) -> float:
 
 def nuclear_alignment(g: torch.Tensor, o: torch.Tensor, g_nuclear: float) -> float:
     """⟨G, O⟩/‖G‖_* (≤ ‖O‖_op, equal when O is a multiple of G's polar factor); 0 when G is zero."""
-    ng = _fro(g)
+    ng = frobenius(g)
     if not (ng > 0 and g_nuclear > 0):
         return 0.0
     return float(torch.sum((g.detach().to(torch.float64) / ng) * o.detach().to(torch.float64))) * (ng / g_nuclear)
@@ -131,13 +132,13 @@ def update_rms_theory(rows: int, cols: int, scale: float) -> float:
 
 def update_weight_ratio(delta_w: torch.Tensor, w: torch.Tensor) -> float:
     """‖ΔW‖_F/‖W‖_F (0 for a zero weight, so the record stays finite)."""
-    nw = _fro(w)
-    return _fro(delta_w) / nw if nw > 0 else 0.0
+    nw = frobenius(w)
+    return frobenius(delta_w) / nw if nw > 0 else 0.0
 
 
 def rms(x: torch.Tensor) -> float:
     n = x.numel()
-    return _fro(x) / math.sqrt(n) if n > 0 else 0.0
+    return frobenius(x) / math.sqrt(n) if n > 0 else 0.0
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:

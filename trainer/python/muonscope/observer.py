@@ -127,12 +127,13 @@ class Observer:
                 continue
             rows, cols, short = info.rows, info.cols, min(info.rows, info.cols)
 
-            def summary(key, x, values):
-                return dg.spectrum_summary(values, None if exact else dg._fro(x), short)
+            def summary(x, values):
+                # Top-k spectra: the unseen energy from the exact Frobenius norm (spectrum_summary says how).
+                return dg.spectrum_summary(values, None if exact else dg.frobenius(x), short)
 
-            sums = {k: summary(k, mats[k], [float(x) for x in spectra[k][0].cpu()]) for k in mats}
+            sums = {k: summary(mats[k], [float(x) for x in spectra[k][0].cpu()]) for k in mats}
             dvals = [float(x) for x in dg.singular_values(dw)[0].cpu()]
-            delta = dg.spectrum_summary(dvals, None if exact else dg._fro(dw), short)
+            delta = dg.spectrum_summary(dvals, None if exact else dg.frobenius(dw), short)
             g_vals = [float(x) for x in spectra["G"][0].cpu()]
             o_vals = [float(x) for x in spectra["O"][0].cpu()]
             r2r = dg.rms_to_rms_factor(rows, cols)
@@ -149,7 +150,7 @@ class Observer:
                 "updateRmsToRms": delta["sigmaMax"] * r2r,
                 "weightRmsToRms": sums["W"]["sigmaMax"] * r2r,
                 "updateWeightOpRatio": delta["sigmaMax"] / sums["W"]["sigmaMax"] if sums["W"]["sigmaMax"] > 0 else 0.0,
-                "nuclearAlignment": dg.nuclear_alignment(g, o, dg.nuclear_norm(g_vals, None if exact else dg._fro(g), short)),
+                "nuclearAlignment": dg.nuclear_alignment(g, o, dg.nuclear_norm(g_vals, None if exact else dg.frobenius(g), short)),
             }
             if "shapingRelError" in step_info:
                 stats["shapingRelError"] = float(step_info["shapingRelError"])

@@ -40,6 +40,7 @@ from __future__ import annotations
 import atexit
 import math
 import os
+import queue
 import sys
 import time
 import weakref
@@ -230,11 +231,10 @@ class Run:
     def _drain(self, block: bool) -> None:
         if self.channel is None:
             return
-        import queue as _q
         while True:
             try:
                 msg = self.channel.commands.get(timeout=0.05) if block else self.channel.commands.get_nowait()
-            except _q.Empty:
+            except queue.Empty:
                 if block and self.state == "paused" and self.stop_reason is None:
                     continue
                 return
