@@ -202,8 +202,9 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
     const failed = !!exit.error || exit.code !== 0;
     const what = `the command ${describeExit(exit)}`;
     if (state && FINAL.has(state)) {
-      if (failed && state !== 'crashed') alert('warning', 'PROCESS_EXIT', `${what} after the run had ${state}`);
-      return { crashed: state === 'crashed' || failed };
+      // After a forwarded Ctrl-C, Python logs `stopped` and may still die of the signal: that is the stop asked for.
+      if (failed && state !== 'crashed' && !stopSignal) alert('warning', 'PROCESS_EXIT', `${what} after the run had ${state}`);
+      return { crashed: state === 'crashed' || (failed && !stopSignal) };
     }
     if (stopSignal) {
       log.append({ kind: 'state', step: step(), state: 'stopped', reason: clip(`stopped by ${stopSignal} (forwarded to the command, which then ${describeExit(exit)})`, 1000) });
