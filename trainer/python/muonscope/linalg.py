@@ -11,7 +11,6 @@ Nothing here reads a tensor back to the host: scalars stay tensors, so a step on
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -89,10 +88,21 @@ def orthogonalize(x: torch.Tensor, steps: Sequence[NsStep], eps: float, norm_saf
     return oriented_like(xs, x)
 
 
+_START_VECTORS: Dict[Tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+
+
 def power_start_vector(m: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A fixed start vector for power iteration: deterministic, with no sign pattern to be orthogonal to."""
-    i = torch.arange(1, m + 1, dtype=torch.float64)
-    return (1 + 0.5 * torch.sin(12.9898 * i)).to(dtype=dtype, device=device).reshape(m, 1)
+    """A fixed start vector for power iteration: deterministic, with no sign pattern to be orthogonal to.
+    Made once per (size, dtype, device): a host→device copy every step would wait for the device."""
+    key = (m, dtype, device)
+    v = _START_VECTORS.get(key)
+    if v is None:
+        i = torch.arange(1, m + 1, dtype=torch.float64)
+        v = (1 + 0.5 * torch.sin(12.9898 * i)).to(dtype=dtype, device=device).reshape(m, 1)
+        if len(_START_VECTORS) > 64:
+            _START_VECTORS.clear()
+        _START_VECTORS[key] = v
+    return v
 
 
 def largest_eigenvalue(gram: torch.Tensor, iterations: int) -> torch.Tensor:

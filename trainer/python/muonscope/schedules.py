@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from .errors import MuonscopeValueError
 

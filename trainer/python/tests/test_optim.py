@@ -235,6 +235,12 @@ def test_label_and_defaults_follow_the_ts_trainer():
     assert abs(opt.current_p() - (-0.25 + 0.5 / (1 + math.exp(-1)))) < 1e-15
 
 
+@pytest.mark.parametrize("rows,cols,method", [(64, 200, "exact"), (200, 64, "exact"), (65, 65, "matmul")])
+def test_auto_shapes_exactly_up_to_a_short_side_of_64(rows, cols, method):
+    _, opt, w = one_step_direction(spectrum_matrix(rows, cols, seed=3), -0.25)
+    assert opt.step_info(w)["method"] == method
+
+
 def test_conv_kernels_are_shaped_as_their_flattened_matrix():
     g = torch.Generator().manual_seed(5)
     w0 = torch.randn(8, 4, 3, 3, generator=g)
