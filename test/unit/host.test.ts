@@ -323,6 +323,8 @@ describe('the CLI', () => {
     writeFileSync(file, JSON.stringify({ name: 'cli-py', steps: 7, advisor: { mode: 'off' } }));
     const ok = runCli([file, '--out', join(dir, 'runs'), '--', process.execPath, FAKE], { FAKE_MODE: 'finish', FAKE_STEPS: '2' });
     const failed = runCli(['--out', join(dir, 'runs'), '--', process.execPath, FAKE], { FAKE_MODE: 'fail', FAKE_STEPS: '1' });
+    // Three CLIs at once: each spends most of its time starting up.
+    const usage = runCli(['--out', join(dir, 'runs')], {});
     assert.equal(await within('the CLI to exit after the run finished', ok.exit), 0, ok.err());
     const [first, second, ...rest] = ok.out().split('\n');
     const listening = JSON.parse(first) as { event: string; url: string; token: string; runDir: string };
@@ -341,7 +343,6 @@ describe('the CLI', () => {
     assert.equal(state.state, 'crashed');
     assert.match(state.reason, /^the command exited with code 3; its last lines:\n[^]*RuntimeError: fake failure/);
 
-    const usage = runCli(['--out', join(dir, 'runs')], {});
     assert.equal(await within('the CLI to refuse a run without a command', usage.exit), 4);
     assert.match(usage.err(), /run needs the training command after --/);
   });
