@@ -51,7 +51,7 @@ import torch
 
 from . import commands as cmds
 from . import optinfo
-from .channel import ChannelClient
+from .channel import ChannelClient, ChannelError
 from .matrices import classify
 from .observer import Observer
 from .records import PROTOCOL_VERSION, alert_record, checkpoint_record, eval_record, state_record, step_record
@@ -111,12 +111,20 @@ class Run:
         address = channel or os.environ.get("MUONSCOPE_CHANNEL")
         self.channel: Optional[ChannelClient] = None
         self.writer: Optional[LogWriter] = None
+        host_dir = os.environ.get("MUONSCOPE_RUN_DIR")
         if address:
-            self.channel = ChannelClient(address, os.environ.get("MUONSCOPE_CHANNEL_TOKEN", ""), run_dir=os.environ.get("MUONSCOPE_RUN_DIR"))
+            try:
+                self.channel = ChannelClient(address, os.environ.get("MUONSCOPE_CHANNEL_TOKEN", ""), run_dir=host_dir)
+            except (OSError, ChannelError, ValueError) as e:
+                # Training goes on without the host: the run is written directly (docs/python.md §4).
+                print(f"muonscope: no host at {address} ({e}); writing the run directly", file=sys.stderr)
+        if self.channel is not None:
             self.run_dir = Path(self.channel.run_dir) if self.channel.run_dir else None
             self.run_id = str(self.channel.welcome.get("runId") or (self.run_dir.name if self.run_dir else name))
         else:
-            self.run_dir = create_run_dir(out, name, self.config).resolve()
+            # The host's folder when it made one (its log continued), else a new folder under `out`.
+            existing = address and host_dir and (Path(host_dir) / "config.json").exists()
+            self.run_dir = Path(host_dir).resolve() if existing else create_run_dir(out, name, self.config).resolve()
             self.run_id = self.run_dir.name
             self.writer = LogWriter(self.run_dir)
             print(how_to_open(self.run_dir), file=sys.stderr)

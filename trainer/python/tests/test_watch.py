@@ -587,3 +587,17 @@ def test_without_a_host_a_non_finite_loss_skips_the_update_and_goes_on(tmp_path)
     assert alert["code"] == "NON_FINITE_LOSS" and "skipped" in alert["message"] and "goes on" in alert["message"] and "layer" not in alert
     assert [r["step"] for r in log if r["kind"] == "step"] == [0, 1] and log[-1]["state"] == "finished"
     assert not [r for r in log if r["kind"] == "state" and r["state"] == "paused"]
+
+
+def test_a_channel_nobody_listens_on_falls_back_to_the_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MUONSCOPE_RUN_DIR", raising=False)
+    closed = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with muonscope.watch(model, opt, total_steps=1, out=str(tmp_path), channel=address) as run:
+        train_step(run, model, opt, *batch())
+    assert run.channel is None and f"no host at {address}" in capsys.readouterr().err
+    # Plain SGD keeps no momentum: no spectra (M is required), only their cost.
+    assert [r["kind"] for r in read_log(run.run_dir)] == ["run_started", "step", "diagnostics_cost", "state"]
