@@ -85,7 +85,10 @@ if (mode === 'idle') {
       params: [{ name: 'fc.weight', shape: [4, 4], route: 'matrix' }],
     });
     for (; step < steps; step++) record({ kind: 'step', step, loss: 1 / (step + 1), lr: 0.02, p: 0.1, stepMs: 1 });
-    for (const r of JSON.parse(env.FAKE_EXTRA ?? '[]')) record(r);
+    for (const r of JSON.parse(env.FAKE_EXTRA ?? '[]')) {
+      record(r);
+      if (r.kind === 'step' && Number.isInteger(r.step)) step = r.step + 1;
+    }
     if (mode === 'fail') {
       process.stderr.write('RuntimeError: fake failure\n');
       socket.end(() => process.exit(3));

@@ -31,8 +31,8 @@ const FAKE = join(__dirname, '..', 'helpers', 'fake-python-child.mjs');
 const tmp = () => mkdtempSync(join(tmpdir(), 'muonscope-host-'));
 const ofKind = <K extends LogRecord['kind']>(records: LogRecord[], kind: K) => records.filter((r): r is RecordOf<K> => r.kind === kind);
 
-function config() {
-  const r = validateRunConfig({ name: 'py', steps: 100, advisor: { mode: 'off' } });
+function config(advisor = 'off') {
+  const r = validateRunConfig({ name: 'py', steps: 100, advisor: { mode: advisor } });
   assert.ok(r.ok);
   return r.config;
 }
@@ -55,11 +55,11 @@ after(async () => {
   }
 });
 
-async function host(env: Record<string, string>) {
+async function host(env: Record<string, string>, advisor = 'off') {
   const out = sink();
   const err = sink();
   const lines: string[] = [];
-  const session = await startHost({ config: config(), runsRoot: tmp(), command: process.execPath, args: [FAKE], stdout: out.stream, stderr: err.stream, onLine: (l) => lines.push(l), env: { ...process.env, ...env } });
+  const session = await startHost({ config: config(advisor), runsRoot: tmp(), command: process.execPath, args: [FAKE], stdout: out.stream, stderr: err.stream, onLine: (l) => lines.push(l), env: { ...process.env, ...env } });
   hosts.push(session);
   session.launch();
   // The fake ends its opening with an ack nobody asked for; the host's answer proves all before it was handled.
@@ -127,6 +127,26 @@ describe('muonscope run: the host', () => {
     assert.match(alerts[0].message, /a step record from the Python process was refused \(not logged\): \/loss: Expected number/);
     assert.match(alerts[1].message, /suggestion records are the host's/);
     assert.match(alerts[2].message, /unknown record kind "no_such_kind"/);
+  });
+
+  test('the advisor reads the log: its suggestion, applied by a client, goes to the child as the concrete set_lr and is logged applied at the acked step', async () => {
+    // A noise-bound plateau: four flat evaluations and B_simple far above the batch (32), then a step to evaluate after.
+    const extra = [0, 1, 2, 3].map((step) => ({ kind: 'eval', step, valLoss: 2 }));
+    extra.push({ kind: 'noise', step: 3, layer: null, bSimple: 1000, batchSize: 32 } as never, { kind: 'step', step: 3, loss: 2, lr: 0.02, p: 0.1, stepMs: 1 } as never);
+    const { session, out, synced } = await host({ FAKE_STEPS: '3', FAKE_EXTRA: JSON.stringify(extra) }, 'suggest');
+    await synced();
+    const suggestion = ofKind(readRunLog(session.paths.log).records, 'suggestion');
+    assert.deepEqual(suggestion.map((s) => [s.id, s.rule, s.step, s.change]), [['s3-plateau_noise', 'plateau_noise', 3, { kind: 'set_lr', lr: 0.01, reason: 'advisor: plateau at the noise level' }]]);
+    const c = await client(session);
+    const reply = await c.command({ kind: 'apply_suggestion', id: 's3-plateau_noise' }, 'test');
+    assert.deepEqual(reply, { type: 'ack', id: 'c1', kind: 'apply_suggestion', step: 4, detail: 'applied s3-plateau_noise; lr 0.01' });
+    const forwarded = out.text().split('\n').find((l) => l.startsWith('fake: command c1 '));
+    assert.equal(forwarded, `fake: command c1 ${JSON.stringify({ kind: 'set_lr', lr: 0.01, reason: `suggestion s3-plateau_noise: ${suggestion[0].title}`.slice(0, 500) })} from test`);
+    const outcome = (await c.waitFor('the outcome', (r) => r.kind === 'suggestion_outcome')) as RecordOf<'suggestion_outcome'>;
+    assert.deepEqual([outcome.id, outcome.outcome, outcome.step, outcome.source], ['s3-plateau_noise', 'applied', 4, 'test']);
+    const control = ofKind(c.records, 'control');
+    assert.deepEqual(control.map((r) => [r.command, r.new, r.commandId]), [['set_lr', 0.01, 'c1']]);
+    assert.ok(control[0].seq < outcome.seq, 'the change is logged before its outcome, as the TS trainer logs them');
   });
 
   test('a command while no Python process is connected is refused NOT_ALLOWED_NOW; SIGTERM is forwarded and the run ends stopped', async () => {
