@@ -345,6 +345,16 @@ async function main() {
     Number.isNaN(j.lr) ? false : !!store.get(jobKey(j, jobConfig(j), revision));
   const finishedTasks = new Set<string>();
   const pool = new Pool(workers, store, () => planned.filter((j) => !finishedTasks.has(j.task) && !isDone(j)));
+  // Stop at once on a signal (something in the trainer's dependencies keeps SIGTERM from ending the
+  // process by default): every finished job is already on disk, --resume continues from there.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      pool.close();
+      store.close();
+      console.log(`\n${signal}: stopped; ${store.size} finished jobs kept in ${store.file}; continue with --resume`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    });
+  }
   const started = Date.now();
   const outcomes: TaskOutcome[] = [];
   try {
@@ -354,6 +364,7 @@ async function main() {
     }
   } finally {
     pool.close();
+    store.close();
   }
   const meta: ReportMeta = {
     date: new Date().toISOString(),

@@ -2,7 +2,7 @@
 // file's keys and revision check, the rows' paired ratios against two references, the race tallies and
 // the report's goal lines. No training: every input is a hand-made curve whose answer is worked out here.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -191,6 +191,25 @@ describe('the resumable results file', () => {
       assert.equal(ResultStore.open(file, 'rev1', { resume: true, fresh: false }).size, 3);
       assert.equal(ResultStore.open(file, 'rev2', { resume: false, fresh: true }).size, 0);
       assert.equal(readFileSync(file, 'utf8'), '');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('one harness per file: a live owner’s lock refuses, a dead owner’s is taken over', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'advisor-bench-'));
+    try {
+      const file = join(dir, 'jobs.jsonl');
+      // The parent process (the test runner) is alive and is not this process.
+      writeFileSync(`${file}.lock`, `${process.ppid}\n`);
+      assert.throws(() => ResultStore.open(file, 'rev1', { resume: false, fresh: true }), new RegExp(`in use by another harness \\(pid ${process.ppid}\\)`));
+      assert.equal(existsSync(file), false);
+      // Above Linux's largest pid: no such process.
+      writeFileSync(`${file}.lock`, '4194305\n');
+      const s = ResultStore.open(file, 'rev1', { resume: false, fresh: true });
+      assert.equal(readFileSync(`${file}.lock`, 'utf8'), `${process.pid}\n`);
+      s.close();
+      assert.equal(existsSync(`${file}.lock`), false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

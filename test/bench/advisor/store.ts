@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { JobResult, JobSpec } from './job.js';
 
@@ -115,8 +115,40 @@ export class ResultStore {
    * the file must not hold jobs yet, or `fresh` must say to start it over.
    */
   static open(file: string, revision: string, mode: { resume: boolean; fresh: boolean }, commit = ''): ResultStore {
-    const store = new ResultStore(file, revision, commit);
     mkdirSync(dirname(file), { recursive: true });
+    ResultStore.lock(file);
+    try {
+      return ResultStore.load(file, revision, mode, commit);
+    } catch (e) {
+      ResultStore.unlock(file);
+      throw e;
+    }
+  }
+
+  /**
+   * One harness per results file: two appending to it would run every job twice. The lock file holds the
+   * owner's pid; a lock whose process is gone (a killed run) is taken over.
+   */
+  private static lock(file: string): void {
+    const lockFile = `${file}.lock`;
+    if (existsSync(lockFile)) {
+      const pid = Number(readFileSync(lockFile, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) throw new Error(`${file} is in use by another harness (pid ${pid}); wait for it or stop it first`);
+    }
+    writeFileSync(lockFile, `${process.pid}\n`);
+  }
+
+  static unlock(file: string): void {
+    const lockFile = `${file}.lock`;
+    if (existsSync(lockFile) && Number(readFileSync(lockFile, 'utf8').trim()) === process.pid) rmSync(lockFile);
+  }
+
+  close(): void {
+    ResultStore.unlock(this.file);
+  }
+
+  private static load(file: string, revision: string, mode: { resume: boolean; fresh: boolean }, commit: string): ResultStore {
+    const store = new ResultStore(file, revision, commit);
     const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
     if (mode.fresh || text.trim() === '') {
       writeFileSync(file, '');
@@ -151,5 +183,15 @@ export class ResultStore {
   put(key: string, result: JobResult): void {
     appendFileSync(this.file, JSON.stringify({ key, revision: this.revision, commit: this.commit, result } satisfies StoredJob) + '\n');
     this.byKey.set(key, result);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists but is someone else's.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
