@@ -11,10 +11,10 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { analyse, fixTarget, type Tuned } from './advisor/analysis.js';
+import { analyse, fixTarget, raceStats, type Tuned } from './advisor/analysis.js';
 import { jobConfig, runJob, type JobResult, type JobSpec } from './advisor/job.js';
 import { DEFAULT_SCHEDULE, REFERENCE, SIZES, TASKS, selectOptimizers, taskAtSize, type OptimizerSpec, type Size, type SizeName, type TaskSpec } from './advisor/plan.js';
-import { forestPlotSvg, lossCurvesSvg, markdownReport, type ReportMeta, type Row, type TaskOutcome } from './advisor/report.js';
+import { forestPlotSvg, lossCurvesSvg, markdownReport, racesOf, type ReportMeta, type Row, type TaskOutcome } from './advisor/report.js';
 import { currentRevision, jobKey, ResultStore, revisionLabel } from './advisor/store.js';
 import { tailLoss, tuneAdaptive, tuneStep } from './advisor/tune.js';
 
@@ -254,7 +254,6 @@ const optimizerOf = (name: string) => selectOptimizers('all').find((o) => o.name
 function writeOutputs(outDir: string, outcomes: TaskOutcome[], meta: ReportMeta, saveRuns: boolean): Row[] {
   mkdirSync(outDir, { recursive: true });
   const rows = outcomes.flatMap((o) => o.rows);
-  const races = (o: TaskOutcome) => o.runs.filter((r) => r.optimizer === 'advisor').flatMap((r) => r.races ?? []);
   writeFileSync(
     join(outDir, 'advisor.json'),
     JSON.stringify(
@@ -263,7 +262,7 @@ function writeOutputs(outDir: string, outcomes: TaskOutcome[], meta: ReportMeta,
         rows: rows.map(({ label: _l, ...r }) => r),
         targets: outcomes.map((o) => ({ task: o.task.name, target: o.target, rule: o.targetRule, tuned: o.tuned, tried: o.tried })),
         // Every race of a suggestion (rule, confidence, winner), per task: the calibration data.
-        races: outcomes.map((o) => ({ task: o.task.name, races: races(o) })),
+        races: outcomes.map((o) => ({ task: o.task.name, races: racesOf(o), tally: raceStats(racesOf(o)) })),
       },
       null,
       1,
@@ -275,9 +274,9 @@ function writeOutputs(outDir: string, outcomes: TaskOutcome[], meta: ReportMeta,
   }
   writeFileSync(join(outDir, 'advisor.md'), markdownReport(outcomes, meta));
   if (saveRuns) {
-    // Every run's validation curve, so the analysis can be redone without training (--from-runs); 9
-    // significant digits round-trip a float32 loss, so the re-analysis reproduces the rows exactly.
-    const compact = (r: JobResult) => ({ ...r, evals: r.evals.map(([s, l]) => [s, Number(l.toPrecision(9))]), wallMs: Math.round(r.wallMs) });
+    // Every run's validation curve at full precision, so the analysis can be redone without training
+    // (--from-runs) and reproduces the rows exactly.
+    const compact = (r: JobResult) => ({ ...r, wallMs: Math.round(r.wallMs) });
     const tasks = outcomes.map((o) => ({ task: o.task.name, spec: o.task, maxExtensions: meta.maxExtensions, target: o.target, tuned: o.tuned, tuning: o.tuning.map(compact), evaluation: o.runs.map(compact) }));
     writeFileSync(join(outDir, 'advisor-runs.json'), JSON.stringify({ meta, tasks }) + '\n');
   }

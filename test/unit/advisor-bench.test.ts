@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { analyse, confidenceBin, fixTarget, lossAt, raceStats, targetCurve, type Row } from '../bench/advisor/analysis.js';
 import type { JobResult, JobSpec } from '../bench/advisor/job.js';
 import { selectOptimizers, SIZES, TASKS, taskAtSize, type TaskSpec } from '../bench/advisor/plan.js';
-import { goalLines, verdict } from '../bench/advisor/report.js';
+import { goalLines, racesOf, verdict } from '../bench/advisor/report.js';
 import { bootstrapMedianCi } from '../bench/advisor/stats.js';
 import { codeHash, configHash, foreignRevisions, jobKey, parseStore, ResultStore, revisionLabel } from '../bench/advisor/store.js';
 import { tailLoss, tuneAdaptive, tuneStep } from '../bench/advisor/tune.js';
@@ -348,6 +348,10 @@ describe('race tallies', () => {
     assert.deepEqual(s.byRule.p_model, { won: 1, lost: 1, tied: 0, total: 2 });
     assert.deepEqual(s.byConfidence['[0.75, 1]'], { won: 1, lost: 0, tied: 1, total: 2 });
     assert.deepEqual(Object.keys(s.byConfidence), ['[0, 0.25)', '[0.25, 0.5)', '[0.75, 1]']);
+    const race = { step: 1, rule: 'p_model', confidence: 0.5, winner: 'tie' as const };
+    const job = (optimizer: string, races?: (typeof race)[]) => ({ optimizer, races }) as unknown as JobResult;
+    // Tuning and evaluation advisor runs count; other optimizers and runs without races do not.
+    assert.equal(racesOf({ tuning: [job('advisor', [race]), job('exact', [race])], runs: [job('advisor', [race, race]), job('advisor')] }).length, 3);
     assert.deepEqual([0, 0.2499, 0.25, 0.5, 0.7499, 1].map(confidenceBin), ['[0, 0.25)', '[0, 0.25)', '[0.25, 0.5)', '[0.5, 0.75)', '[0.5, 0.75)', '[0.75, 1]']);
   });
 });

@@ -222,6 +222,14 @@ export interface ReportMeta {
   raceSteps: number | null;
 }
 
+/**
+ * Every race of a task's advisor runs, the tuning runs' (other lrs, other seeds) with the evaluation runs':
+ * each race is its own comparison from one state, so all of them calibrate the advice.
+ */
+export function racesOf(o: Pick<TaskOutcome, 'tuning' | 'runs'>): RaceOutcome[] {
+  return [...o.tuning, ...o.runs].filter((r) => r.optimizer === 'advisor').flatMap((r) => r.races ?? []);
+}
+
 function raceTable(races: RaceOutcome[]): string[] {
   const s = raceStats(races);
   const rowOf = (k: string, t: { won: number; lost: number; tied: number; total: number }) => `| ${k} | ${t.won} | ${t.lost} | ${t.tied} | ${t.total} | ${t.total ? f2(t.won / t.total) : '—'} |`;
@@ -279,15 +287,16 @@ export function markdownReport(outcomes: TaskOutcome[], meta: ReportMeta): strin
     lines.push('', `Advisor in \`auto\` (every suggestion applied): ${adv.reduce((a, r) => a + r.suggestions, 0)} suggestions over ${adv.length} runs, applied: ${[...byRule].map(([k, v]) => `${k} ×${v}`).join(', ') || 'none'}.`);
     const example = adv.find((r) => r.applied.length);
     if (example) lines.push(`Seed ${example.seed}: ${example.applied.slice(0, 4).map((a) => `step ${a.step}: ${a.title}`).join('; ')}.`);
-    const races = adv.flatMap((r) => r.races ?? []);
+    const races = racesOf(o);
     allRaces.push(...races);
-    if (races.length) lines.push('', ...raceTable(races));
+    const unraced = [...o.tuning, ...o.runs].filter((r) => r.optimizer === 'advisor').reduce((a, r) => a + (r.unraced ?? 0), 0);
+    if (races.length) lines.push('', `Races in this task's advisor runs (tuning and evaluation)${unraced ? `; ${unraced} suggestions applied unraced (too close to the end, or the race refused)` : ''}:`, '', ...raceTable(races));
     lines.push('', `![validation loss](advisor-${o.task.name}-loss.svg)`, '', `![ratios](advisor-${o.task.name}-ratios.svg)`, '');
   }
   lines.push('## Fork-and-race calibration', '');
   if (meta.raceSteps === null) lines.push('The advisor runs did not race their suggestions in this run.', '');
   else if (allRaces.length === 0) lines.push(`Races of ${meta.raceSteps} steps per branch were on, but no suggestion was raced.`, '');
-  else lines.push(`Before each suggestion was applied, the run raced it: ${meta.raceSteps} steps as set against ${meta.raceSteps} steps with the change, on the same batches, scored on held-out data. All tasks:`, '', ...raceTable(allRaces), '');
+  else lines.push(`Before each suggestion was applied, the run raced it: ${meta.raceSteps} steps as set against ${meta.raceSteps} steps with the change, on the same batches, scored on held-out data (trainer/run/race.ts); the suggestion was applied whatever the outcome. All tasks, tuning and evaluation runs:`, '', ...raceTable(allRaces), '');
   lines.push('## Verdict on the goal', '');
   for (const g of goalLines(outcomes.flatMap((o) => o.rows))) lines.push(`- ${g.goal}: **${g.met ? 'met' : 'not met'}**. ${g.detail}.`);
   if (censored.length) lines.push('', `Censored tasks (tuned Muon below ${MIN_REFERENCE_REACHED * 100}% reached): ${censored.join(', ')}.`);
