@@ -124,6 +124,36 @@ def orthogonality_error(o: torch.Tensor) -> float:
     return float(torch.linalg.matrix_norm(gram)) / math.sqrt(m)
 
 
+NS_NEAR_ONE_BAND = (0.6, 1.4)  # common/protocol.ts NS_NEAR_ONE_BAND
+
+
+def newton_schulz_reach(values: Sequence[float], rows: int, cols: int, coefficients: Sequence[float], steps: int, eps: float) -> Tuple[float, int]:
+    """How far Newton–Schulz gets on M, from all of M's singular values: ‖NS(M) − polar(M)‖_F/‖polar(M)‖_F
+    and how many singular values of NS(M) lie in NS_NEAR_ONE_BAND. NS maps each singular value by its odd
+    polynomial f(x) = a·x + b·x³ + c·x⁵ after dividing M by max(‖M‖_F, eps), as torch.optim.Muon runs it
+    (in exact arithmetic; torch runs it in bfloat16). polar(M) has rank(M) directions, numpy's
+    matrix_rank tolerance σ > σ_max·max(m, n)·2⁻⁵²; a zero M gives (0, 0).
+    """
+    vals = [float(v) for v in values]
+    if not vals or not vals[0] > 0:
+        return 0.0, 0
+    a, b, c = coefficients
+    scale = max(math.sqrt(sum(v * v for v in vals)), eps)
+    floor = vals[0] * max(rows, cols) * 2.0 ** -52
+    low, high = NS_NEAR_ONE_BAND
+    rank = near = 0
+    err = 0.0
+    for v in vals:
+        f = v / scale
+        for _ in range(steps):
+            f = a * f + b * f ** 3 + c * f ** 5
+        near += low <= f <= high
+        if v > floor:
+            rank += 1
+            err += (f - 1) ** 2
+    return math.sqrt(err / rank), near
+
+
 def update_rms_theory(rows: int, cols: int, scale: float) -> float:
     """Muon's update RMS: an orthogonal m×n direction has RMS 1/√max(m, n), times the lr scale."""
     long = max(rows, cols)

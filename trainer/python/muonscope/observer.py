@@ -152,6 +152,10 @@ class Observer:
                 "updateWeightOpRatio": delta["sigmaMax"] / sums["W"]["sigmaMax"] if sums["W"]["sigmaMax"] > 0 else 0.0,
                 "nuclearAlignment": dg.nuclear_alignment(g, o, dg.nuclear_norm(g_vals, None if exact else dg.frobenius(g), short)),
             }
+            if exact and step_info.get("ns"):
+                coefficients, ns_steps, eps = step_info["ns"]
+                m_vals = [float(x) for x in spectra["M"][0].cpu()]
+                stats["nsPolarError"], stats["nsNearOne"] = dg.newton_schulz_reach(m_vals, rows, cols, coefficients, ns_steps, eps)
             if "shapingRelError" in step_info:
                 stats["shapingRelError"] = float(step_info["shapingRelError"])
             prev = self.last_o.get(info.name)

@@ -10,7 +10,8 @@
 - ``matrix_step_info``: what a `layer_stats` record needs about the step beyond the tensors — p, ‖M‖^p,
   the shaping method, the lr scale for the shape and whether weight decay is decoupled. torch.optim.Muon
   is Muon (p = 0, Newton–Schulz, normPowP 1, its adjust_lr_fn's scale); an optimizer may say it itself with
-  ``step_info(param) -> {"p", "normPowP", "method", "scale", "shapingRelError"?}``; any other optimizer
+  ``step_info(param) -> {"p", "normPowP", "method", "scale", "shapingRelError"?, "ns"?}`` (``ns``: the
+  Newton–Schulz iteration applied to M, (coefficients (a, b, c), steps, eps)); any other optimizer
   has no p, and its layers get `spectra` records but no `layer_stats` (whose p is required).
 """
 from __future__ import annotations
@@ -98,5 +99,6 @@ def matrix_step_info(optimizer: Any, param: torch.Tensor) -> Optional[Dict[str, 
             return dict(info)
     if isinstance(optimizer, getattr(torch.optim, "Muon", ())):
         g = group_of(optimizer, param)
-        return {"p": 0.0, "normPowP": 1.0, "method": "ns", "scale": _torch_muon_scale(g.get("adjust_lr_fn"), param.shape)}
+        return {"p": 0.0, "normPowP": 1.0, "method": "ns", "scale": _torch_muon_scale(g.get("adjust_lr_fn"), param.shape),
+                "ns": (tuple(g["ns_coefficients"]), int(g["ns_steps"]), float(g["eps"]))}
     return None

@@ -156,3 +156,13 @@ def test_scheduler_skips_a_due_expensive_diagnostic_the_budget_cannot_take():
     assert nonadaptive.due(2) == ["spectra", "curvature"] and nonadaptive.due(3) == []
     with pytest.raises(ValueError, match="budgetPct"):
         Scheduler(every=1, budget_pct=0)
+
+
+def test_newton_schulz_reach_from_the_spectrum_equals_the_iteration_on_the_matrix():
+    ref = INDEX["newtonSchulz"]
+    m = load(ref["M"])
+    s, _ = dg.singular_values(m)
+    err, near = dg.newton_schulz_reach(s.tolist(), 6, 10, ref["coefficients"], ref["steps"], ref["eps"])
+    assert err == pytest.approx(ref["polarError"], rel=1e-9)
+    assert near == ref["nearOne"] and 0 < near < 6  # a case where some directions converge and some do not
+    assert dg.newton_schulz_reach([0.0, 0.0], 2, 3, ref["coefficients"], 5, 1e-7) == (0.0, 0)

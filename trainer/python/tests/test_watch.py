@@ -237,6 +237,7 @@ def test_direct_run_folder_and_every_record_valid(tmp_path, capsys):
     assert [r["step"] for r in log if r["kind"] == "eval"] == [0, 1, 2, 3]
     stats = [r for r in log if r["kind"] == "layer_stats"][-1]["layers"][0]
     assert stats["method"] == "ns" and "updateCosine" in stats and stats["updateCosineLag"] == 1
+    assert 0 <= stats["nsNearOne"] <= min(stats["rows"], stats["cols"]) and stats["nsPolarError"] >= 0
     # Muon's O is Newton–Schulz output: its singular values sit near 1, far from an Adam-like direction's.
     assert 0.5 < stats["O"]["sigmaMax"] < 1.5
     assert log[-1]["kind"] == "state" and log[-1]["state"] == "finished"
@@ -506,6 +507,9 @@ def test_host_away_then_records_go_to_the_run_folder(tmp_path):
     client.send_record({"kind": "eval", "step": 1, "valLoss": 2.0})
     assert h.wait_for(lambda: len(h.records()) == 1)
     h.close()  # the host goes away and does not come back
+    # Once the client has seen it go. (A record sent in the instant before that goes into a dead socket and
+    # is lost: the channel has no record acknowledgements.)
+    assert h.wait_for(lambda: not client.connected)
     for i in range(3):
         client.send_record({"kind": "eval", "step": 2 + i, "valLoss": 3.0})
         time.sleep(0.05)
