@@ -36,13 +36,16 @@ def _sync(device: torch.device) -> None:
 
 
 class Observer:
-    def __init__(self, params: List[ParamInfo], optimizer: torch.optim.Optimizer, append: Callable[[dict], None],
+    def __init__(self, params: List[ParamInfo], optimizers: List[torch.optim.Optimizer], append: Callable[[dict], None],
                  settings: Dict[str, object], probe: Optional[Callable[[], torch.Tensor]] = None,
                  noise_probe: Optional[Callable[[int], torch.Tensor]] = None, microbatches: int = 8,
                  microbatch_size: Optional[int] = None, batch_size: Optional[int] = None):
         self.params = params
         self.matrices = [p for p in params if p.is_matrix]
-        self.optimizer = optimizer
+        # The first optimizer is the run's (its lr is the run's); each parameter is read from its own.
+        self.optimizers = list(optimizers)
+        self.optimizer = self.optimizers[0]
+        self.owner = {id(q): opt for opt in self.optimizers for g in opt.param_groups for q in g["params"]}
         self.append = append
         self.probe = probe
         self.noise_probe = noise_probe
@@ -102,14 +105,15 @@ class Observer:
             p = info.param
             if id(p) not in before["grads"] or id(p) not in before["weights"]:
                 continue
-            m = optinfo.momentum_of(self.optimizer, p)
+            opt = self.owner.get(id(p))
+            m = optinfo.momentum_of(opt, p) if opt is not None else None
             if m is None:
                 continue
-            group = optinfo.group_of(self.optimizer, p)
+            group = optinfo.group_of(opt, p)
             lr = float(group["lr"])
-            step_info = optinfo.matrix_step_info(self.optimizer, p)
+            step_info = optinfo.matrix_step_info(opt, p)
             scale = float(step_info["scale"]) * float(step_info["normPowP"]) if step_info else 1.0
-            wd = float(group.get("weight_decay", 0.0) or 0.0) if optinfo.decoupled_weight_decay(self.optimizer, group) else 0.0
+            wd = float(group.get("weight_decay", 0.0) or 0.0) if optinfo.decoupled_weight_decay(opt, group) else 0.0
             with torch.no_grad():
                 w0 = info.matrix(before["weights"][id(p)]).to(torch.float64)
                 w1 = info.matrix(p.detach()).to(torch.float64)
@@ -174,7 +178,7 @@ class Observer:
         run_lr = optinfo.run_lr(self.optimizer)
         with torch.no_grad():
             after = [p.detach().clone() for p in params]
-            lr_of = {id(q): float(g["lr"]) for g in self.optimizer.param_groups for q in g["params"]}
+            lr_of = {id(q): float(g["lr"]) for opt in self.optimizers for g in opt.param_groups for q in g["params"]}
             d = []
             for p, a in zip(params, after):
                 lr = lr_of.get(id(p), 0.0)  # a parameter the optimizer does not update has no component

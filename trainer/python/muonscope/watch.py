@@ -10,6 +10,12 @@
 
 The loop keeps its own code: watch registers a step pre-hook and a post-hook on the optimizer.
 
+**Several optimizers** (torch.optim.Muon takes only matrices, so a model often has Muon for its matrices
+and AdamW for the rest): pass them as a list, the run's first. A step is then one ``step()`` of each: it
+starts at the first of them called and ends after the last; lr, p and set_schedule are the first
+optimizer's, set_lr moves every group of every optimizer by the same factor (as the TS trainer moves
+AdamW's with the matrix optimizer's), and checkpoints hold every optimizer's state_dict (a list).
+
 **Steps.** A step is one ``optimizer.step()`` call that updated the weights; ``step`` in records is its
 0-based index. Its record carries the loss given to ``run.log(loss=…)`` between the previous step and
 this one — called before ``optimizer.step()`` the loss is written with the step's record at once; called
@@ -83,13 +89,20 @@ class Run:
     def __init__(self, model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel):
         if not (isinstance(total_steps, int) and not isinstance(total_steps, bool) and total_steps >= 1):
             raise ValueError(f"watch: total_steps must be an integer ≥ 1, got {total_steps!r}")
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"watch: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
+        bad = [type(o).__name__ for o in optimizers if not isinstance(o, torch.optim.Optimizer)]
+        if not optimizers or bad:
+            raise TypeError(f"watch: optimizer must be a torch.optim.Optimizer or a list of them, got {bad[0] if bad else 'an empty list'}")
+        if len({id(o) for o in optimizers}) != len(optimizers):
+            raise ValueError("watch: the same optimizer is listed twice")
+        optimizer = optimizers[0]
         user = dict(config or {})
         diag = {**DIAGNOSTICS_DEFAULTS, **(user.get("diagnostics") or {})}
         check_settings(diag["every"], diag["adaptive"], diag["budgetPct"])
         self.config = {**user, "name": name, "steps": total_steps, "diagnostics": diag}
         self.model, self.optimizer, self.total_steps, self.name = model, optimizer, total_steps, name
+        self.optimizers = optimizers
+        self._stepped: set = set()  # the optimizers that have stepped in the step under way
         self.params = classify(model)
         self.state = "running"
         self.steps_done = 0
@@ -105,7 +118,7 @@ class Run:
         self._p: Optional[float] = None
 
         # Everything that can refuse the arguments runs before anything is created.
-        self.observer = Observer(self.params, optimizer, self.emit, diag, probe=probe, noise_probe=noise_probe,
+        self.observer = Observer(self.params, optimizers, self.emit, diag, probe=probe, noise_probe=noise_probe,
                                  microbatches=int(diag["microbatches"]), microbatch_size=microbatch_size, batch_size=batch_size)
 
         address = channel or os.environ.get("MUONSCOPE_CHANNEL")
@@ -138,8 +151,8 @@ class Run:
             "task": {"name": str(user.get("task", name))[:200], "lossFloor": None, "lossFloorLabel": "unknown"},
             "params": [{"name": p.name, "shape": list(p.shape), "route": p.route} for p in self.params],
         })
-        self._hooks = [optimizer.register_step_pre_hook(_weak(self, Run._pre_step)),
-                       optimizer.register_step_post_hook(_weak(self, Run._post_step))]
+        self._hooks = [h for o in optimizers for h in (o.register_step_pre_hook(_weak(self, Run._pre_hook)),
+                                                       o.register_step_post_hook(_weak(self, Run._post_hook)))]
         atexit.register(_weak(self, Run._at_exit))
 
     # ---- records ----
@@ -203,8 +216,9 @@ class Run:
 
     def set_lr(self, lr: float) -> None:
         old = optinfo.run_lr(self.optimizer)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr if len(self.optimizer.param_groups) == 1 or old <= 0 else g["lr"] * (lr / old)
+        groups = [g for o in self.optimizers for g in o.param_groups]
+        for g in groups:
+            g["lr"] = lr if len(groups) == 1 or old <= 0 else g["lr"] * (lr / old)
 
     # ---- checkpoints ----
 
@@ -214,7 +228,8 @@ class Run:
             raise cmds.Refused("NOT_ALLOWED_NOW", "no run folder to write a checkpoint to")
         path = self.run_dir / "checkpoints" / f"step-{self.steps_done:08d}.pt"
         payload = {"runId": self.run_id, "step": self.steps_done, "reason": reason, "model": self.model.state_dict(),
-                   "optimizer": self.optimizer.state_dict(), "config": self.config}
+                   "optimizer": self.optimizer.state_dict() if len(self.optimizers) == 1 else [o.state_dict() for o in self.optimizers],
+                   "config": self.config}
         atomic_write(path, lambda f: torch.save(payload, f))
         file = str(path)
         self.emit(checkpoint_record(self.steps_done, file, reason))
@@ -276,7 +291,21 @@ class Run:
             self.steps_before_pause = None
             self.set_state("paused", message)
 
-    def _pre_step(self, optimizer, args, kwargs) -> None:
+    def _pre_hook(self, optimizer, args, kwargs) -> None:
+        # With several optimizers, the step starts at the first one called; a second call of the same
+        # optimizer before the others means the last step did not call them all: a new step starts.
+        if self._stepped and id(optimizer) not in self._stepped:
+            return
+        self._stepped = set()
+        self._pre_step()
+
+    def _post_hook(self, optimizer, args, kwargs) -> None:
+        self._stepped.add(id(optimizer))
+        if len(self._stepped) == len(self.optimizers):
+            self._stepped = set()
+            self._post_step()
+
+    def _pre_step(self) -> None:
         started = time.perf_counter()
         if self._closed:
             return
@@ -304,11 +333,12 @@ class Run:
         if self.stop_reason is not None:
             self._stop_now()
         if self._skip:
-            for g in optimizer.param_groups:
-                for p in g["params"]:
-                    p.grad = None
+            for o in self.optimizers:
+                for g in o.param_groups:
+                    for p in g["params"]:
+                        p.grad = None
         else:
-            self._p = optinfo.current_p(optimizer)  # the p this step uses (read after it, DynMuon's is the next one's)
+            self._p = optinfo.current_p(self.optimizer)  # the p this step uses (read after it, DynMuon's is the next one's)
             self.observer.before_step(self.steps_done)
         self._own_ms += (time.perf_counter() - started) * 1000 - paused_ms
         self._mark += paused_ms / 1000  # paused time is not step time
@@ -323,7 +353,8 @@ class Run:
                 return p.name
         return None
 
-    def _post_step(self, optimizer, args, kwargs) -> None:
+    def _post_step(self) -> None:
+        optimizer = self.optimizer
         if self._closed or self._skip:
             self._skip = False
             return

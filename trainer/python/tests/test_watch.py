@@ -605,3 +605,42 @@ def test_a_channel_nobody_listens_on_falls_back_to_the_run_folder(tmp_path, caps
     assert run.channel is None and f"no host at {address}" in capsys.readouterr().err
     # Plain SGD keeps no momentum: no spectra (M is required), only their cost.
     assert [r["kind"] for r in read_log(run.run_dir)] == ["run_started", "step", "diagnostics_cost", "state"]
+
+
+def test_muon_for_matrices_and_adamw_for_the_rest_make_one_run(host):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    matrices = [p for p in model.parameters() if p.dim() == 2]
+    others = [p for p in model.parameters() if p.dim() != 2]
+    muon = torch.optim.Muon(matrices, lr=0.02)
+    adamw = torch.optim.AdamW(others, lr=0.001)
+    run = hosted(host, model, [muon, adamw], config={"diagnostics": {"every": 1}})
+    x, y = batch()
+    for i in range(3):
+        if i == 2:
+            host.command(run, "lr", {"kind": "set_lr", "lr": 0.04})
+            host.command(run, "ck", {"kind": "checkpoint"})
+        loss = nn.functional.mse_loss(model(x), y)
+        muon.zero_grad(); adamw.zero_grad()
+        loss.backward()
+        run.log(loss=loss)
+        muon.step()
+        adamw.step()
+    host.finish(run)
+    assert [(r["step"], r["lr"], r["p"]) for r in host.records("step")] == [(0, 0.02, 0.0), (1, 0.02, 0.0), (2, 0.04, 0.0)]
+    assert muon.param_groups[0]["lr"] == 0.04 and adamw.param_groups[0]["lr"] == pytest.approx(0.002, rel=1e-12)
+    assert [len(r["layers"]) for r in host.records("layer_stats")] == [2, 2, 2]
+    assert {r["layer"] for r in host.records("spectra")} == {"0.weight", "2.weight"}
+    saved = torch.load(host.replies("ck")[0]["detail"], weights_only=True)
+    assert isinstance(saved["optimizer"], list) and len(saved["optimizer"]) == 2
+    assert protocol_issues(host.records()) == []
+
+
+def test_watch_refuses_what_is_not_an_optimizer(tmp_path):
+    model = mlp()
+    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+        muonscope.watch(model, "adam", total_steps=3, out=str(tmp_path))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="twice"):
+        muonscope.watch(model, [opt, opt], total_steps=3, out=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
