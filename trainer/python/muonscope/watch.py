@@ -148,7 +148,7 @@ class Run:
             "backend": {"chosen": f"torch-{device.type}", "skipped": []},
             "kernels": {"chosen": f"torch {torch.__version__}", "skipped": []},
             "totalSteps": total_steps,
-            "task": {"name": str(user.get("task", name))[:200], "lossFloor": None, "lossFloorLabel": "unknown"},
+            "task": {"name": _task_name(user.get("task"), name), "lossFloor": None, "lossFloorLabel": "unknown"},
             "params": [{"name": p.name, "shape": list(p.shape), "route": p.route} for p in self.params],
         })
         self._hooks = [h for o in optimizers for h in (o.register_step_pre_hook(_weak(self, Run._pre_hook)),
@@ -184,7 +184,12 @@ class Run:
     def log(self, loss: Any = None, val_loss: Any = None, tokens: Optional[float] = None) -> None:
         """Logs this step's training loss (and tokens processed), and/or a validation loss (an `eval` record)."""
         if val_loss is not None:
-            self.emit(eval_record(max(self.steps_done - 1, 0), float(val_loss)))
+            v = float(val_loss.detach() if isinstance(val_loss, torch.Tensor) else val_loss)
+            at = max(self.steps_done - 1, 0)
+            if math.isfinite(v):
+                self.emit(eval_record(at, v))
+            else:  # the protocol's numbers are finite: say so instead of writing it
+                self.emit(alert_record(at, "warning", "NON_FINITE_VAL_LOSS", f"validation loss is {v} after step {at}; no eval record"))
         if tokens is not None:
             self._pending["tokens"] = float(tokens)
         if loss is None:
@@ -192,7 +197,8 @@ class Run:
         value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
         if self._held is not None:
             self._held["loss"] = value
-            self._held.setdefault("tokens", self._pending.pop("tokens", None))
+            if self._held.get("tokens") is None:  # tokens logged with the loss, after the step
+                self._held["tokens"] = self._pending.pop("tokens", None)
             self._write_held()
         else:
             self._pending["loss"] = value
@@ -418,6 +424,15 @@ class Run:
             return True
         self.close(exc if exc_type is not None and not issubclass(exc_type, (KeyboardInterrupt, GeneratorExit)) else None)
         return False
+
+
+def _task_name(task: Any, default: str) -> str:
+    """The config's task as a name: a string as it is, an object's `name` or `type`, else the run's name."""
+    if isinstance(task, str):
+        return task[:200]
+    if isinstance(task, dict):
+        return str(task.get("name") or task.get("type") or default)[:200]
+    return default[:200]
 
 
 def _weak(run: Run, method):

@@ -268,6 +268,25 @@ def test_layer_stats_recover_muons_direction_exactly(tmp_path):
     assert not torch.equal(w0, model[2].weight)
 
 
+def test_loss_and_tokens_logged_after_the_step_belong_to_it(tmp_path):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = batch()
+    with muonscope.watch(model, opt, total_steps=2, out=str(tmp_path), config={"task": {"type": "regression"}}) as run:
+        for i in range(2):
+            loss = nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            run.log(loss=loss.item() + i, tokens=100 * (i + 1), val_loss=float("nan") if i == 1 else 0.5)
+    log = read_log(run.run_dir)
+    steps = [r for r in log if r["kind"] == "step"]
+    assert [r["tokensPerS"] * r["stepMs"] / 1000 for r in steps] == pytest.approx([100, 200], rel=1e-12)
+    assert log[0]["task"]["name"] == "regression"
+    assert [(r["kind"], r["step"]) for r in log if r["kind"] in ("eval", "alert")] == [("eval", 0), ("alert", 1)]
+    assert protocol_issues(log) == []
+
+
 def test_no_loss_logged_gives_no_step_record_and_one_warning(tmp_path):
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
