@@ -14,7 +14,11 @@ they are due, as the TS trainer's diagnostics runner does (trainer/run/diagnosti
 - a ``diagnostics_cost`` record after every step that ran any.
 
 A diagnostic that fails is reported as a warning alert and training goes on. Gradients for the probes
-come from torch.autograd.grad, so the parameters' ``.grad`` are never touched.
+come from torch.autograd.grad, so the parameters' ``.grad`` are never touched; the weights are restored
+exactly after the curvature probe and the random number generators after every diagnostic, so watching
+does not change the training (tested bit for bit). A probe must not change the model itself: a module in
+train mode that updates buffers in forward (BatchNorm's running statistics) would, so probes should
+evaluate such models in eval mode.
 """
 from __future__ import annotations
 
@@ -90,7 +94,9 @@ class Observer:
             device = self.params[0].param.device if self.params else torch.device("cpu")
             started = time.perf_counter()
             try:
-                run(step, before)
+                # The probes' own randomness (dropout) must not move the training's random stream.
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    run(step, before)
             except Exception as e:  # diagnostics must never take the run down
                 self.append(alert_record(step, "warning", "OBSERVER_FAILED", f"{name} diagnostics failed at step {step} (training goes on): {e!r}"))
             _sync(device)

@@ -663,3 +663,33 @@ def test_watch_refuses_what_is_not_an_optimizer(tmp_path):
     with pytest.raises(ValueError, match="twice"):
         muonscope.watch(model, [opt, opt], total_steps=3, out=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_watching_with_every_diagnostic_does_not_change_the_training(tmp_path):
+    def train(watched):
+        torch.manual_seed(7)
+        model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Dropout(0.2), nn.Linear(16, 3))
+        muon = torch.optim.Muon([p for p in model.parameters() if p.dim() == 2], lr=0.02)
+        adamw = torch.optim.AdamW([p for p in model.parameters() if p.dim() != 2], lr=0.01)
+        x, y = batch()
+        hx, hy = batch(5)
+        probe = lambda: nn.functional.mse_loss(model(hx), hy)  # dropout active: it draws random numbers
+        noise = lambda i: nn.functional.mse_loss(model(hx[i * 8:(i + 1) * 8]), hy[i * 8:(i + 1) * 8])
+        run = muonscope.watch(model, [muon, adamw], total_steps=4, out=str(tmp_path), probe=probe, noise_probe=noise, microbatch_size=8,
+                              config={"diagnostics": {"every": 1, "adaptive": False, "microbatches": 4}}) if watched else None
+        for _ in range(4):
+            loss = nn.functional.mse_loss(model(x), y)
+            muon.zero_grad(); adamw.zero_grad()
+            loss.backward()
+            if run:
+                run.log(loss=loss)
+            muon.step(); adamw.step()
+        if run:
+            run.close()
+            kinds = {r["kind"] for r in read_log(run.run_dir)}
+            assert {"curvature", "noise", "layer_stats"} <= kinds
+        return [p.detach().clone() for p in model.parameters()], torch.rand(3)
+
+    plain, plain_rng = train(False)
+    watched, watched_rng = train(True)
+    assert all(torch.equal(a, b) for a, b in zip(plain, watched)) and torch.equal(plain_rng, watched_rng)
