@@ -2,6 +2,7 @@
 reopening a torn log, atomic writes."""
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,24 @@ def test_atomic_write_leaves_the_old_file_when_the_write_fails(tmp_path):
         atomic_write(target, boom)
     assert target.read_bytes() == b"old"
     assert [p.name for p in target.parent.iterdir()] == ["step-00000001.pt"]  # no temporary left
+
+
+def test_find_host_cli_looks_where_docs_python_md_says(tmp_path, monkeypatch):
+    import shutil
+
+    from muonscope.runfolder import find_host_cli
+    if shutil.which("node") is None:
+        pytest.skip("needs node on PATH")
+    monkeypatch.delenv("MUONSCOPE_CLI", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing") + ":" + str(Path(shutil.which("node")).parent))
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_host_cli(deep) is None
+    local = tmp_path / "node_modules" / ".bin" / "muonscope"
+    local.parent.mkdir(parents=True)
+    local.write_text("")
+    assert find_host_cli(deep) == str(local)  # upward from the working folder
+    explicit = tmp_path / "cli.js"
+    explicit.write_text("")
+    monkeypatch.setenv("MUONSCOPE_CLI", str(explicit))
+    assert find_host_cli(deep) == str(explicit)  # the variable first
