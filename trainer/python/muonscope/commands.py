@@ -2,11 +2,10 @@
 carried out or refused with a protocol error code and nothing changed; every accepted change is a
 `control` record (step, old, new, source, reason, commandId). `apply` returns (step, detail) for the ack.
 
-apply_suggestion: the suggestions are the host's (its advisor writes them), so the host resolves the
-command into the suggestion's change and sends it beside the command as ``change`` (a ``set_lr`` or
-``set_schedule`` command, the suggestion record's ``change``); without it the command is refused. The
-outcome is logged as a `suggestion_outcome` record. dismiss_suggestion logs the outcome (the host has
-checked the id is pending). race is refused: torch runs do not fork yet.
+apply_suggestion, dismiss_suggestion: the suggestions are the host's (docs/python.md §3): it resolves
+apply_suggestion into a plain set_lr or set_schedule and logs every suggestion_outcome itself, so these
+never reach Python from a host; one that does is refused, nothing changed. race is refused: torch runs
+do not fork yet.
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import math
 from typing import Any, Dict, Optional, Tuple
 
 from . import optinfo
-from .records import control_record, suggestion_outcome_record
+from .records import control_record
 
 
 class Refused(Exception):
@@ -67,7 +66,7 @@ def check(command: Any) -> Dict[str, Any]:
     return command
 
 
-def apply(run: Any, command: Dict[str, Any], source: str, command_id: Optional[str], change: Optional[Dict[str, Any]] = None) -> Tuple[int, Optional[str]]:
+def apply(run: Any, command: Dict[str, Any], source: str, command_id: Optional[str]) -> Tuple[int, Optional[str]]:
     """Carries out one command on `run` (a watch.Run) at its step boundary; raises Refused."""
     check(command)
     step = run.steps_done
@@ -132,23 +131,6 @@ def apply(run: Any, command: Dict[str, Any], source: str, command_id: Optional[s
         return step, None
     if kind == "checkpoint":
         return step, run.checkpoint(reason or f"requested by {source}")
-    if kind == "apply_suggestion":
-        sid = command["id"]
-        if not (isinstance(change, dict) and change.get("kind") in ("set_lr", "set_schedule")):
-            raise Refused("NOT_ALLOWED_NOW", f'apply_suggestion "{sid}": the host did not send the suggestion\'s change with the command, so nothing was applied')
-        inner = dict(change)
-        inner["reason"] = reason or inner.get("reason") or f"suggestion {sid}"
-        if inner["kind"] == "set_schedule":
-            # A suggestion for "from the next step" that waited is applied from now, never backdated.
-            inner["fromStep"] = max(inner.get("fromStep", step), step)
-        try:
-            _, detail = apply(run, inner, source, command_id)
-        except Refused as e:
-            run.emit(suggestion_outcome_record(step, sid, "refused", source, e.message))
-            raise
-        run.emit(suggestion_outcome_record(step, sid, "applied", source, reason or ""))
-        return step, f"applied {sid}" + (f"; {detail}" if detail else "")
-    if kind == "dismiss_suggestion":
-        run.emit(suggestion_outcome_record(step, command["id"], "dismissed", source, reason or ""))
-        return step, f"dismissed {command['id']}"
+    if kind in ("apply_suggestion", "dismiss_suggestion"):
+        raise Refused("NOT_ALLOWED_NOW", f"{kind}: suggestions are the host's (it forwards an applied one as set_lr or set_schedule); nothing changed")
     raise Refused("NOT_ALLOWED_NOW", "race: fork-and-race is not available for torch runs yet; nothing changed")

@@ -15,7 +15,7 @@ PROTOCOL_VERSION = 1
 Record = Dict[str, Any]
 
 # Kinds whose records the channel's bounded queue never drops (docs/python.md §4).
-KEPT_KINDS = frozenset({"run_started", "step", "eval", "control", "state", "alert", "checkpoint", "suggestion_outcome"})
+KEPT_KINDS = frozenset({"run_started", "step", "eval", "control", "state", "alert", "checkpoint"})
 
 
 def dumps(obj: Any) -> str:
@@ -64,6 +64,3 @@ def control_record(step: int, command: str, field: str, old: Any, new: Any, sour
 def checkpoint_record(step: int, file: str, reason: str) -> Record:
     return {"kind": "checkpoint", "step": int(step), "file": file, "reason": reason[:500]}
 
-
-def suggestion_outcome_record(step: int, sid: str, outcome: str, source: str, reason: str) -> Record:
-    return {"kind": "suggestion_outcome", "step": int(step), "id": sid[:64], "outcome": outcome, "source": source[:64], "reason": (reason or "")[:500]}

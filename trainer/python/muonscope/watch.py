@@ -246,7 +246,7 @@ class Run:
     def _apply(self, msg: Dict[str, Any]) -> None:
         cid = str(msg.get("id", ""))[:64]
         try:
-            step, detail = cmds.apply(self, msg.get("command"), str(msg.get("source") or "host")[:64], cid or None, msg.get("change"))
+            step, detail = cmds.apply(self, msg.get("command"), str(msg.get("source") or "host")[:64], cid or None)
             reply = {"type": "ack", "id": cid, "step": step}
             if detail:
                 reply["detail"] = detail[:1000]
@@ -422,7 +422,12 @@ class Run:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is StopTraining:
             return True
-        self.close(exc if exc_type is not None and not issubclass(exc_type, (KeyboardInterrupt, GeneratorExit)) else None)
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C (or the host forwarding SIGINT): a stop, as the TS trainer takes it — final checkpoint, `stopped`.
+            self.stop_reason = self.stop_reason or "interrupted (SIGINT)"
+            self.close()
+            return False
+        self.close(exc if exc_type is not None and not issubclass(exc_type, GeneratorExit) else None)
         return False
 
 

@@ -435,19 +435,32 @@ def test_an_unknown_or_malformed_command_is_refused(host):
     run.close()
 
 
-def test_apply_suggestion_uses_the_change_the_host_resolved(host):
+def test_suggestion_commands_are_the_hosts_and_refused_here(host):
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     run = hosted(host, model, opt)
-    host.command(run, "a", {"kind": "apply_suggestion", "id": "s-1"}, change={"kind": "set_lr", "lr": 0.2})
-    host.command(run, "b", {"kind": "apply_suggestion", "id": "s-2"})
+    host.command(run, "a", {"kind": "apply_suggestion", "id": "s-1"})
+    host.command(run, "d", {"kind": "dismiss_suggestion", "id": "s-1"})
+    host.command(run, "r", {"kind": "race", "id": "s-1", "steps": 3})
     train_step(run, model, opt, *batch())
     host.finish(run)
-    assert host.replies("a")[0]["detail"] == "applied s-1" and opt.param_groups[0]["lr"] == 0.2
-    assert host.replies("b")[0]["code"] == "NOT_ALLOWED_NOW"
-    assert [(r["id"], r["outcome"]) for r in host.records("suggestion_outcome")] == [("s-1", "applied")]
-    run.close()
-    assert protocol_issues(host.records()) == []
+    assert [host.replies(i)[0]["code"] for i in ("a", "d", "r")] == ["NOT_ALLOWED_NOW"] * 3
+    assert "host's" in host.replies("a")[0]["message"] and opt.param_groups[0]["lr"] == 0.1
+    assert host.records("control") == [] and host.records("suggestion_outcome") == []
+
+
+def test_ctrl_c_in_the_loop_stops_the_run_with_a_final_checkpoint(tmp_path):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = batch()
+    with pytest.raises(KeyboardInterrupt):
+        with muonscope.watch(model, opt, total_steps=5, out=str(tmp_path)) as run:
+            train_step(run, model, opt, x, y)
+            raise KeyboardInterrupt
+    log = read_log(run.run_dir)
+    assert [r["kind"] for r in log][-2:] == ["checkpoint", "state"]
+    assert (log[-1]["state"], log[-1]["reason"], log[-2]["step"]) == ("stopped", "interrupted (SIGINT)", 1)
+    assert (run.run_dir / "checkpoints" / "step-00000001.pt").exists()
 
 
 def test_non_finite_gradient_pauses_with_an_alert_naming_the_layer(host):
