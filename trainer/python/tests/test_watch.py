@@ -44,6 +44,30 @@ def protocol_issues(records):
     return [(r.get("kind"), issues) for r, issues in zip(stamped, json.loads(out.stdout)) if issues]
 
 
+def channel_issues(hello, messages):
+    """The hello and every Python → host message through the host's own validators (trainer/host/channel-messages.ts)."""
+    if shutil.which("node") is None or not (REPO / "node_modules" / "tsx").exists():
+        pytest.skip("node with tsx is needed to run the host's validators")
+    fd, name = tempfile.mkstemp(suffix=".ts")
+    os.close(fd)
+    script = Path(name)
+    script.write_text(
+        f"import {{ validateHello, validatePythonMessage, recordIssues }} from {json.dumps((REPO / 'trainer' / 'host' / 'channel-messages.ts').as_uri())};\n"
+        "import { readFileSync } from 'node:fs';\n"
+        "const { hello, messages } = JSON.parse(readFileSync(0, 'utf8'));\n"
+        "const out: unknown[] = [];\n"
+        "const h = validateHello(hello); if (!h.ok) out.push(['hello', h.issues]);\n"
+        "for (const m of messages) { const v = validatePythonMessage(m); if (!v.ok) out.push([m.type, v.issues]); }\n"
+        "console.log(JSON.stringify(out));\n")
+    try:
+        out = subprocess.run(["node", "--import", "tsx", str(script)], input=json.dumps({"hello": hello, "messages": messages}),
+                             capture_output=True, text=True, cwd=REPO, timeout=60)
+    finally:
+        script.unlink()
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def read_log(run_dir):
     return [json.loads(l) for l in (Path(run_dir) / "log.ndjson").read_text().splitlines()]
 
@@ -327,6 +351,19 @@ def test_hello_carries_the_token_and_records_come_without_seq(host, monkeypatch)
     assert [r["kind"] for r in rs] == ["run_started", "step", "spectra", "spectra", "diagnostics_cost", "state"]
     assert all("seq" not in r and "t" not in r for r in rs)
     assert rs[0]["runId"] == "fake-run" and protocol_issues(rs) == []
+
+
+def test_every_channel_message_passes_the_hosts_validators(host):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = hosted(host, model, opt)
+    host.command(run, "ok", {"kind": "set_lr", "lr": 0.2})
+    host.command(run, "no", {"kind": "resume"})
+    train_step(run, model, opt, *batch())
+    host.finish(run)
+    types = [m["type"] for m in host.messages]
+    assert {"record", "ack", "refused", "bye"} <= set(types)
+    assert channel_issues(host.hello, host.messages) == []
 
 
 def test_pause_blocks_the_step_until_resume(host):
