@@ -52,6 +52,8 @@ def check(command: Any) -> Dict[str, Any]:
     if kind == "set_diagnostics":
         if not (whole(command.get("every")) and command["every"] >= 1):
             raise _bad(f"set_diagnostics: every must be an integer ≥ 1, got {command.get('every')!r}")
+        if "adaptive" in command and not isinstance(command["adaptive"], bool):
+            raise _bad(f"set_diagnostics: adaptive must be true or false, got {command['adaptive']!r}")
         b = command.get("budgetPct")
         if b is not None and not (num(b) and 0 < b <= 100):
             raise _bad(f"set_diagnostics: budgetPct must be in (0, 100], got {b!r}")

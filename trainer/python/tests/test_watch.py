@@ -464,11 +464,27 @@ def test_an_unknown_or_malformed_command_is_refused(host):
     run = hosted(host, model, opt)
     host.command(run, "bad", {"kind": "set_lr", "lr": -1})
     host.command(run, "odd", {"kind": "teleport"})
+    host.command(run, "diag", {"kind": "set_diagnostics", "every": 5, "adaptive": "yes"})
     host.command(run, "res", {"kind": "resume"})
     train_step(run, model, opt, *batch())
     host.finish(run)
-    assert [host.replies(i)[0]["code"] for i in ("bad", "odd", "res")] == ["INVALID_COMMAND", "INVALID_COMMAND", "NOT_ALLOWED_NOW"]
-    assert opt.param_groups[0]["lr"] == 0.1 and host.records("control") == []
+    assert [host.replies(i)[0]["code"] for i in ("bad", "odd", "diag", "res")] == ["INVALID_COMMAND", "INVALID_COMMAND", "INVALID_COMMAND", "NOT_ALLOWED_NOW"]
+    assert opt.param_groups[0]["lr"] == 0.1 and host.records("control") == [] and run.diagnostics_settings()["every"] == 100
+
+
+def test_set_diagnostics_changes_the_cadence_from_the_acked_step(host):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    run = hosted(host, model, opt, config={"diagnostics": {"every": 100}})
+    x, y = batch()
+    train_step(run, model, opt, x, y)  # step 0: spectra (0 % 100 == 0)
+    host.command(run, "d", {"kind": "set_diagnostics", "every": 2, "adaptive": False})
+    for _ in range(4):
+        train_step(run, model, opt, x, y)
+    host.finish(run)
+    assert sorted({r["step"] for r in host.records("spectra")}) == [0, 2, 4]
+    (c,) = host.records("control")
+    assert (c["step"], c["old"]["every"], c["new"]) == (1, 100, {"every": 2, "adaptive": False, "budgetPct": 10.0})
     run.close()
 
 
