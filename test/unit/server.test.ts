@@ -581,15 +581,18 @@ describe('robustness', () => {
     t.diagnostic(`1200 fuzz frames, ${closes.reduce((a, b) => a + b, 0)} closed connections (oversized / invalid UTF-8), ${received.length} valid commands applied`);
   });
 
-  test('close() closes every socket with 1001 and stops listening', SLOW_TEST, async () => {
-    const { server } = await setup();
+  test('close() sends the live clients what is still queued, closes every socket with 1001 and stops listening', SLOW_TEST, async () => {
+    const { server, source } = await setup();
     const a = await Client.open(server.url);
     const b = await Client.open(server.url);
     b.send({ type: 'subscribe', afterSeq: 0 });
     await b.next(['replayed']);
     const codes = Promise.all([a.closed(), b.closed()]);
+    // Records appended just before the close, still waiting for the 10 ms batch, reach the live client first.
+    for (let i = 0; i < 3; i++) source.append(stepRecord(i));
     await server.close();
     assert.deepEqual(await codes, [1001, 1001]);
+    assert.deepEqual(b.records().map((r) => r.seq), [1, 2, 3], 'the last records arrive before the close frame');
     assert.equal(server.clients(), 0);
     await assert.rejects(fetch(`http://127.0.0.1:${server.port}/healthz`));
   });

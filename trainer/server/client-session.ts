@@ -113,6 +113,12 @@ export class ClientSession {
   /** Closes the socket; resolves once it is closed, cutting it off if the client does not answer in time. */
   async close(code: number, reason: string, graceMs = 2000): Promise<void> {
     if (this.ws.readyState === WebSocket.CLOSED) return;
+    // A live client gets what is still waiting for the batching timer (the run's final records, when the
+    // trainer shuts down) before the close frame, which ws sends after everything queued; not a client
+    // being cut off for falling behind.
+    if (this.phase === 'live' && code !== 1013) {
+      while (!this.outbox.empty) this.writeRecords(this.outbox.take(CHUNK_RECORDS, MAX_MESSAGE_CHARS));
+    }
     this.dispose();
     this.ws.close(code, reason);
     const cutoff = setTimeout(() => this.ws.terminate(), graceMs);
