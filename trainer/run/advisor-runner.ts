@@ -19,9 +19,9 @@ import {
   meanGradient,
   nonFinitePath,
   planLayers,
-  recommendFromModes,
   type LayerModes,
 } from '../advisor/mode-probe.js';
+import { fitModesForRecord, pModelRecord } from '../advisor/p-model-record.js';
 import { Advisor, type AdvisorMode } from '../advisor/advisor.js';
 import { readTheta, tfLandscape, type Theta } from '../diagnostics/index.js';
 import type { HybridOptimizer } from '../optim/hybrid.js';
@@ -216,44 +216,29 @@ export class AdvisorRunner implements StepObserver {
       // gain bound raises it only for p < 0).
       const damping = gainBoundedDamping(currentP, shaping.damping, shaping.maxGain);
       const ctx = { lrs, currentP, stepsTaken: done, normalisation: shaping.normalization, damping, microbatchSize, microbatches, batchSize: batch.size / this.options.probeBatches };
-      const fitted = recommendFromModes(modes, ctx);
-      if (!fitted) {
-        warn('PROBE_NO_MODES', `mode probe at step ${step}: no layer has three directions with positive curvature and noise; no probe recorded`);
-        return;
-      }
-      const { recommendation } = fitted;
-      const badModel = nonFinitePath(recommendation);
-      if (badModel) {
-        warn('PROBE_NON_FINITE', `mode probe at step ${step}: non-finite ${badModel} in the mode model's result; no probe recorded`);
+      const fitted = fitModesForRecord(step, modes, ctx);
+      if (!fitted.ok) {
+        warn(fitted.code, fitted.message);
         return;
       }
       const timeline = (this.optimizer.matrix as unknown as DynMuon).schedule;
-      this.log.append({
-        kind: 'p_model',
-        step,
-        currentP,
-        // What the schedule in force would do over the horizon: p at its first step and one horizon later.
-        scheduleP: { start: timeline.pAt(done, hp.totalSteps), end: timeline.pAt(done + horizonSteps, hp.totalSteps) },
-        horizonSteps,
-        layers: fitted.layers.map((m, i) => ({
-          layer: m.layer,
-          rows: m.rows,
-          cols: m.cols,
-          directions: m.directions,
-          curvatureVsSigma: recommendation.layers[i].curvatureVsSigma,
-          noiseVsCurvature: recommendation.layers[i].noiseVsCurvature,
-          recommendedP: recommendation.layers[i].p,
-        })),
-        curve: recommendation.curve.map((c) => ({ p: c.p, loss: c.loss, residual: c.residual, noise: c.noise, low: c.low, high: c.high })),
-        recommendedP: recommendation.p,
-        confidence: recommendation.confidence,
-        crossCheck: check.points,
-        crossCheckBestP: check.bestP,
-        microbatches,
-        microbatchSize,
-        costMs: performance.now() - started,
-        overheadPct: (100 * (this.probeMs + performance.now() - started)) / Math.max(this.trainMs, 1e-9),
-      });
+      this.log.append(
+        pModelRecord({
+          step,
+          currentP,
+          // What the schedule in force would do over the horizon: p at its first step and one horizon later.
+          scheduleP: { start: timeline.pAt(done, hp.totalSteps), end: timeline.pAt(done + horizonSteps, hp.totalSteps) },
+          horizonSteps,
+          layers: fitted.layers,
+          recommendation: fitted.recommendation,
+          crossCheck: check.points,
+          crossCheckBestP: check.bestP,
+          microbatches,
+          microbatchSize,
+          costMs: performance.now() - started,
+          overheadPct: (100 * (this.probeMs + performance.now() - started)) / Math.max(this.trainMs, 1e-9),
+        }),
+      );
     } finally {
       for (const p of parts) p.dispose();
       batch.dispose();
