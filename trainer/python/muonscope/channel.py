@@ -2,7 +2,7 @@
 
 Python → host: ``hello`` (first, with the token), ``record`` (without seq and t: the host stamps them),
 ``ack``, ``refused``, ``measured``, ``bye``. Host → Python: ``welcome``, ``command``, ``measure``,
-``error``. Commands are put on ``commands`` (a queue the run drains at step boundaries).
+``error``. Commands and measures are put on ``commands`` (a queue the run drains at step boundaries).
 
 When the host goes away, training goes on: messages wait in a bounded queue (``max_queue`` records; past
 it the oldest diagnostics records are dropped first, never step, control, state or the other kinds in
@@ -103,8 +103,8 @@ class ChannelClient:
                 if kind == "command":
                     self.commands.put(msg)
                 elif kind == "measure":
-                    self.send({"type": "refused", "id": str(msg.get("id", ""))[:64], "code": "NOT_ALLOWED_NOW",
-                               "message": f"measure {msg.get('what')!r} is not implemented by the muonscope Python package yet"})
+                    # Taken at the next step boundary, with the commands, in order (watch.Run._apply, measure.py).
+                    self.commands.put(msg)
                 elif kind == "error":
                     self.errors.append(msg)
                     print(f"muonscope: the host refused a message: {msg.get('code')}: {msg.get('message')}", file=sys.stderr)

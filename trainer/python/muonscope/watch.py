@@ -38,8 +38,18 @@ weights and their state alone; the step does not count) and pauses the run until
 With no host to send one, the run cannot be resumed, so it is not paused: the alert says the update was
 skipped and training goes on.
 
+**Resuming** (``watch(..., resume=CHECKPOINT)``): the checkpoint's model and optimizer state_dicts are
+loaded into the model and optimizer(s) given (built as for the original run) and the run's step count is
+set to the checkpoint's, so step records, checkpoint names, DynMuon's schedule and the diagnostics
+cadence continue where it was taken; run_started carries that step and ``resumedFrom``. The data is the
+loop's job: the loop must start at the checkpoint's step (``run.steps_done``) with its data in the same
+place, e.g. batches drawn from a generator seeded per step (tests/e2e/train.py does this), or a sampler
+fast-forwarded by that many batches.
+
 **Output.** With ``MUONSCOPE_CHANNEL`` set, records go to the host over the channel (channel.py);
 otherwise watch writes the run folder itself (runfolder.py) and prints on stderr where and how to open it.
+When the host goes away, records wait in memory for ``MUONSCOPE_HOST_TIMEOUT_S`` seconds (default 30)
+before Python writes the log itself (docs/python.md §4).
 """
 from __future__ import annotations
 
@@ -56,6 +66,7 @@ from typing import Any, Callable, Dict, Optional
 import torch
 
 from . import commands as cmds
+from . import measure
 from . import optinfo
 from .channel import ChannelClient, ChannelError
 from .matrices import classify
@@ -77,16 +88,17 @@ class StopTraining(Exception):
 def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int, name: str = "run",
           config: Optional[Dict[str, Any]] = None, probe: Optional[Callable[[], torch.Tensor]] = None,
           noise_probe: Optional[Callable[[int], torch.Tensor]] = None, microbatch_size: Optional[int] = None,
-          batch_size: Optional[int] = None, out: str = "runs", channel: Optional[str] = None) -> "Run":
+          batch_size: Optional[int] = None, out: str = "runs", channel: Optional[str] = None,
+          resume: Optional[str] = None) -> "Run":
     """Starts watching: see the module's docs. `probe()` returns a held-out loss (differentiable) for the
     curvature along the update; `noise_probe(i)` the loss of the i-th of K = diagnostics.microbatches
     microbatches of `microbatch_size` held-out examples, for B_simple. `channel` (HOST:PORT) overrides
-    MUONSCOPE_CHANNEL."""
-    return Run(model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel)
+    MUONSCOPE_CHANNEL. `resume` is a checkpoint file of this run's (see the module's docs)."""
+    return Run(model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel, resume)
 
 
 class Run:
-    def __init__(self, model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel):
+    def __init__(self, model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel, resume=None):
         if not (isinstance(total_steps, int) and not isinstance(total_steps, bool) and total_steps >= 1):
             raise ValueError(f"watch: total_steps must be an integer ≥ 1, got {total_steps!r}")
         optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
@@ -121,13 +133,17 @@ class Run:
         self.observer = Observer(self.params, optimizers, self.emit, diag, probe=probe, noise_probe=noise_probe,
                                  microbatches=int(diag["microbatches"]), microbatch_size=microbatch_size, batch_size=batch_size)
 
+        # Loaded before the channel or folder exists: a bad checkpoint is refused with nothing created.
+        if resume is not None:
+            self.steps_done = _restore(resume, model, optimizers)
+
         address = channel or os.environ.get("MUONSCOPE_CHANNEL")
         self.channel: Optional[ChannelClient] = None
         self.writer: Optional[LogWriter] = None
         host_dir = os.environ.get("MUONSCOPE_RUN_DIR")
         if address:
             try:
-                self.channel = ChannelClient(address, os.environ.get("MUONSCOPE_CHANNEL_TOKEN", ""), run_dir=host_dir)
+                self.channel = ChannelClient(address, os.environ.get("MUONSCOPE_CHANNEL_TOKEN", ""), run_dir=host_dir, grace_s=_host_timeout_s())
             except (OSError, ChannelError, ValueError) as e:
                 # Training goes on without the host: the run is written directly (docs/python.md §4).
                 print(f"muonscope: no host at {address} ({e}); writing the run directly", file=sys.stderr)
@@ -143,13 +159,16 @@ class Run:
             print(how_to_open(self.run_dir), file=sys.stderr)
 
         device = next((p.param.device for p in self.params), torch.device("cpu"))
+        started = {"resumedFrom": str(Path(resume).resolve())[:4096]} if resume is not None else {}
         self.emit({
-            "kind": "run_started", "step": 0, "runId": self.run_id, "protocol": PROTOCOL_VERSION, "config": self.config,
+            **started, "kind": "run_started", "step": self.steps_done, "runId": self.run_id, "protocol": PROTOCOL_VERSION, "config": self.config,
             "backend": {"chosen": f"torch-{device.type}", "skipped": []},
             "kernels": {"chosen": f"torch {torch.__version__}", "skipped": []},
             "totalSteps": total_steps,
             "task": {"name": _task_name(user.get("task"), name), "lossFloor": None, "lossFloorLabel": "unknown"},
-            "params": [{"name": p.name, "shape": list(p.shape), "route": p.route} for p in self.params],
+            # A matrix's shape as Muon sees it (a conv kernel (out, in, kh, kw) is (out, in·kh·kw)), as the
+            # spectra are of that matrix; other parameters keep their own shape.
+            "params": [{"name": p.name, "shape": [p.rows, p.cols] if p.is_matrix else list(p.shape), "route": p.route} for p in self.params],
         })
         self._hooks = [h for o in optimizers for h in (o.register_step_pre_hook(_weak(self, Run._pre_hook)),
                                                        o.register_step_post_hook(_weak(self, Run._post_hook)))]
@@ -244,6 +263,10 @@ class Run:
     # ---- commands ----
 
     def _apply(self, msg: Dict[str, Any]) -> None:
+        if msg.get("type") == "measure":  # the host's mode probe (measure.py); never changes the run
+            if self.channel is not None:
+                self.channel.send(measure.answer(self, msg))
+            return
         cid = str(msg.get("id", ""))[:64]
         try:
             step, detail = cmds.apply(self, msg.get("command"), str(msg.get("source") or "host")[:64], cid or None)
@@ -429,6 +452,42 @@ class Run:
             return False
         self.close(exc if exc_type is not None and not issubclass(exc_type, GeneratorExit) else None)
         return False
+
+
+def _host_timeout_s() -> float:
+    """MUONSCOPE_HOST_TIMEOUT_S: how long a lost host is waited for before Python writes the log (default 30 s)."""
+    raw = os.environ.get("MUONSCOPE_HOST_TIMEOUT_S")
+    if not raw:
+        return 30.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"MUONSCOPE_HOST_TIMEOUT_S must be a number of seconds ≥ 0, got {raw!r}")
+    return value
+
+
+def _restore(path: Any, model: torch.nn.Module, optimizers) -> int:
+    """Loads a watch checkpoint (Run.checkpoint's payload) into `model` and `optimizers`; returns its step.
+    Every part is checked before anything is loaded, so a refused checkpoint changes nothing it can help."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"watch: resume checkpoint {str(file)!r} does not exist")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    payload = torch.load(file, map_location=device, weights_only=True)
+    if not isinstance(payload, dict) or not {"model", "optimizer", "step"} <= payload.keys():
+        raise ValueError(f"watch: {str(file)!r} is not a muonscope checkpoint (needs model, optimizer and step)")
+    step = payload["step"]
+    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+        raise ValueError(f"watch: the checkpoint's step must be an integer ≥ 0, got {step!r}")
+    states = payload["optimizer"] if isinstance(payload["optimizer"], list) else [payload["optimizer"]]
+    if len(states) != len(optimizers):
+        raise ValueError(f"watch: the checkpoint holds {len(states)} optimizer state(s), the run has {len(optimizers)}")
+    model.load_state_dict(payload["model"])
+    for o, st in zip(optimizers, states):
+        o.load_state_dict(st)
+    return step
 
 
 def _task_name(task: Any, default: str) -> str:
