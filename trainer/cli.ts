@@ -4,12 +4,16 @@
  *   muonscope train [CONFIG] [--steps N] [--out DIR] [--listen HOST:PORT] [--backend NAME] [--kernels NAME] [--resume CHECKPOINT|RUNDIR]
  *                   [--default-diagnostics-every N]
  *   muonscope run [CONFIG] [--out DIR] [--listen HOST:PORT] -- COMMAND ARGS…
+ *   muonscope run [CONFIG] [--out DIR] [--listen HOST:PORT] --attach-pid PID
  *   muonscope inspect RUNDIR
  *
  * `train`'s first stdout line is one JSON object {"event":"listening","url","token","runDir"} for the
  * extension to read; then progress (a bar on a terminal, plain lines otherwise). SIGINT/SIGTERM
  * checkpoint and exit 0. `run` hosts a PyTorch run (docs/python.md): the same first line, then the
- * command's own output; SIGINT/SIGTERM are forwarded to it. Exit codes are in EXIT.
+ * command's own output; SIGINT/SIGTERM are forwarded to it. `run --attach-pid` is the host a training
+ * script starts for itself (docs/python.md §4): no command; the first line also has `channel` and
+ * `channelToken`, only process PID may connect, and the host ends when it says bye or is gone (a signal
+ * ends the host alone). Exit codes are in EXIT.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -31,6 +35,7 @@ const USAGE = `usage: muonscope train [CONFIG.muonscope.json] [--steps N] [--out
                        [--kernels auto|onnxruntime|onnxruntime-cuda|onnxruntime-cpu|tfjs]
                        [--resume CHECKPOINT|RUNDIR] [--default-diagnostics-every N]
        muonscope run [CONFIG.muonscope.json] [--out DIR] [--listen HOST:PORT] -- COMMAND ARGS…
+       muonscope run [CONFIG.muonscope.json] [--out DIR] [--listen HOST:PORT] --attach-pid PID
        muonscope inspect RUNDIR
 exit codes: 0 done or stopped, 1 crashed, 2 bad config, 3 backend unavailable, 4 bad arguments`;
 
@@ -124,8 +129,10 @@ async function train(argv: string[]): Promise<number> {
 async function run(argv: string[]): Promise<number> {
   const dashes = argv.indexOf('--');
   const [command, ...args] = dashes < 0 ? [] : argv.slice(dashes + 1);
-  if (!command) throw new UsageError('run needs the training command after --, e.g. muonscope run -- python train.py');
-  const { values, positionals } = parseArgs({ args: argv.slice(0, dashes), allowPositionals: true, options: { out: { type: 'string', default: 'runs' }, listen: { type: 'string' } } });
+  const { values, positionals } = parseArgs({ args: dashes < 0 ? argv : argv.slice(0, dashes), allowPositionals: true, options: { out: { type: 'string', default: 'runs' }, listen: { type: 'string' }, 'attach-pid': { type: 'string' } } });
+  const attach = values['attach-pid'];
+  if (attach !== undefined && (command || !/^[1-9]\d*$/.test(attach))) throw new UsageError(command ? '--attach-pid takes no command after --' : `--attach-pid must be a process id, got "${attach}"`);
+  if (!command && attach === undefined) throw new UsageError('run needs the training command after --, e.g. muonscope run -- python train.py');
   if (positionals.length > 1) throw new UsageError(`run takes one config file before --, got ${positionals.length}`);
   const { raw, label } = loadConfig(positionals[0], undefined);
   const result = validateRunConfig(raw);
@@ -134,8 +141,11 @@ async function run(argv: string[]): Promise<number> {
     return EXIT.badConfig;
   }
   const listen = values.listen ? parseListen(values.listen) : { host: '127.0.0.1', port: 0 };
-  const session = await startHost({ config: result.config, runsRoot: resolve(values.out!), host: listen.host, port: listen.port, command, args });
-  process.stdout.write(JSON.stringify({ event: 'listening', url: session.url, token: session.token, runDir: session.paths.dir }) + '\n');
+  const session = await startHost({ config: result.config, runsRoot: resolve(values.out!), host: listen.host, port: listen.port, ...(attach ? { attachPid: Number(attach) } : { command, args }) });
+  // The process that started an attached host may stop reading (or exit) before it does: nothing to say then.
+  if (attach) for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
+  const channel = attach ? { channel: session.channel, channelToken: session.channelToken } : {};
+  process.stdout.write(JSON.stringify({ event: 'listening', url: session.url, token: session.token, runDir: session.paths.dir, ...channel }) + '\n');
   process.stdout.write(`dashboard: ${session.dashboardUrl}\n`);
   process.on('SIGINT', () => session.signal('SIGINT'));
   process.on('SIGTERM', () => session.signal('SIGTERM'));

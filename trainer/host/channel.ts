@@ -54,6 +54,8 @@ export interface ChannelOptions {
   log: (line: string) => void;
   /** How long a new connection may take to say hello (default 10 s). */
   helloTimeoutMs?: number;
+  /** Only the process with this pid may connect (a host started by the training itself, attached.ts). */
+  pid?: number;
 }
 
 export interface Channel {
@@ -113,6 +115,7 @@ export async function startChannel(options: ChannelOptions): Promise<Channel> {
       if (!checked.ok) return refuse('BAD_HELLO', `the first line must be a hello: ${checked.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`.slice(0, 2000));
       if (!tokenMatches(checked.value.token, options.token)) return refuse('BAD_TOKEN', 'wrong token (MUONSCOPE_CHANNEL_TOKEN)');
       if (checked.value.protocol !== CHANNEL_PROTOCOL) return refuse('UNSUPPORTED_PROTOCOL', `channel protocol ${checked.value.protocol} is not supported; this host speaks ${CHANNEL_PROTOCOL}`);
+      if (options.pid !== undefined && checked.value.pid !== options.pid) return refuse('BAD_HELLO', `this host was started for the process with pid ${options.pid}, not ${checked.value.pid}`);
       if (current?.open) return refuse('BUSY', `another process (pid ${current.hello.pid}) is connected to this run`);
       const me = {
         hello: checked.value,

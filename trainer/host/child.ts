@@ -48,6 +48,8 @@ export interface ChildExit {
   signal: NodeJS.Signals | null;
   /** The command could not be started (e.g. not found). */
   error?: Error;
+  /** What happened, in words, when it is not a plain exit (a process the host did not start, attached.ts). */
+  description?: string;
 }
 
 export function describeExit(exit: ChildExit): string {

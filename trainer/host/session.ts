@@ -17,10 +17,12 @@ import { createRunDir } from '../run/new-run-dir.js';
 import { advisorOptions } from '../run/session.js';
 import { dashboardHandler } from '../server/dashboard-page.js';
 import { generateToken, startServer, type TrainerServer } from '../server/server.js';
+import { AttachedProcess } from './attached.js';
 import { startChannel, type Channel, type Peer } from './channel.js';
 import { recordIssues, type PythonMessage } from './channel-messages.js';
 import { describeExit, SupervisedChild, type ChildExit } from './child.js';
 import { CommandBridge } from './command-bridge.js';
+import { ModeRequests } from './mode-requests.js';
 
 export interface HostOptions {
   config: RunConfig;
@@ -28,9 +30,13 @@ export interface HostOptions {
   /** The WebSocket server's address (127.0.0.1 and a free port unless given). */
   host?: string;
   port?: number;
-  /** The training command and its arguments. */
-  command: string;
-  args: string[];
+  /** The training command and its arguments (`run -- COMMAND…`)… */
+  command?: string;
+  args?: string[];
+  /** …or the pid of a training process that started this host itself and connects to it (`run
+   * --attach-pid PID`, docs/python.md §4): only that process may connect, and the run ends when it
+   * says bye and closes its connection, or when it is gone. */
+  attachPid?: number;
   /** Where the command's output is passed through to (default: the host's stdout and stderr). */
   stdout?: NodeJS.WritableStream;
   stderr?: NodeJS.WritableStream;
@@ -56,9 +62,12 @@ export interface HostSession {
   dashboardUrl: string;
   /** MUONSCOPE_CHANNEL: `127.0.0.1:PORT`. */
   channel: string;
+  /** MUONSCOPE_CHANNEL_TOKEN. */
+  channelToken: string;
   /** Starts the command (once); `done` follows it. */
   launch(): void;
-  /** SIGINT/SIGTERM to the host: the first is forwarded to the command, a second kills it. */
+  /** SIGINT/SIGTERM to the host: the first is forwarded to the command, a second kills it. An attached
+   * process is never signalled: the host ends alone and the training goes on without it. */
   signal(signal: NodeJS.Signals): void;
   childPid(): number | undefined;
   /** Resolves when the command has exited and everything is closed. */
@@ -74,6 +83,7 @@ const clipStart = (s: string, max: number) => (s.length <= max ? s : max > 0 ? `
 
 export async function startHost(opts: HostOptions): Promise<HostSession> {
   const { config } = opts;
+  if ((opts.command === undefined) === (opts.attachPid === undefined)) throw new MuonscopeError('INVALID_ARGUMENT', 'the host needs either a command to start or the pid of a process to attach to, not both');
   const onLine = opts.onLine ?? ((line: string) => process.stderr.write(`${line}\n`));
   const paths = createRunDir(opts.runsRoot, config);
   const runId = randomUUID();
@@ -84,12 +94,15 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
   let peer: Peer | undefined;
   const bridge = new CommandBridge({ send: (m) => (peer?.open ? (peer.send(m), true) : false), append: (r) => log.append(r), suggestions: advisor.book });
   // Listeners only read: appending from inside one would reach later listeners out of seq order.
+  const step = () => bridge.step;
+  // The mode probe's measurements are Python's; the mode model and the p_model record are the host's.
+  const modes = new ModeRequests({ send: (m) => (peer?.open ? (peer.send(m), true) : false), append: (r) => log.append(r), step, settings: advisorSettings });
   const unsubscribe = log.subscribe((r) => {
     advisor.ingest(r);
     bridge.observe(r);
+    modes.observe(r);
   });
 
-  const step = () => bridge.step;
   const alert = (level: 'warning' | 'error', code: string, message: string) => log.append({ kind: 'alert', step: step(), level, code, message: clip(message, 2000) });
 
   /** After each of Python's step records, as the TS trainer's advisor runs after each step. */
@@ -128,23 +141,31 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
       const issues = recordIssues({ ...full, seq: log.lastSeq() + 1, t: Date.now() });
       return refuseRecord(from, record.kind, issues[0].path, issues.map((i) => `${i.path}: ${i.message}`).join('; '));
     }
-    if (stamped.kind === 'step') advise(stamped.step);
+    if (stamped.kind === 'step') {
+      advise(stamped.step);
+      modes.afterStep(stamped.step);
+    }
   };
 
   let sawBye: string | null = null;
+  let child: SupervisedChild | AttachedProcess | undefined;
   const onMessage = (from: Peer, m: PythonMessage) => {
     switch (m.type) {
       case 'record':
         return intake(from, m.record as Record<string, unknown> & { kind: string });
       case 'ack':
       case 'refused':
+        if (m.type === 'refused' && modes.refused(m.id, m.code, m.message)) return;
         if (!bridge.answer(m.id, m.type === 'ack' ? { step: m.step, ...(m.detail !== undefined ? { detail: m.detail } : {}) } : { code: m.code, message: m.message })) {
           from.send({ type: 'error', code: 'UNKNOWN_COMMAND', message: `no command "${m.id}" is waiting for an answer` });
         }
         return;
-      case 'measured':
-        // TODO(docs/python.md §3): the host does not ask for measurements yet.
-        return from.send({ type: 'error', code: 'UNKNOWN_COMMAND', message: `no measurement "${m.id}" was asked for` });
+      case 'measured': {
+        const outcome = modes.measured(m.id, m.result);
+        if (!outcome.known) return from.send({ type: 'error', code: 'UNKNOWN_COMMAND', message: `no measurement "${m.id}" was asked for` });
+        if (outcome.issue) from.send({ type: 'error', code: 'BAD_MESSAGE', message: clip(outcome.issue.message, 2000), path: clip(outcome.issue.path, 500) });
+        return;
+      }
       case 'bye':
         sawBye = m.reason ?? '';
         return;
@@ -167,8 +188,12 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
       onClose: (p) => {
         if (peer === p) peer = undefined;
         bridge.disconnected(false);
+        modes.disconnected();
+        // An attached process that said bye has nothing more to send: the run is over for the host.
+        if (child instanceof AttachedProcess && sawBye !== null) child.saidBye(sawBye);
       },
       log: onLine,
+      pid: opts.attachPid,
     });
     server = await startServer({
       host: opts.host ?? '127.0.0.1',
@@ -191,16 +216,15 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
   const openChannel = channel;
   writeTrainerInfo(paths, { pid: process.pid, url: live.url, token });
 
-  let child: SupervisedChild | undefined;
   let stopSignal: NodeJS.Signals | null = null;
-  let launched!: (c: SupervisedChild) => void;
-  const started = new Promise<SupervisedChild>((resolve) => (launched = resolve));
+  let launched!: (c: SupervisedChild | AttachedProcess) => void;
+  const started = new Promise<SupervisedChild | AttachedProcess>((resolve) => (launched = resolve));
 
   /** What the log says once the command is gone: its end as the run's final state when Python did not log one. */
   const settle = (exit: ChildExit): { crashed: boolean } => {
     const state = bridge.runState;
     const failed = !!exit.error || exit.code !== 0;
-    const what = `the command ${describeExit(exit)}`;
+    const what = exit.description ?? `the command ${describeExit(exit)}`;
     if (state && FINAL.has(state)) {
       // After a forwarded Ctrl-C, Python logs `stopped` and may still die of the signal: that is the stop asked for.
       if (failed && state !== 'crashed' && !stopSignal) alert('warning', 'PROCESS_EXIT', `${what} after the run had ${state}`);
@@ -215,8 +239,9 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
       log.append({ kind: 'state', step: step(), state: 'stopped', reason: `${what} ${why}` });
       return { crashed: false };
     }
-    const lines = child?.tail.get() ?? [];
-    const head = lines.length ? `${what}; its last lines:\n` : `${what}; it printed nothing`;
+    // An attached process's output went to its own terminal: the host never saw it.
+    const lines = child instanceof SupervisedChild ? child.tail.get() : [];
+    const head = lines.length ? `${what}; its last lines:\n` : child instanceof SupervisedChild ? `${what}; it printed nothing` : what;
     const body = lines.join('\n');
     alert('error', 'CRASH', head + clipStart(body, Math.max(0, 2000 - head.length)));
     log.append({ kind: 'state', step: step(), state: 'crashed', reason: clip(head + clipStart(body, Math.max(0, 1000 - head.length)), 1000) });
@@ -230,7 +255,8 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
     try {
       bridge.end('ended');
       await openChannel.close();
-      outcome = settle(exit);
+      // A host stopped under an attached process writes nothing more: the process owns the log now (§4).
+      outcome = c instanceof AttachedProcess && exit.signal ? { crashed: false } : settle(exit);
     } finally {
       unsubscribe();
       removeTrainerInfo(paths);
@@ -250,11 +276,16 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
     token,
     dashboardUrl: `${live.url.replace(/^ws/, 'http')}/#token=${token}`,
     channel: openChannel.address,
+    channelToken,
     launch: () => {
       if (child) throw new MuonscopeError('INVALID_STATE', 'the command was already started');
+      if (opts.attachPid !== undefined) {
+        child = new AttachedProcess({ pid: opts.attachPid, connected: () => openChannel.peer() !== undefined });
+        return launched(child);
+      }
       child = new SupervisedChild({
-        command: opts.command,
-        args: opts.args,
+        command: opts.command!,
+        args: opts.args ?? [],
         env: { ...(opts.env ?? process.env), MUONSCOPE_CHANNEL: openChannel.address, MUONSCOPE_CHANNEL_TOKEN: channelToken, MUONSCOPE_RUN_DIR: paths.dir, MUONSCOPE_CONFIG: paths.config },
         stdout: opts.stdout ?? process.stdout,
         stderr: opts.stderr ?? process.stderr,
@@ -263,6 +294,7 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
     },
     signal: (signal) => {
       if (!child?.running) return;
+      if (child instanceof AttachedProcess) return child.detach(signal);
       if (stopSignal) return child.signal('SIGKILL');
       stopSignal = signal;
       onLine(`${signal}: forwarded to the command (again to kill it)`);
