@@ -108,6 +108,14 @@ const AdamWOptimizer = Type.Object(
 export const RunConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
+    command: Type.Optional(
+      Type.Array(Type.String({ maxLength: 4096, ...d('One argument of the command (at most 4096 characters).') }), {
+        minItems: 1,
+        ...d(
+          'A PyTorch run: the training command and its arguments, e.g. `["python", "train.py", "--steps", "2000"]`, started by `muonscope run CONFIG -- COMMAND…` (the extension replaces a first `python`/`python3` with the chosen interpreter: the `muonscope.pythonInterpreter` setting, else the Python extension\'s). The script trains; `model`, `task` and `compute` are the built-in trainer\'s and are ignored (docs/python.md §5).',
+        ),
+      }),
+    ),
     name: Type.String({ minLength: 1, maxLength: 100, default: 'run', ...d('A name for the run (used in its folder name).') }),
     seed: Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 1 }),
     steps: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 1500, ...d('Training steps.') }),
@@ -247,6 +255,17 @@ function issueFor(pointer: string, message: string, schema: TSchema): ConfigIssu
   return { path, message, ...(hint ? { hint } : {}) };
 }
 
+/** What the schema cannot say of `command`: a program to start, and no NUL (an argv cannot hold one). */
+function commandIssues(command: unknown): ConfigIssue[] {
+  if (!Array.isArray(command)) return []; // absent, or the schema's own error
+  const issues: ConfigIssue[] = [];
+  if (command[0] === '') issues.push({ path: '$.command[0]', message: 'the program to run is empty', hint: 'e.g. ["python", "train.py"]' });
+  command.forEach((arg, i) => {
+    if (typeof arg === 'string' && arg.includes('\0')) issues.push({ path: `$.command[${i}]`, message: 'contains a NUL character, which no command argument can hold' });
+  });
+  return issues;
+}
+
 const COMPATIBLE: Record<string, string[]> = { transformer: ['markov', 'textFile'], mlp: ['teacherStudent'] };
 
 /** Validates a parsed config: all issues with their JSON paths and hints, or the config with defaults. */
@@ -262,8 +281,11 @@ export function validateRunConfig(raw: unknown): { ok: true; config: RunConfig }
     if (top in UNIONS) continue; // reported precisely above
     issues.push(issueFor(e.path, e.message, e.schema));
   }
+  issues.push(...commandIssues(filled.command));
   if (issues.length === 0) {
     const config = filled as RunConfig;
+    // A PyTorch run trains the script's model: the built-in workload's cross-checks do not apply.
+    if (config.command) return { ok: true, config };
     const allowed = COMPATIBLE[config.model.type];
     if (!allowed.includes(config.task.type)) {
       issues.push({ path: '$.task.type', message: `a ${config.model.type} model cannot train on task "${config.task.type}"`, hint: `use one of: ${allowed.join(', ')}` });
