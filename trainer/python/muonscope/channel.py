@@ -107,7 +107,7 @@ class ChannelClient:
                     self.commands.put(msg)
                 elif kind == "error":
                     self.errors.append(msg)
-                    print(f"muonscope: the host refused a message: {msg.get('code')}: {msg.get('message')}", file=sys.stderr)
+                    _note(f"muonscope: the host refused a message: {msg.get('code')}: {msg.get('message')}")
         except OSError:
             pass
         with self._cv:
@@ -170,11 +170,11 @@ class ChannelClient:
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
-            print("muonscope: the host went away; training goes on, records are queued", file=sys.stderr)
+            _note("muonscope: the host went away; training goes on, records are queued")
         try:
             self._connect()
             self._down_since = None
-            print("muonscope: reconnected to the host", file=sys.stderr)
+            _note("muonscope: reconnected to the host")
             return
         except (OSError, ChannelError, ValueError):
             pass
@@ -187,7 +187,7 @@ class ChannelClient:
         """Writes everything queued, then everything later, straight to the run folder's log."""
         with self._cv:
             if self.run_dir is None or not Path(self.run_dir).is_dir():
-                print(f"muonscope: the host is gone and there is no run folder to write to ({self.run_dir!r}); records are lost", file=sys.stderr)
+                _note(f"muonscope: the host is gone and there is no run folder to write to ({self.run_dir!r}); records are lost")
                 self._out.clear()
                 self.direct = _Discard()
                 self._cv.notify_all()
@@ -198,7 +198,7 @@ class ChannelClient:
                 if m["type"] == "record":
                     self.direct.append(m["record"])
             self._cv.notify_all()
-        print(f"muonscope: the host did not come back within {self.grace_s:g} s; writing the log directly to {self.run_dir}", file=sys.stderr)
+        _note(f"muonscope: the host did not come back within {self.grace_s:g} s; writing the log directly to {self.run_dir}")
 
     @property
     def connected(self) -> bool:
@@ -224,6 +224,16 @@ class ChannelClient:
                 self._sock = None
             if isinstance(self.direct, LogWriter):
                 self.direct.close()
+
+
+def _note(text: str) -> None:
+    """A line on stderr that cannot fail: under `muonscope run` stderr is a pipe to the host, and when the
+    host is gone writing to it raises BrokenPipeError, which must not end the writer thread that is about
+    to take the log over (docs/python.md §4)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 class _Discard:
