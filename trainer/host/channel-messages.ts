@@ -6,8 +6,8 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { CommandSchema, LogRecordSchema, type Command } from '../../common/protocol.js';
-import { Int, Str, validate, type ValidationIssue, type Validated } from '../../common/schema.js';
+import { CommandSchema, LogRecordSchema, type Command, type ModeDirection } from '../../common/protocol.js';
+import { Finite, Int, Str, validate, type ValidationIssue, type Validated } from '../../common/schema.js';
 
 /** The longest line either side may send, in bytes (without its newline). */
 export const MAX_CHANNEL_LINE_BYTES = 4 * 1024 * 1024;
@@ -45,6 +45,7 @@ export type ChannelErrorCode = 'BAD_HELLO' | 'BAD_TOKEN' | 'UNSUPPORTED_PROTOCOL
 export type HostMessage =
   | { type: 'welcome'; runId: string; runDir: string; config: unknown }
   | { type: 'command'; id: string; command: Command; source: string }
+  | { type: 'measure'; id: string; what: 'modeDirections'; params: MeasureParams }
   | { type: 'error'; code: ChannelErrorCode; message: string; path?: string };
 
 /** The union member a discriminated value claims to be, for errors that name the field at fault. */
@@ -97,4 +98,68 @@ export function checkedCommand(command: unknown): Command {
   const result = validate(CommandSchema, command);
   if (!result.ok) throw new Error(`host built an invalid command: ${result.issues.map((i) => `${i.path} ${i.message}`).join('; ')}`);
   return result.value;
+}
+
+/** What a `measure` asks for (docs/python.md §3): `layers` by name (all of Python's DynMuon layers when left out). */
+export interface MeasureParams {
+  layers?: string[];
+  /** Directions per layer, at log-spaced ranks. */
+  k: number;
+  /** Held-out microbatches for the gradient components (Python may use fewer: its noise_probe's). */
+  microbatches: number;
+  /** The horizon the schedule's p is read over (Python clips it to the steps left). */
+  horizonSteps: number;
+}
+
+/** The p_model record's direction schema, taken from the protocol rather than declared twice. */
+function protocolModeDirection(): TSchema {
+  const pModel = (LogRecordSchema.anyOf as TSchema[]).find((m) => m.properties?.kind?.const === 'p_model');
+  const schema = pModel?.properties?.layers?.items?.properties?.directions?.items as TSchema | undefined;
+  if (!schema) throw new Error('channel-messages: the protocol has no p_model directions schema');
+  return schema;
+}
+
+/**
+ * The `measured` result of a `modeDirections` measure: per layer the directions (the `p_model` record's
+ * shapes), and what the mode model needs besides, as Python's optimizer has it.
+ */
+export const ModeDirectionsResultSchema = Type.Object({
+  what: Type.Literal('modeDirections'),
+  /** The last completed step (the weights measured are after it). */
+  step: Int({ minimum: 0 }),
+  layers: Type.Array(
+    Type.Object({
+      layer: Str(200),
+      rows: Int({ minimum: 1 }),
+      cols: Int({ minimum: 1 }),
+      /** The layer's step per unit of the run's lr: its group's lr over the run's, times Muon's shape scale. */
+      scale: Finite({ exclusiveMinimum: 0 }),
+      directions: Type.Array(Type.Unsafe<ModeDirection>(protocolModeDirection()), { minItems: 1, maxItems: 64 }),
+    }),
+    { minItems: 1, maxItems: 256 },
+  ),
+  microbatches: Int({ minimum: 2 }),
+  microbatchSize: Int({ minimum: 1 }),
+  /** The training step's batch size. */
+  batchSize: Finite({ exclusiveMinimum: 0 }),
+  /** The run's lr (the first param group's). */
+  lr: Finite({ exclusiveMinimum: 0 }),
+  /** The p the next step uses. */
+  currentP: Finite(),
+  /** The schedule's p at the next step and `horizonSteps` later. */
+  scheduleP: Type.Object({ start: Finite(), end: Finite() }),
+  horizonSteps: Int({ minimum: 1 }),
+  normalization: Type.Union([Type.Literal('frobenius'), Type.Literal('spectral'), Type.Literal('none')]),
+  /** DynMuon's ε and gain bound (the host applies the bound at the p in force, as the TS probe does). */
+  damping: Finite({ minimum: 0 }),
+  maxGain: Type.Union([Finite({ exclusiveMinimum: 0 }), Type.Null()]),
+  costMs: Finite({ minimum: 0 }),
+});
+export type ModeDirectionsResult = Static<typeof ModeDirectionsResultSchema>;
+
+/** A `measured` result checked, with JSON pointers from the message (`/result/layers/0/rows`) when it is not. */
+export function validateModeDirections(result: unknown): Validated<ModeDirectionsResult> {
+  const checked = validate(ModeDirectionsResultSchema, result);
+  if (checked.ok) return checked;
+  return { ok: false, issues: issuesAgainst(ModeDirectionsResultSchema, result, '/result') };
 }

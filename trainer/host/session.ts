@@ -22,6 +22,7 @@ import { startChannel, type Channel, type Peer } from './channel.js';
 import { recordIssues, type PythonMessage } from './channel-messages.js';
 import { describeExit, SupervisedChild, type ChildExit } from './child.js';
 import { CommandBridge } from './command-bridge.js';
+import { ModeRequests } from './mode-requests.js';
 
 export interface HostOptions {
   config: RunConfig;
@@ -92,13 +93,16 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
   const advisor = new Advisor({ cooldownSteps: advisorSettings.cooldownSteps, maxAge: advisorSettings.maxAge });
   let peer: Peer | undefined;
   const bridge = new CommandBridge({ send: (m) => (peer?.open ? (peer.send(m), true) : false), append: (r) => log.append(r), suggestions: advisor.book });
+  const step = () => bridge.step;
+  // The mode probe's measurements are Python's; the mode model and the p_model record are the host's.
+  const modes = new ModeRequests({ send: (m) => (peer?.open ? (peer.send(m), true) : false), append: (r) => log.append(r), step, settings: advisorSettings });
   // Listeners only read: appending from inside one would reach later listeners out of seq order.
   const unsubscribe = log.subscribe((r) => {
     advisor.ingest(r);
     bridge.observe(r);
+    modes.observe(r);
   });
 
-  const step = () => bridge.step;
   const alert = (level: 'warning' | 'error', code: string, message: string) => log.append({ kind: 'alert', step: step(), level, code, message: clip(message, 2000) });
 
   /** After each of Python's step records, as the TS trainer's advisor runs after each step. */
@@ -137,7 +141,10 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
       const issues = recordIssues({ ...full, seq: log.lastSeq() + 1, t: Date.now() });
       return refuseRecord(from, record.kind, issues[0].path, issues.map((i) => `${i.path}: ${i.message}`).join('; '));
     }
-    if (stamped.kind === 'step') advise(stamped.step);
+    if (stamped.kind === 'step') {
+      advise(stamped.step);
+      modes.afterStep(stamped.step);
+    }
   };
 
   let sawBye: string | null = null;
@@ -148,13 +155,17 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
         return intake(from, m.record as Record<string, unknown> & { kind: string });
       case 'ack':
       case 'refused':
+        if (m.type === 'refused' && modes.refused(m.id, m.code, m.message)) return;
         if (!bridge.answer(m.id, m.type === 'ack' ? { step: m.step, ...(m.detail !== undefined ? { detail: m.detail } : {}) } : { code: m.code, message: m.message })) {
           from.send({ type: 'error', code: 'UNKNOWN_COMMAND', message: `no command "${m.id}" is waiting for an answer` });
         }
         return;
-      case 'measured':
-        // TODO(docs/python.md §3): the host does not ask for measurements yet.
-        return from.send({ type: 'error', code: 'UNKNOWN_COMMAND', message: `no measurement "${m.id}" was asked for` });
+      case 'measured': {
+        const outcome = modes.measured(m.id, m.result);
+        if (!outcome.known) return from.send({ type: 'error', code: 'UNKNOWN_COMMAND', message: `no measurement "${m.id}" was asked for` });
+        if (outcome.issue) from.send({ type: 'error', code: 'BAD_MESSAGE', message: clip(outcome.issue.message, 2000), path: clip(outcome.issue.path, 500) });
+        return;
+      }
       case 'bye':
         sawBye = m.reason ?? '';
         return;
@@ -177,6 +188,7 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
       onClose: (p) => {
         if (peer === p) peer = undefined;
         bridge.disconnected(false);
+        modes.disconnected();
         // An attached process that said bye has nothing more to send: the run is over for the host.
         if (child instanceof AttachedProcess && sawBye !== null) child.saidBye(sawBye);
       },
