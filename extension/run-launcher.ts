@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { TrainerInfo } from '../common/run-folder/layout.js';
+import { cliArgs, type StartRequest } from './launch-args.js';
 import { processAlive } from './run-discovery.js';
 import type { RunRegistry } from './run-registry.js';
 import type { RunSession } from './run-session.js';
@@ -14,13 +15,7 @@ import { describeExit, TrainerProcess, type ExitInfo } from './trainer-process.j
 
 const READY_TIMEOUT_MS = 180_000;
 
-export interface StartRequest {
-  /** A config file, or for a continued run the run folder to resume from. */
-  configPath?: string;
-  resumeRunDir?: string;
-  runRoot: string;
-  cwd: string;
-}
+export type { StartRequest } from './launch-args.js';
 
 export class RunLauncher implements vscode.Disposable {
   private readonly processes = new Set<TrainerProcess>();
@@ -38,13 +33,7 @@ export class RunLauncher implements vscode.Disposable {
   /** Starts a trainer, waits for it to listen, and returns the connected session. */
   async start(req: StartRequest): Promise<RunSession> {
     const settings = readSettings();
-    const args = ['train'];
-    if (req.configPath) args.push(req.configPath);
-    if (req.resumeRunDir) args.push('--resume', req.resumeRunDir);
-    // A setting is part of the run's config from its first step (the trainer applies it only where the
-    // config leaves `diagnostics.every` out), not a change in its audit trail that nobody made.
-    if (settings.diagnosticsEvery !== null && !req.resumeRunDir) args.push('--default-diagnostics-every', String(settings.diagnosticsEvery));
-    args.push('--out', req.runRoot);
+    const args = cliArgs(req, settings.diagnosticsEvery);
     const outputFile = join(this.context.globalStorageUri.fsPath, 'trainer-output', `${Date.now()}-${Math.random().toString(36).slice(2, 8)}.log`);
     const early: string[] = [];
     let session: RunSession | undefined;

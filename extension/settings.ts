@@ -5,6 +5,8 @@ import * as vscode from 'vscode';
 export interface Settings {
   runFolder: string;
   nodePath: string;
+  /** Python for run configs with `command`; empty: the Python extension's interpreter, else python3. */
+  pythonInterpreter: string;
   /** Diagnostics cadence for configs that leave `diagnostics.every` out; null: the run config's own default. */
   diagnosticsEvery: number | null;
   keepTrainerRunning: boolean;
@@ -17,6 +19,7 @@ export function readSettings(scope?: vscode.ConfigurationScope): Settings {
   return {
     runFolder: c.get<string>('runFolder', 'runs') || 'runs',
     nodePath: c.get<string>('nodePath', '').trim(),
+    pythonInterpreter: c.get<string>('pythonInterpreter', '').trim(),
     diagnosticsEvery: cadenceSetting(c.get<number | null>('diagnosticsEvery', null)),
     keepTrainerRunning: c.get<boolean>('keepTrainerRunning', true),
     codeLensEnabled: c.get<boolean>('codeLens.enabled', true),

@@ -3,6 +3,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import * as vscode from 'vscode';
 import { starterConfig, type StarterKind } from '../config-starter.js';
+import { pythonExtensionInstalled, resolveInterpreter } from '../python-interpreter.js';
+import { checkPythonImports, configCommand, isPythonProgram, resolveCommand } from '../python-run.js';
 import { TrainerStartError, type StartRequest } from '../run-launcher.js';
 import type { RunSession } from '../run-session.js';
 import { readSettings, runRootFor } from '../settings.js';
@@ -63,6 +65,33 @@ async function launch(d: CommandDeps, title: string, req: StartRequest): Promise
   }
 }
 
+/**
+ * A config with `command` (docs/python.md §5): its command with a bare python/python3 replaced by the
+ * chosen interpreter, once that interpreter has shown it can import torch and muonscope; undefined (and
+ * the user told why, with a way to fix it) when it cannot.
+ */
+async function pythonCommand(d: CommandDeps, config: vscode.Uri, command: string[]): Promise<string[] | undefined> {
+  const folder = folderFor(config);
+  if (!isPythonProgram(command[0])) return command; // torchrun, a shell script…: started as written
+  const { interpreter, source } = await resolveInterpreter(folder, config);
+  const check = await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: `Muonscope: checking ${interpreter} for torch and muonscope…` },
+    () => checkPythonImports(interpreter, { cwd: dirname(config.fsPath) }),
+  );
+  const log = d.output.section(() => `start of ${basename(config.fsPath)}`);
+  if (check.ok) {
+    log.info(`python ${check.python} at ${check.executable} (${source}): torch and muonscope import`);
+    return resolveCommand(command, interpreter);
+  }
+  log.error(`${check.message} (interpreter from the ${source})`);
+  const actions = ['Open Settings', ...(pythonExtensionInstalled() ? ['Select Interpreter'] : []), 'Show Log'];
+  const choice = await vscode.window.showErrorMessage(`Muonscope: ${basename(config.fsPath)} did not start: ${check.message}.`, ...actions);
+  if (choice === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'muonscope.pythonInterpreter');
+  if (choice === 'Select Interpreter') void vscode.commands.executeCommand('python.setInterpreter');
+  if (choice === 'Show Log') log.show();
+  return undefined;
+}
+
 export async function startRun(d: CommandDeps, arg: unknown): Promise<void> {
   const config = await pickConfig(arg);
   if (!config) return;
@@ -70,7 +99,12 @@ export async function startRun(d: CommandDeps, arg: unknown): Promise<void> {
   if (doc?.isDirty) await doc.save();
   const folder = folderFor(config);
   const runRoot = runRootFor(folder) ?? join(dirname(config.fsPath), readSettings().runFolder);
-  const session = await launch(d, `Muonscope: starting ${basename(config.fsPath)}…`, { configPath: config.fsPath, runRoot, cwd: folder?.uri.fsPath ?? dirname(config.fsPath) });
+  // A PyTorch run starts in its config's folder, so `["python", "train.py"]` finds the script beside it.
+  const written = configCommand(config.fsPath);
+  const command = written && (await pythonCommand(d, config, written));
+  if (written && !command) return;
+  const cwd = command ? dirname(config.fsPath) : folder?.uri.fsPath ?? dirname(config.fsPath);
+  const session = await launch(d, `Muonscope: starting ${basename(config.fsPath)}…`, { configPath: config.fsPath, runRoot, cwd, ...(command ? { command } : {}) });
   if (!session) return;
   if (readSettings().keepTrainerRunning) {
     vscode.window.setStatusBarMessage(`Muonscope: ${session.label} started`, 4000);
@@ -88,6 +122,11 @@ export async function startRun(d: CommandDeps, arg: unknown): Promise<void> {
 export async function continueRun(d: CommandDeps, arg: unknown): Promise<void> {
   const s = await targetRun(d, arg, (r) => !r.live && (r.state === 'crashed' || r.state === 'stopped'), 'continue from its last checkpoint');
   if (!s) return;
+  if (configCommand(join(s.runDir, 'config.json'))) {
+    // Its weights and optimizer state are the script's (torch checkpoints): only the script can load them.
+    void vscode.window.showInformationMessage(`Muonscope: ${s.label} is a PyTorch run; continue it from its script (loading its checkpoint there) and start it again with Start Run.`);
+    return;
+  }
   const folder = folderFor(vscode.Uri.file(s.runDir));
   await launch(d, `Muonscope: continuing ${s.label}…`, { resumeRunDir: s.runDir, runRoot: dirname(s.runDir), cwd: folder?.uri.fsPath ?? s.runDir });
 }

@@ -1,0 +1,141 @@
+// `npm run bench:torch`: what Muonscope costs a PyTorch run. A benchmark, not a test.
+//
+// (a) watch's overhead at its default cadence (diagnostics every 100 steps within a 10% budget, curvature
+//     and noise probes on) on examples/torch/train.py: the same run with and without muonscope.watch, in
+//     `--pairs N` pairs of alternating order (default 3), each in a fresh Python process
+//     (test/bench/torch_watch_bench.py); the ratio watched/plain per pair and its median.
+// (b) DynMuon's torch step (method "matmul", p = −0.25) against torch.optim.Muon with float32 Newton–Schulz
+//     at 1024×1024 and 1024×4096, in the same process, median of `--repeats N` (default 20) each
+//     (test/bench/torch_dynmuon_bench.py).
+// (c) both again on CUDA when torch sees a GPU; otherwise rows that say they were not measured.
+//
+// Python is .venv/bin/python (`bash test/python/venv.sh`; `--python PATH` for another). Writes
+// test/bench/results/torch.json. `--smoke` checks the harness end to end with tiny sizes (6 steps, one
+// pair, 64×64 and 64×256, 3 repeats) and writes to a temporary file instead: its figures mean nothing.
+// Other work on the machine skews every figure: the 1-minute load average is recorded at start and end.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const ROOT = join(__dirname, '..', '..');
+const RESULTS = join(__dirname, 'results');
+
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    pairs: { type: 'string', default: '3' },
+    repeats: { type: 'string', default: '20' },
+    steps: { type: 'string', default: '300' },
+    python: { type: 'string', default: join(ROOT, '.venv', 'bin', 'python') },
+  },
+});
+const SMOKE = flags.smoke!;
+
+function positive(name: string, raw: string): number {
+  if (!/^[1-9]\d*$/.test(raw)) throw new Error(`--${name} must be a positive integer, got "${raw}"`);
+  return Number(raw);
+}
+const PAIRS = SMOKE ? 1 : positive('pairs', flags.pairs!);
+const REPEATS = SMOKE ? 3 : positive('repeats', flags.repeats!);
+const STEPS = SMOKE ? 6 : positive('steps', flags.steps!);
+const SIZES: Array<[number, number]> = SMOKE ? [[64, 64], [64, 256]] : [[1024, 1024], [1024, 4096]];
+const PYTHON = flags.python!;
+if (!existsSync(PYTHON)) throw new Error(`no Python at ${PYTHON}: run \`bash test/python/venv.sh\` or pass --python PATH`);
+
+function python(args: string[]): string {
+  return execFileSync(PYTHON, args, { cwd: ROOT, encoding: 'utf8', timeout: 3_600_000, maxBuffer: 16 << 20 });
+}
+
+/** The commit measured, and whether the working tree differed from it. */
+function revision(): { commit: string; dirty: boolean } | null {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
+    return { commit: git('rev-parse', 'HEAD'), dirty: git('status', '--porcelain', '--untracked-files=no') !== '' };
+  } catch {
+    return null;
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+interface WatchRun { mode: 'watch' | 'plain'; wall_s: number; torch: string; threads: number; cuda: string | null }
+interface WatchOverhead { device: string; steps: number; pairs: Array<{ first: string; plainS: number; watchS: number; ratio: number }>; medianRatio: number; overheadPct: number }
+interface OptimRow { m: number; n: number; repeats: number; muon_fp32_ms: number; dynmuon_matmul_ms: number; ratio: number }
+interface OptimResult { torch: string; threads: number; device: string; cuda: string | null; results: OptimRow[] }
+
+/** (a): the example with and without watch, one fresh process per run, alternating which goes first. */
+function watchOverhead(device: 'cpu' | 'cuda'): WatchOverhead {
+  const out = mkdtempSync(join(tmpdir(), 'muonscope-torch-bench-'));
+  try {
+    const args = ['--steps', String(STEPS), '--device', device, '--seed', '0', '--out', out];
+    const once = (mode: 'watch' | 'plain'): WatchRun => JSON.parse(python([join(__dirname, 'torch_watch_bench.py'), mode, ...args]).trim().split('\n').at(-1)!);
+    const pairs = [];
+    for (let i = 0; i < PAIRS; i++) {
+      const order: Array<'watch' | 'plain'> = i % 2 === 0 ? ['plain', 'watch'] : ['watch', 'plain'];
+      const runs = Object.fromEntries(order.map((mode) => [mode, once(mode)])) as Record<'watch' | 'plain', WatchRun>;
+      const pair = { first: order[0], plainS: runs.plain.wall_s, watchS: runs.watch.wall_s, ratio: runs.watch.wall_s / runs.plain.wall_s };
+      console.log(`  ${device} pair ${i + 1}/${PAIRS} (${pair.first} first): plain ${pair.plainS.toFixed(1)} s, watched ${pair.watchS.toFixed(1)} s, ratio ${pair.ratio.toFixed(3)}`);
+      pairs.push(pair);
+    }
+    const medianRatio = median(pairs.map((p) => p.ratio));
+    return { device, steps: STEPS, pairs, medianRatio, overheadPct: (medianRatio - 1) * 100 };
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+/** (b): DynMuon matmul against torch.optim.Muon fp32 in one process. */
+function optimStep(device: 'cpu' | 'cuda'): OptimResult {
+  return JSON.parse(python([join(__dirname, 'torch_dynmuon_bench.py'), JSON.stringify(SIZES), String(REPEATS), device]).trim());
+}
+
+function main(): void {
+  const probe = JSON.parse(python(['-c', 'import json, torch; print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))']));
+  const meta = {
+    date: new Date().toISOString(), revision: revision(), cpu: cpus()[0]?.model, cores: cpus().length, node: process.version,
+    torch: probe.torch as string, torchThreads: probe.threads as number, cuda: probe.cuda as string | null,
+    loadStart: +loadavg()[0].toFixed(2), loadEnd: 0, smoke: SMOKE, pairs: PAIRS, repeats: REPEATS, steps: STEPS,
+  };
+  console.log(`torch ${meta.torch} (${meta.torchThreads} threads), ${meta.cores} × ${meta.cpu}, CUDA: ${meta.cuda ?? 'none'}, load ${meta.loadStart}${SMOKE ? ' — SMOKE: tiny sizes, figures mean nothing' : ''}`);
+
+  const devices: Array<'cpu' | 'cuda'> = meta.cuda ? ['cpu', 'cuda'] : ['cpu'];
+  const watch: Record<string, WatchOverhead | null> = { cpu: null, cuda: null };
+  const optim: Record<string, OptimResult | null> = { cpu: null, cuda: null };
+  for (const device of devices) {
+    console.log(`(a) watch overhead, ${device}: examples/torch/train.py, ${STEPS} steps, ${PAIRS} pair(s)`);
+    watch[device] = watchOverhead(device);
+    console.log(`(b) optimizer step, ${device}: ${SIZES.map(([m, n]) => `${m}×${n}`).join(', ')}, median of ${REPEATS}`);
+    optim[device] = optimStep(device);
+  }
+  meta.loadEnd = +loadavg()[0].toFixed(2);
+
+  console.log('\n| measurement | device | watched / DynMuon | plain / Muon fp32 | ratio |');
+  console.log('|---|---|---|---|---|');
+  for (const device of ['cpu', 'cuda'] as const) {
+    const w = watch[device];
+    if (w) console.log(`| watch overhead, ${w.steps} steps (median of ${w.pairs.length}) | ${device} | ${median(w.pairs.map((p) => p.watchS)).toFixed(1)} s | ${median(w.pairs.map((p) => p.plainS)).toFixed(1)} s | ${w.medianRatio.toFixed(3)} (${w.overheadPct >= 0 ? '+' : ''}${w.overheadPct.toFixed(1)}%) |`);
+    else console.log(`| watch overhead | ${device} | not measured (torch sees no CUDA device) | | |`);
+    const o = optim[device];
+    if (o) for (const r of o.results) console.log(`| optimizer step ${r.m}×${r.n} (median of ${r.repeats}) | ${device} | ${r.dynmuon_matmul_ms.toFixed(2)} ms | ${r.muon_fp32_ms.toFixed(2)} ms | ${r.ratio.toFixed(2)} |`);
+    else console.log(`| optimizer step | ${device} | not measured (torch sees no CUDA device) | | |`);
+  }
+  console.log(`load average ${meta.loadStart} at start, ${meta.loadEnd} at end`);
+
+  const data = { meta, watchOverhead: watch, optimizerStep: optim };
+  let file: string;
+  if (SMOKE) {
+    file = join(mkdtempSync(join(tmpdir(), 'muonscope-torch-bench-smoke-')), 'torch.smoke.json');
+  } else {
+    mkdirSync(RESULTS, { recursive: true });
+    file = join(RESULTS, 'torch.json');
+  }
+  writeFileSync(file, JSON.stringify(data, null, 1) + '\n');
+  console.log(`wrote ${file}`);
+}
+
+main();
