@@ -95,6 +95,8 @@ describe('the launch of a command config', () => {
   });
 
   test('the interpreter: the setting (paths resolved), else the Python extension\'s, else python3', () => {
+    const setting = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).contributes.configuration.properties['muonscope.pythonInterpreter'];
+    assert.deepEqual([setting.type, setting.default], ['string', ''], 'the setting is empty by default: not set');
     const c = (setting: string, ext?: string, folder: string | undefined = '/w') => chooseInterpreter(setting, ext, folder, '/home/u');
     assert.deepEqual(c('/opt/py/bin/python', '/ext/python'), { interpreter: '/opt/py/bin/python', source: 'setting' });
     assert.deepEqual(c('.venv/bin/python'), { interpreter: join('/w', '.venv/bin/python'), source: 'setting' });
