@@ -63,6 +63,16 @@ describe('example run configs', () => {
     assert.ok(nonAscii.length >= 10, `non-ASCII characters in the vocabulary: ${nonAscii.join('')}`);
   });
 
+  test('torch/run.muonscope.json is a PyTorch run config: its command starts train.py (next to it, where the extension runs it) for the config\'s steps', () => {
+    const raw = JSON.parse(stripLineComments(readFileSync(join(EXAMPLES, 'torch', 'run.muonscope.json'), 'utf8')));
+    const result = validateRunConfig(raw);
+    assert.ok(result.ok, JSON.stringify(!result.ok && result.issues));
+    const command = (result.config as { command?: string[] }).command;
+    assert.ok(Array.isArray(command) && command[0] === 'python', `command ${JSON.stringify(command)}`);
+    assert.equal(statSync(join(EXAMPLES, 'torch', command[1])).isFile(), true, `${command[1]} next to the config`);
+    assert.equal(Number(command[command.indexOf('--steps') + 1]), result.config.steps, 'the script\'s --steps is the config\'s steps');
+  });
+
   test('the extension picks the examples up: activation, schema validation, JSONC and CodeLens all match *.muonscope.json', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
     assert.ok(pkg.activationEvents.includes('workspaceContains:**/*.muonscope.json'), `activation events ${pkg.activationEvents}`);
