@@ -47,7 +47,7 @@ export type InterpreterSource = 'setting' | 'python extension' | 'default';
 
 /**
  * The interpreter a run uses: the muonscope.pythonInterpreter setting when set (`~` and
- * `\${workspaceFolder}` expanded, a relative path against the workspace folder, a bare name left to PATH),
+ * `${workspaceFolder}` expanded, a relative path against the workspace folder, a bare name left to PATH),
  * else the Python extension's selected interpreter, else `python3`.
  */
 export function chooseInterpreter(setting: string, fromPythonExtension: string | undefined, folder: string | undefined, home: string): { interpreter: string; source: InterpreterSource } {

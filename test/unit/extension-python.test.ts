@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
+import { stripLineComments } from '../../extension/config-starter.js';
 import { cliArgs } from '../../extension/launch-args.js';
 import { checkPythonImports, chooseInterpreter, configCommand, isPythonProgram, resolveCommand } from '../../extension/python-run.js';
 import { parseListeningLine } from '../../extension/trainer-process.js';
@@ -70,6 +71,16 @@ describe('a run config with command', () => {
     assert.equal(configCommand(file('f.muonscope.json', '{ "command": [')), undefined, 'bad JSON');
     assert.equal(configCommand(join(dir, 'missing.json')), undefined);
   });
+});
+
+test('examples/torch/run.muonscope.json: a valid command config whose script is in its folder, where the extension starts it', () => {
+  const file = join(ROOT, 'examples', 'torch', 'run.muonscope.json');
+  const command = configCommand(file);
+  assert.ok(command && isPythonProgram(command[0]), `a python command: ${JSON.stringify(command)}`);
+  const r = validateRunConfig(JSON.parse(stripLineComments(readFileSync(file, 'utf8'))));
+  assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
+  assert.deepEqual(r.config.command, command);
+  assert.ok(existsSync(join(ROOT, 'examples', 'torch', command[1])), `${command[1]} beside the config`);
 });
 
 describe('the launch of a command config', () => {
