@@ -5,8 +5,7 @@ torch run with no host (or whose host went away, docs/python.md §4).
 - ``LogWriter``: appends records to ``log.ndjson``, stamping ``seq`` (1, 2, 3, … without a hole) and ``t``
   (ms since the epoch). Opening an existing log continues its seq, after cutting a torn last line.
 - ``atomic_write``: temporary file, fsync, rename, fsync of the folder (checkpoints).
-- ``find_host_cli``: where the ``muonscope`` CLI is, for starting a host (docs/python.md §4); watch() does
-  not start one yet, it only says how to open the folder.
+- ``find_host_cli``: where the ``muonscope`` CLI is (docs/python.md §4; autostart.py finds and starts it).
 """
 from __future__ import annotations
 
@@ -134,21 +133,12 @@ def atomic_write(path: PathLike, write: Callable[[Any], None]) -> Path:
 
 def find_host_cli(cwd: Optional[PathLike] = None) -> Optional[str]:
     """The `muonscope` CLI, as docs/python.md §4 looks for it: MUONSCOPE_CLI, then node_modules/.bin/muonscope
-    upward from `cwd`, then `muonscope` on PATH; None when there is none or no `node` to run it.
+    (or node_modules/muonscope/dist/trainer/cli.js) upward from `cwd`, then `muonscope` on PATH; None when
+    there is none or no Node to run it. The lookup is autostart.find_host_command's (which watch() uses)."""
+    from .autostart import find_host_command
 
-    watch() does not start a host yet (that is the host's side, `muonscope run`); this is the hook for it.
-    """
-    if not shutil.which("node"):
-        return None
-    env = os.environ.get("MUONSCOPE_CLI")
-    if env and Path(env).exists():
-        return env
-    d = Path(cwd or os.getcwd()).resolve()
-    for folder in (d, *d.parents):
-        candidate = folder / "node_modules" / ".bin" / "muonscope"
-        if candidate.exists():
-            return str(candidate)
-    return shutil.which("muonscope")
+    command, _ = find_host_command(None if cwd is None else str(cwd))
+    return None if command is None else command.argv[-1]
 
 
 def how_to_open(run_dir: PathLike) -> str:

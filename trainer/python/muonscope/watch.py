@@ -46,8 +46,10 @@ loop's job: the loop must start at the checkpoint's step (``run.steps_done``) wi
 place, e.g. batches drawn from a generator seeded per step (tests/e2e/train.py does this), or a sampler
 fast-forwarded by that many batches.
 
-**Output.** With ``MUONSCOPE_CHANNEL`` set, records go to the host over the channel (channel.py);
-otherwise watch writes the run folder itself (runfolder.py) and prints on stderr where and how to open it.
+**Output.** With ``MUONSCOPE_CHANNEL`` set, records go to the host over the channel (channel.py). Without
+it, watch starts a host for this process when it finds the muonscope CLI and Node (autostart.py, docs/python.md
+§4) and prints the dashboard URL on stderr; otherwise (or with ``host=False`` / ``MUONSCOPE_NO_HOST=1``) it
+writes the run folder itself (runfolder.py) and prints on stderr where and how to open it.
 When the host goes away, records wait in memory for ``MUONSCOPE_HOST_TIMEOUT_S`` seconds (default 30)
 before Python writes the log itself (docs/python.md §4).
 """
@@ -65,6 +67,7 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
+from . import autostart
 from . import commands as cmds
 from . import measure
 from . import optinfo
@@ -89,16 +92,18 @@ def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps:
           config: Optional[Dict[str, Any]] = None, probe: Optional[Callable[[], torch.Tensor]] = None,
           noise_probe: Optional[Callable[[int], torch.Tensor]] = None, microbatch_size: Optional[int] = None,
           batch_size: Optional[int] = None, out: str = "runs", channel: Optional[str] = None,
-          resume: Optional[str] = None) -> "Run":
+          resume: Optional[str] = None, host: Optional[bool] = None) -> "Run":
     """Starts watching: see the module's docs. `probe()` returns a held-out loss (differentiable) for the
     curvature along the update; `noise_probe(i)` the loss of the i-th of K = diagnostics.microbatches
     microbatches of `microbatch_size` held-out examples, for B_simple. `channel` (HOST:PORT) overrides
-    MUONSCOPE_CHANNEL. `resume` is a checkpoint file of this run's (see the module's docs)."""
-    return Run(model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel, resume)
+    MUONSCOPE_CHANNEL. `resume` is a checkpoint file of this run's (see the module's docs). Without a
+    channel, watch starts a host itself when it finds the muonscope CLI and Node (autostart.py); `host=False`
+    (or MUONSCOPE_NO_HOST=1) writes the run folder directly instead."""
+    return Run(model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel, resume, host)
 
 
 class Run:
-    def __init__(self, model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel, resume=None):
+    def __init__(self, model, optimizer, total_steps, name, config, probe, noise_probe, microbatch_size, batch_size, out, channel, resume=None, host=None):
         if not (isinstance(total_steps, int) and not isinstance(total_steps, bool) and total_steps >= 1):
             raise ValueError(f"watch: total_steps must be an integer ≥ 1, got {total_steps!r}")
         optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
@@ -138,15 +143,23 @@ class Run:
             self.steps_done = _restore(resume, model, optimizers)
 
         address = channel or os.environ.get("MUONSCOPE_CHANNEL")
+        token = os.environ.get("MUONSCOPE_CHANNEL_TOKEN", "")
         self.channel: Optional[ChannelClient] = None
         self.writer: Optional[LogWriter] = None
         host_dir = os.environ.get("MUONSCOPE_RUN_DIR")
+        # No host around: start one for this process when the CLI and Node are there (docs/python.md §4).
+        self.host = None if address else autostart.start_for_run(self.config, out, host)
+        if self.host is not None:
+            address, token, host_dir = self.host.channel, self.host.channel_token, self.host.run_dir
         if address:
             try:
-                self.channel = ChannelClient(address, os.environ.get("MUONSCOPE_CHANNEL_TOKEN", ""), run_dir=host_dir, grace_s=_host_timeout_s())
+                self.channel = ChannelClient(address, token, run_dir=host_dir, grace_s=_host_timeout_s())
             except (OSError, ChannelError, ValueError) as e:
                 # Training goes on without the host: the run is written directly (docs/python.md §4).
                 print(f"muonscope: no host at {address} ({e}); writing the run directly", file=sys.stderr)
+                if self.host is not None:  # ours: it closes without writing, the folder is ours now
+                    self.host.stop()
+                    self.host = None
         if self.channel is not None:
             self.run_dir = Path(self.channel.run_dir) if self.channel.run_dir else None
             self.run_id = str(self.channel.welcome.get("runId") or (self.run_dir.name if self.run_dir else name))
@@ -433,6 +446,8 @@ class Run:
                 self.set_state("stopped", f"the script ended after {self.steps_done} of {self.total_steps} steps")
         if self.channel is not None:
             self.channel.close(self.state)
+            if self.host is not None:  # a host this process started ends on the bye: let it finish
+                self.host.wait(timeout=5.0)
         elif self.writer is not None:
             self.writer.close()
 
