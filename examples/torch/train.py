@@ -1,9 +1,9 @@
 """A small GPT-style character model on examples/data/walking-notes.txt, trained with DynMuon on the hidden
 matrices and AdamW on the rest, watched by Muonscope.
 
-    pip install ./trainer/python                      # torch >= 2.2
+    pip install ./trainer/python                          # torch >= 2.2
     npx muonscope run -- python examples/torch/train.py   # host + dashboard (prints the dashboard URL)
-    python examples/torch/train.py --steps 300             # or on its own: writes runs/<name>-<time>/
+    python examples/torch/train.py --steps 300             # or on its own (docs/python.md §4)
 
 The Muonscope part is three lines: the import, the DynMuon optimizer and `muonscope.watch(...)` (the
 `run.log(...)` calls and `run.should_stop` belong to the run it returns). Everything else is an ordinary

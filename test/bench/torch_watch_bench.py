@@ -4,8 +4,9 @@ Usage: python test/bench/torch_watch_bench.py watch|plain --out DIR [train.py's 
 
 `wall_s` is the wall time of the example's main() in this process: model, data, watch() (its run folder,
 the first step's diagnostics) and every step, so the watched run's figure holds everything watching
-costs at its default cadence (diagnostics every 100 steps within a 10% budget). Importing torch and
-muonscope happens before the clock starts, for both. The example's own output is discarded.
+costs at its default cadence (diagnostics every 100 steps within a 10% budget), records written straight
+to a run folder (no host). Importing torch and muonscope happens before the clock starts, for both. The
+example's own output is discarded.
 """
 import contextlib
 import io
@@ -27,7 +28,10 @@ def main() -> None:
         raise SystemExit("usage: torch_watch_bench.py watch|plain [train.py args…]")
     mode, rest = sys.argv[1], sys.argv[2:]
     argv = rest + (["--no-watch"] if mode == "plain" else [])
-    os.environ.pop("MUONSCOPE_CHANNEL", None)  # a watched run writes its run folder directly (--out)
+    # watch's own cost: the watched run writes its run folder directly (--out), with no host to start or
+    # talk to (MUONSCOPE_NO_HOST: watch does not start one even where it finds the CLI).
+    os.environ.pop("MUONSCOPE_CHANNEL", None)
+    os.environ["MUONSCOPE_NO_HOST"] = "1"
     sink = io.StringIO()
     start = time.perf_counter()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
