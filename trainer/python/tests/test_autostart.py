@@ -208,14 +208,15 @@ SCRIPT = textwrap.dedent("""
 class Script:
     """The script above, run as `python train.py` with the CLI wrapper as MUONSCOPE_CLI; stderr collected."""
 
-    def __init__(self, tmp_path: Path, steps: int):
+    def __init__(self, tmp_path: Path, steps: int, own_group: bool = False):
         wrapper = _executable(tmp_path / "muonscope-cli", f"#!/bin/sh\nexec {NODE} --import {(REPO / 'node_modules' / 'tsx' / 'dist' / 'loader.mjs').as_uri()} {REPO / 'trainer' / 'cli.ts'} \"$@\"\n")
         (tmp_path / "train.py").write_text(SCRIPT)
         self.go = tmp_path / "go"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MUONSCOPE_")}
         env.update(MUONSCOPE_CLI=str(wrapper), PYTHONPATH=str(REPO / "trainer" / "python"))
         self.proc = subprocess.Popen([sys.executable, str(tmp_path / "train.py"), str(steps), str(tmp_path / "runs"), str(self.go)],
-                                     cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=own_group)
         self.err, self.out = [], []
         for stream, into in ((self.proc.stderr, self.err), (self.proc.stdout, self.out)):
             threading.Thread(target=lambda s=stream, i=into: [i.append(l) for l in iter(s.readline, "")], daemon=True).start()
@@ -318,3 +319,28 @@ def test_python_killed_leaves_the_run_crashed_by_the_host(tmp_path):
     assert (alert["kind"], alert["code"], alert["level"]) == ("alert", "CRASH", "error")
     assert (state["kind"], state["state"], state["step"]) == ("state", "crashed", 5)
     assert state["reason"] == alert["message"] == f"the Python process (pid {python_pid}) ended without saying bye"
+
+
+@needs_node
+@pytest.mark.slow
+def test_ctrl_c_in_the_terminal_reaches_python_only_which_stops_the_run_and_the_host_with_it(tmp_path):
+    # The script in a process group of its own, as a terminal's foreground job; Ctrl-C = SIGINT to that group.
+    script = Script(tmp_path, steps=50, own_group=True)
+    try:
+        run_dir = Path(script.wait_for("the run folder line", lambda: re.search(r"^muonscope: run folder (.+)$", script.stderr(), re.M)).group(1))
+        script.wait_for("step 4", lambda: "at step 4\n" in script.out)
+        host_pid = json.loads((run_dir / "trainer.json").read_text())["pid"]
+        assert os.getpgid(host_pid) != script.proc.pid, "the host is not in the script's process group"
+        os.killpg(script.proc.pid, signal.SIGINT)
+        assert script.proc.wait(timeout=60) != 0  # KeyboardInterrupt out of the loop
+        assert "KeyboardInterrupt" in script.stderr()
+        assert _pid_gone(host_pid), "the host outlived the interrupted Python process"
+    finally:
+        script.go.touch()
+        script.kill()
+    records = _records(run_dir)
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(range(5))
+    # Python's own end (atexit closed the run: stopped), written through the host; the host added nothing.
+    assert records[-1]["kind"] == "state" and records[-1]["state"] == "stopped", records[-1]
+    assert records[-1]["reason"] == "the script ended after 5 of 50 steps"
+    assert not any(r["kind"] == "alert" and r["code"] in ("CRASH", "PROCESS_EXIT") for r in records)
