@@ -180,7 +180,7 @@ def main(argv=None) -> None:
         s = slice(i * microbatch_size, (i + 1) * microbatch_size)
         return loss_of(model, noise_x[s], noise_y[s])
 
-    config = {"task": {"name": "walking-notes (characters)"}, "model": vars(args) | {"vocab": data.vocab_size},
+    config = {"task": {"name": "walking-notes (characters)"}, "model": {**vars(args), "vocab": data.vocab_size},
               "diagnostics": {"microbatches": microbatches}}
     # The one Muonscope line: hooks on the optimizers' step(); records go to the host or a run folder.
     watching = contextlib.nullcontext() if args.no_watch else muonscope.watch(
