@@ -139,7 +139,7 @@ describe('muonscope run --attach-pid: a host started by the training', () => {
     idle.kill('SIGKILL');
   });
 
-  test('pidAlive: a live process, a zombie nobody reaps, and a pid that is gone', async () => {
+  test('pidAlive: a live process, a zombie nobody reaps, and a pid that is gone', { skip: !existsSync('/proc/self/stat') && 'needs /proc (Linux)' }, async () => {
     assert.equal(pidAlive(process.pid), true);
     // The background sleep outlives the shell, which then becomes `sleep 5`: that never reaps it, a zombie for a while.
     const parent = spawn('sh', ['-c', 'sleep 0.2 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
