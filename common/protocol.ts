@@ -324,7 +324,17 @@ export const LogRecordSchema = Type.Union([
       }),
     ),
     criticalSharpness: Type.Optional(Finite()),
-    directions: Type.Optional(Type.Object({ top: Type.Array(DirectionCurvatureSchema), bottom: Type.Array(DirectionCurvatureSchema) })),
+    directions: Type.Optional(
+      Type.Object({
+        top: Type.Array(DirectionCurvatureSchema),
+        bottom: Type.Array(DirectionCurvatureSchema),
+        /**
+         * ln κ against ln σ over those directions with κ > 0 (at least two distinct σ; absent otherwise): the
+         * GGᵀ ≈ αH test, which predicts slope 2 (docs/algorithms.md §10.1).
+         */
+        curvatureVsSigma: Type.Optional(LogLogFitSchema),
+      }),
+    ),
   }),
   Type.Object({
     ...RecordBase,

@@ -139,6 +139,8 @@ export const LAYER_METRICS = [
   'nsPolarError',
   'nsNearOne',
   'updateCosine',
+  // ln κ against ln σ along the probed singular directions: 2 when GGᵀ ≈ αH (curvature records).
+  'curvatureSlope',
   'updateStableRank',
   'updateEffectiveRank',
 ] as const;
@@ -329,6 +331,7 @@ export class RunStore {
           if (r.directions) {
             l.directions = r.directions;
             l.directionsStep = r.step;
+            if (r.directions.curvatureVsSigma) l.series.curvatureSlope.push(r.step, r.directions.curvatureVsSigma.slope);
           }
         }
         return;

@@ -23,6 +23,7 @@ import {
   updateRmsTheory,
   updateWeightRatio,
   curvatureAlongSingularDirections,
+  curvatureVsSigmaFit,
   type DiagnosticName,
   type Direction,
   type Landscape,
@@ -336,6 +337,7 @@ describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float6
     assert.equal(r.cost.gradientEvals, 6);
     const h = loadF64(SET, (loadIndex<{ hessian: ArrayRef }>(SET)).hessian);
     const n = Math.sqrt(h.length);
+    const exact: [number, number][] = [];
     for (const dir of r.directions) {
       // The layer0.weight block comes first in the flattened parameters.
       const v = new Float64Array(n);
@@ -346,7 +348,28 @@ describe('curvature (fixture MLP 6→8→3 tanh, exact Hessian from torch float6
       t.diagnostic(`κ_${dir.index} = ${dir.kappa} vs ${q} (rel ${rel(dir.kappa, q).toExponential(2)})`);
       assertBelow(rel(dir.kappa, q), 0.02, `κ_${dir.index} ${dir.kappa} vs the quadratic form ${q}, rel.`);
       assert.equal(dir.sigma, pairs.s[dir.index]);
+      exact.push([dir.sigma, q]);
     }
+    // The GGᵀ ≈ αH test's log–log slope, against the one through the exact quadratic forms (least squares
+    // written out here): κ within 2% moves ln κ by < 0.02, so the slope by < 0.04/ln(σ_max/σ_min) per point.
+    const positive = exact.filter(([, q]) => q > 0);
+    const fit = curvatureVsSigmaFit(r.directions);
+    if (positive.length >= 2) {
+      const xs = positive.map(([x]) => Math.log(x));
+      const ys = positive.map(([, y]) => Math.log(y));
+      const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
+      const my = ys.reduce((a, b) => a + b, 0) / ys.length;
+      const slope = xs.reduce((a, x, i) => a + (x - mx) * (ys[i] - my), 0) / xs.reduce((a, x) => a + (x - mx) ** 2, 0);
+      const spread = Math.log(Math.max(...positive.map(([x]) => x)) / Math.min(...positive.map(([x]) => x)));
+      t.diagnostic(`slope ${fit?.slope} vs exact ${slope}`);
+      assertBelow(Math.abs(fit!.slope - slope), (2 * 0.04) / spread, 'log–log slope of κ against σ vs the exact Hessian\'s');
+    }
+    // Exact power laws: κ = 3σ² gives slope 2, r² 1; fewer than two distinct σ give no fit.
+    const law = [0.5, 1, 2, 4].map((sigma, index) => ({ index, sigma, kappa: 3 * sigma ** 2 }));
+    const exactFit = curvatureVsSigmaFit(law)!;
+    assertBelow(Math.abs(exactFit.slope - 2), 1e-12, 'slope of an exact square law');
+    assertBelow(Math.abs(exactFit.r2 - 1), 1e-12, 'r² of an exact law');
+    assert.equal(curvatureVsSigmaFit([law[0], { ...law[0], index: 1 }, { index: 2, sigma: 3, kappa: -1 }]), null, 'one distinct σ with positive κ: no fit');
   });
 
   test('critical sharpness on the fixture model stays within 10 forward passes (reported)', async (t) => {

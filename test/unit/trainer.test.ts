@@ -1,6 +1,7 @@
 // The training loop end to end, in process and through the CLI: every command's ack and audit record,
 // non-finite loss/gradient → pause + alert with the last checkpoint untouched, determinism, exact
 // resume, SIGKILL recovery, and a live run left unharmed by a flood of malformed frames.
+import { curvatureVsSigmaFit } from '../../trainer/diagnostics/index.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
@@ -303,6 +304,9 @@ describe('diagnostics in the loop', () => {
     assert.ok(curv.some((c) => c.layer === null && c.overshootSteps !== undefined && c.overshootSteps > 0), 'overshoot fraction');
     assert.ok(curv.some((c) => c.eigenvalues && c.eigenvalues.top.length === 3 && c.eigenvalues.hvps === 10), 'Lanczos eigenvalues');
     assert.ok(curv.some((c) => c.directions && c.directions.top.length === 2), 'curvature along singular directions');
+    const fitted = curv.filter((c) => c.directions?.curvatureVsSigma);
+    assert.ok(fitted.length > 0, 'the κ-vs-σ fit rides with the directions');
+    for (const c of fitted) assert.deepEqual(c.directions!.curvatureVsSigma, curvatureVsSigmaFit([...c.directions!.top, ...c.directions!.bottom]), 'and is the fit of those directions');
     const noise = ofKind(records, 'noise');
     assert.ok(noise.some((n) => n.layer === null && n.bSimple !== null), 'overall gradient noise scale');
     const overall = noise.filter((n) => n.layer === null);

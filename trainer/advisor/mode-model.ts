@@ -19,6 +19,9 @@
  */
 import { mulberry32 } from '../data/random.js';
 import type { ShapedNormalization } from '../optim/dynmuon.js';
+import { fitLogLog, type LogLogFit } from '../linalg/log-log-fit.js';
+
+export { fitLogLog, type LogLogFit };
 
 /** DynMuon exact's normalisation of the shaped step (the optimizer's own option). */
 export type ShapingNormalisation = ShapedNormalization;
@@ -77,12 +80,6 @@ export interface ModeModelOptions {
   seed?: number;
 }
 
-export interface LogLogFit {
-  slope: number;
-  intercept: number;
-  /** Fraction of the variance of ln y explained by the line. */
-  r2: number;
-}
 
 export interface PCurvePoint {
   p: number;
@@ -179,31 +176,6 @@ export function expectedLoss(modes: Modes, state: ModeState): { loss: number; re
     noise += modes.weight[i] * modes.curvature[i] * state.variance[i];
   }
   return { loss: residual + noise, residual, noise };
-}
-
-/** Least squares of ln y on ln x. */
-export function fitLogLog(x: ArrayLike<number>, y: ArrayLike<number>): LogLogFit {
-  const n = x.length;
-  if (n < 2 || y.length !== n) throw new Error(`fitLogLog: needs two or more pairs, got ${n} x and ${y.length} y`);
-  let mx = 0;
-  let my = 0;
-  for (let i = 0; i < n; i++) {
-    mx += Math.log(x[i]) / n;
-    my += Math.log(y[i]) / n;
-  }
-  let sxx = 0;
-  let sxy = 0;
-  let syy = 0;
-  for (let i = 0; i < n; i++) {
-    const dx = Math.log(x[i]) - mx;
-    const dy = Math.log(y[i]) - my;
-    sxx += dx * dx;
-    sxy += dx * dy;
-    syy += dy * dy;
-  }
-  const slope = sxx > 0 ? sxy / sxx : 0;
-  const residual = syy - slope * sxy;
-  return { slope, intercept: my - slope * mx, r2: syy > 0 ? 1 - residual / syy : 1 };
 }
 
 /**

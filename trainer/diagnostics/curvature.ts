@@ -7,6 +7,7 @@
  * layer's block is just leaving the others out, and the HVP is read back on v's blocks only (the
  * layer's diagonal block of H). Every function returns its cost: wall time and evaluations.
  */
+import { fitLogLog, type LogLogFit } from '../linalg/log-log-fit.js';
 import { gaussian, mulberry32 } from '../data/random.js';
 import { lanczos, type RitzPair } from '../linalg/lanczos.js';
 import type { RecordOf } from '../../common/protocol.js';
@@ -322,4 +323,17 @@ export interface StepStability {
 export function stepStability(gd: number, dHd: number, dd: number, eta: number): StepStability {
   const etaStar = dHd > 0 ? gd / dHd : null;
   return { kappa: dd > 0 ? dHd / dd : 0, etaStar, edge: dd > 0 ? (2 * gd) / (eta * dd) : 0, etaRatio: etaStar !== null && gd !== 0 ? eta / etaStar : null };
+}
+
+/**
+ * ln κ against ln σ over measured singular directions with κ > 0 and σ > 0: GGᵀ ≈ αH predicts slope 2
+ * (docs/algorithms.md §10.1). Null with fewer than two distinct σ.
+ */
+export function curvatureVsSigmaFit(directions: readonly DirectionCurvature[]): LogLogFit | null {
+  const usable = directions.filter((d) => d.kappa > 0 && d.sigma > 0 && Number.isFinite(d.kappa) && Number.isFinite(d.sigma));
+  if (new Set(usable.map((d) => d.sigma)).size < 2) return null;
+  return fitLogLog(
+    usable.map((d) => d.sigma),
+    usable.map((d) => d.kappa),
+  );
 }

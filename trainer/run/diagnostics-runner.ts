@@ -16,6 +16,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   criticalSharpness,
   curvatureAlongSingularDirections,
+  curvatureVsSigmaFit,
   DiagnosticsScheduler,
   directionalCurvature,
   directionSnr,
@@ -188,7 +189,8 @@ export class DiagnosticsRunner implements StepObserver {
             const k = Math.min(this.options.topK, p.s.length);
             const top = await curvatureAlongSingularDirections(landscape, theta, probe.name, p, range(0, k));
             const bottom = await curvatureAlongSingularDirections(landscape, theta, probe.name, p, range(p.s.length - k, p.s.length));
-            merge(curvature, probe.name, { directions: { top: top.directions, bottom: bottom.directions } });
+            const fit = curvatureVsSigmaFit([...top.directions, ...bottom.directions]);
+            merge(curvature, probe.name, { directions: { top: top.directions, bottom: bottom.directions, ...(fit ? { curvatureVsSigma: fit } : {}) } });
           });
         }
       }

@@ -246,7 +246,9 @@ export class LayerDetailView implements View {
 
   private renderDirections(layer: LayerHistory): void {
     const d = layer.directions;
-    setText(this.directionsCaption, d ? `At step ${layer.directionsStep}; SNR of the top directions from the noise estimate${layer.snrTop ? '' : ' (none yet)'}.` : 'No curvature along singular directions yet.');
+    const fit = d?.curvatureVsSigma;
+    const slope = fit ? ` Log–log slope of κ against σ ${fmt(fit.slope)} (r² ${fmt(fit.r2)}); GGᵀ ≈ αH predicts 2.` : '';
+    setText(this.directionsCaption, d ? `At step ${layer.directionsStep}; SNR of the top directions from the noise estimate${layer.snrTop ? '' : ' (none yet)'}.${slope}` : 'No curvature along singular directions yet.');
     const rows = d ? [...d.top.map((x) => ['top', x] as const), ...d.bottom.map((x) => ['bottom', x] as const)] : [];
     const key = rows.map(([w, r]) => `${w}${r.index}:${r.kappa}:${r.snr}`).join('|');
     if (this.directions.dataset.key === key) return;

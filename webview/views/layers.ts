@@ -24,6 +24,7 @@ const COLUMNS: { key: LayerMetric; label: string; color: ChartColor }[] = [
   { key: 'updateWeightOpRatio', label: 'Update/weight (op)', color: 'orange' },
   { key: 'nuclearAlignment', label: '⟨G,O⟩/‖G‖*', color: 'purple' },
   { key: 'updateCosine', label: 'Update cosine', color: 'red' },
+  { key: 'curvatureSlope', label: 'κ–σ slope (2 if GGᵀ≈αH)', color: 'yellow' },
 ];
 /** Milliseconds of sparkline redraws per frame. */
 const SPARK_BUDGET_MS = 4;
