@@ -39,10 +39,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when available")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=50, help="validation loss every N steps (default 50)")
+    ap.add_argument("--diagnostics-every", type=int, default=100, help="Muonscope's diagnostics cadence (default 100)")
     ap.add_argument("--out", default="runs", help="run folder root when no Muonscope host runs this script")
     ap.add_argument("--no-watch", action="store_true", help="train without Muonscope (for timing the overhead)")
     args = ap.parse_args(argv)
-    for name in ("steps", "batch_size", "context", "width", "layers", "n_heads", "eval_every"):
+    for name in ("steps", "batch_size", "context", "width", "layers", "n_heads", "eval_every", "diagnostics_every"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.width % args.n_heads:
@@ -95,7 +96,12 @@ class SelfAttention(nn.Module):
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.n_heads, c // self.n_heads).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        # Written out rather than F.scaled_dot_product_attention: the diagnostics' curvature and the mode
+        # probe differentiate the loss twice (Hessian-vector products), and the fused CPU/flash kernels
+        # have no double backward.
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        y = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1) @ v
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
 
@@ -181,7 +187,7 @@ def main(argv=None) -> None:
         return loss_of(model, noise_x[s], noise_y[s])
 
     config = {"task": {"name": "walking-notes (characters)"}, "model": {**vars(args), "vocab": data.vocab_size},
-              "diagnostics": {"microbatches": microbatches}}
+              "diagnostics": {"every": args.diagnostics_every, "microbatches": microbatches}}
     # The one Muonscope line: hooks on the optimizers' step(); records go to the host or a run folder.
     watching = contextlib.nullcontext() if args.no_watch else muonscope.watch(
         model, optimizers, total_steps=args.steps, name="torch-gpt", config=config, probe=probe,
