@@ -196,6 +196,7 @@ def test_when_the_host_is_killed_python_trains_on_and_writes_the_rest_of_the_log
         pid = host.python_pid()
         wait_log(host.run_dir, lambda rs: len(steps_of(rs)) >= 5)
         host.proc.kill()  # SIGKILL of node: no final records from the host
+        logged_by_host = len(steps_of(read_log(host.run_dir)))
         host.proc.wait()
         # Python goes on, waits 1 s for the host, then writes the log itself, to the end of the run.
         deadline = time.monotonic() + 60
@@ -208,12 +209,19 @@ def test_when_the_host_is_killed_python_trains_on_and_writes_the_rest_of_the_log
             kill(pid)
     records = read_log(host.run_dir)
     assert_log_sound(host.run_dir)  # the seq continues from the host's last without a hole
-    steps = steps_of(records)
-    assert [r["step"] for r in steps] == list(range(steps_total))
+    steps = [r["step"] for r in steps_of(records)]
     assert records[-1]["kind"] == "state" and records[-1]["state"] == "finished"
-    # The losses logged are the ones the loop computed, every one.
+    # Every step the host had logged is there, and every step after the kill but those Python sent into
+    # the dying connection before it saw the host go (the channel has no record acks, docs/python.md §4:
+    # sent into a socket whose peer is gone, or unread in the killed host's buffer, a line is lost).
+    # With a step every 50 ms that is at most a step or two; usually none.
+    assert steps[:logged_by_host] == list(range(logged_by_host))
+    lost = sorted(set(range(steps_total)) - set(steps))
+    assert steps == sorted(set(steps)) and steps[-1] == steps_total - 1 and len(lost) <= 2, lost
+    # The losses logged are the ones the loop computed.
     computed = json.loads(losses.read_text())
-    assert [r["loss"] for r in steps] == [computed[str(s)] for s in range(steps_total)]
+    assert sorted(map(int, computed)) == list(range(steps_total))
+    assert [r["loss"] for r in steps_of(records)] == [computed[str(s)] for s in steps]
 
 
 def _alive(pid):
