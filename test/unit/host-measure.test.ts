@@ -53,6 +53,13 @@ function result(step: number, over: Record<string, unknown> = {}) {
     damping: 1e-3,
     maxGain: 3,
     costMs: 5,
+    // One candidate without positive curvature (scores 0, never chosen); the best by (g_Aᵀd)(g_Bᵀd)/(dᵀHd) is p = 0.
+    crossCheck: [
+      { p: -0.5, gdA: 3, gdB: 3, dHd: -1 },
+      { p: 0, gdA: 2, gdB: 1.5, dHd: 1 },
+      { p: 0.1, gdA: 1, gdB: 1, dHd: 1 },
+      { p: 0.5, gdA: -1, gdB: 2, dHd: 0.5 },
+    ],
     ...over,
   };
 }
@@ -89,8 +96,13 @@ function checkRecord(rec: RecordOf<'p_model'>, r: ReturnType<typeof result>) {
   assert.equal(rec.horizonSteps, r.horizonSteps);
   assert.equal(rec.microbatches, 4);
   assert.equal(rec.microbatchSize, 8);
-  assert.deepEqual(rec.crossCheck, []);
-  assert.equal(rec.crossCheckBestP, null);
+  assert.deepEqual(rec.crossCheck, [
+    { p: -0.5, score: 0, gdA: 3, gdB: 3, dHd: -1 },
+    { p: 0, score: 3, gdA: 2, gdB: 1.5, dHd: 1 },
+    { p: 0.1, score: 1, gdA: 1, gdB: 1, dHd: 1 },
+    { p: 0.5, score: -4, gdA: -1, gdB: 2, dHd: 0.5 },
+  ]);
+  assert.equal(rec.crossCheckBestP, 0);
   assert.equal(rec.costMs, 5);
 }
 
@@ -128,7 +140,7 @@ describe('the host asks Python to measure for the mode model', () => {
     const h = harness({ probeDirections: 12, probeMaxHvps: 24 });
     for (let s = 0; s < 4; s++) h.stepDone(s);
     assert.equal(h.sent.length, 1);
-    assert.deepEqual(h.sent[0], { type: 'measure', id: 'host-measure-1', what: 'modeDirections', params: { k: 12, microbatches: 4, horizonSteps: 4, layers: ['a.weight', 'b.weight'] } });
+    assert.deepEqual(h.sent[0], { type: 'measure', id: 'host-measure-1', what: 'modeDirections', params: { k: 12, microbatches: 4, horizonSteps: 4, crossCheck: [-0.5, -0.25, 0, 0.1, 0.25, 0.5], layers: ['a.weight', 'b.weight'] } });
     // Unanswered: the next due probe is a period later; an answer that never came does not block it.
     for (let s = 4; s < 8; s++) h.stepDone(s);
     assert.equal(h.sent.length, 2);
@@ -164,10 +176,12 @@ describe('the host asks Python to measure for the mode model', () => {
     for (let s = 0; s < 4; s++) h.stepDone(s);
     h.modes.measured('host-measure-1', result(3));
     for (let s = 4; s < 8; s++) h.stepDone(s);
-    const only = result(7);
+    const { crossCheck: _, ...only } = result(7);
     only.layers = [only.layers[0]];
     h.modes.measured('host-measure-2', only);
-    assert.deepEqual(ofKind(h.records(), 'p_model')[1].layers.map((l) => l.layer), ['a.weight', 'b.weight']);
+    const second = ofKind(h.records(), 'p_model')[1];
+    assert.deepEqual(second.layers.map((l) => l.layer), ['a.weight', 'b.weight']);
+    assert.deepEqual([second.crossCheck, second.crossCheckBestP], [[], null], 'no products sent: no cross-check');
     for (let s = 8; s < 16; s++) h.stepDone(s);
     const later = result(15);
     later.layers = [later.layers[0]];
@@ -238,7 +252,7 @@ describe('the host asks Python to measure for the mode model', () => {
       return { records: readRunLog(session.paths.log).records, text };
     };
     const good = await run({ FAKE_RESULT: JSON.stringify(r) });
-    assert.match(good.text, /measure host-measure-1 modeDirections \{"k":5,"microbatches":4,"horizonSteps":4,"layers":\["a.weight","b.weight"\]\}/);
+    assert.match(good.text, /measure host-measure-1 modeDirections \{"k":5,"microbatches":4,"horizonSteps":4,"crossCheck":\[-0.5,-0.25,0,0.1,0.25,0.5\],"layers":\["a.weight","b.weight"\]\}/);
     const [rec] = ofKind(good.records, 'p_model');
     assert.ok(rec, 'a p_model record in log.ndjson');
     checkRecord(rec, r);

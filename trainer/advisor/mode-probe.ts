@@ -201,14 +201,24 @@ export async function crossCheck(
   candidates: readonly number[],
   shaping: ProbeShaping,
 ): Promise<{ points: CrossCheckPoint[]; bestP: number | null }> {
-  const points: CrossCheckPoint[] = [];
-  let bestP: number | null = null;
-  let bestScore = -Infinity;
+  const products: Omit<CrossCheckPoint, 'score'>[] = [];
   for (const p of candidates) {
     const d: Direction = shapedDirection(layers, p, shaping);
     const { dHd } = await directionalCurvature(landscape, theta, d);
-    const gdA = dotDirections(d, gradA);
-    const gdB = dotDirections(d, gradB);
+    products.push({ p, gdA: dotDirections(d, gradA), gdB: dotDirections(d, gradB), dHd });
+  }
+  return scoreCrossCheck(products);
+}
+
+/**
+ * The cross-check's scores from its products (measured here, or by a PyTorch run's Python process): a
+ * candidate without positive curvature scores 0 and is never chosen; `bestP` is null when none has it.
+ */
+export function scoreCrossCheck(products: readonly Omit<CrossCheckPoint, 'score'>[]): { points: CrossCheckPoint[]; bestP: number | null } {
+  const points: CrossCheckPoint[] = [];
+  let bestP: number | null = null;
+  let bestScore = -Infinity;
+  for (const { p, gdA, gdB, dHd } of products) {
     const score = splitScore(gdA, gdB, dHd);
     points.push({ p, score: score ?? 0, gdA, gdB, dHd });
     if (score !== null && score > bestScore) [bestScore, bestP] = [score, p];

@@ -109,6 +109,8 @@ export interface MeasureParams {
   microbatches: number;
   /** The horizon the schedule's p is read over (Python clips it to the steps left). */
   horizonSteps: number;
+  /** The cross-check's candidate p values (docs/algorithms.md §10.6 point 5): Python measures, the host scores. */
+  crossCheck?: number[];
 }
 
 /** The p_model record's direction schema, taken from the protocol rather than declared twice. */
@@ -154,6 +156,8 @@ export const ModeDirectionsResultSchema = Type.Object({
   damping: Finite({ minimum: 0 }),
   maxGain: Type.Union([Finite({ exclusiveMinimum: 0 }), Type.Null()]),
   costMs: Finite({ minimum: 0 }),
+  /** Per candidate p asked for, the run's step direction d_p's products: gᵀd on each half of the microbatches and dᵀHd. */
+  crossCheck: Type.Optional(Type.Array(Type.Object({ p: Finite(), gdA: Finite(), gdB: Finite(), dHd: Finite() }), { maxItems: 64 })),
 });
 export type ModeDirectionsResult = Static<typeof ModeDirectionsResultSchema>;
 

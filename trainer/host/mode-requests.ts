@@ -3,7 +3,8 @@
  * steps the host asks the Python process to measure singular directions (`measure`, what
  * `modeDirections`), checks the answer and runs the mode model itself, so the rules and the model run once,
  * in Node, as for a run of the built-in trainer; the `p_model` record is built by the same code
- * (trainer/advisor/p-model-record.ts). Python measures only: σ, curvature, the microbatch components.
+ * (trainer/advisor/p-model-record.ts). Python measures only: σ, curvature, the microbatch components, and
+ * the cross-check's products gᵀd_p and dᵀHd_p, which the host scores.
  *
  * When it is asked: a step record whose p is a number (only an optimizer with a p can have a p model),
  * the advisor on, one request at a time. The layers take turns under the same cap on curvature products as
@@ -14,9 +15,9 @@
 import type { LogRecord, NewLogRecord } from '../../common/protocol.js';
 import { gainBoundedDamping } from '../../common/shaping.js';
 import type { AdvisorMode } from '../advisor/advisor.js';
-import { DEFAULT_PROBE_DIRECTIONS, DEFAULT_PROBE_MAX_HVPS, DEFAULT_PROBE_MICROBATCHES, planLayers, type LayerModes } from '../advisor/mode-probe.js';
+import { CROSS_CHECK_CANDIDATES, DEFAULT_PROBE_DIRECTIONS, DEFAULT_PROBE_MAX_HVPS, DEFAULT_PROBE_MICROBATCHES, planLayers, scoreCrossCheck, type LayerModes } from '../advisor/mode-probe.js';
 import { fitModesForRecord, pModelRecord } from '../advisor/p-model-record.js';
-import { validateModeDirections, type HostMessage, type ModeDirectionsResult } from './channel-messages.js';
+import { validateModeDirections, type HostMessage, type MeasureParams, type ModeDirectionsResult } from './channel-messages.js';
 
 export interface ModeRequestSettings {
   mode: AdvisorMode;
@@ -43,7 +44,8 @@ const round4 = (x: number) => Number(x.toFixed(4));
 
 export class ModeRequests {
   private matrixLayers: string[] = [];
-  private hasP = false;
+  /** The p of Python's last step (null: its optimizer has none). */
+  private lastP: number | null = null;
   private pending: { id: string; done: number } | null = null;
   private count = 0;
   private cursor = 0;
@@ -58,7 +60,7 @@ export class ModeRequests {
   observe(r: LogRecord): void {
     if (r.kind === 'run_started') this.matrixLayers = r.params.filter((p) => p.route === 'matrix').map((p) => p.name);
     else if (r.kind === 'step') {
-      this.hasP = r.p !== null;
+      this.lastP = r.p;
       this.trainMs += r.stepMs;
     }
   }
@@ -67,11 +69,13 @@ export class ModeRequests {
   afterStep(step: number): void {
     const s = this.deps.settings;
     const done = step + 1;
-    if (s.mode === 'off' || s.probeEvery <= 0 || done % s.probeEvery !== 0 || !this.hasP) return;
+    if (s.mode === 'off' || s.probeEvery <= 0 || done % s.probeEvery !== 0 || this.lastP === null) return;
     // An answer that never came (a process that went away mid-measure) does not block the next probe.
     if (this.pending && done - this.pending.done < s.probeEvery) return;
     const k = s.probeDirections ?? DEFAULT_PROBE_DIRECTIONS;
-    const params: { layers?: string[]; k: number; microbatches: number; horizonSteps: number } = { k, microbatches: s.probeMicrobatches ?? DEFAULT_PROBE_MICROBATCHES, horizonSteps: s.probeEvery };
+    // As the TS probe: the p in force is always a cross-check candidate, so the comparison is against what the run does now.
+    const crossCheck = [...new Set([...CROSS_CHECK_CANDIDATES, round4(this.lastP)])].sort((a, b) => a - b);
+    const params: MeasureParams = { k, microbatches: s.probeMicrobatches ?? DEFAULT_PROBE_MICROBATCHES, horizonSteps: s.probeEvery, crossCheck };
     if (this.matrixLayers.length > 0) {
       const plan = planLayers(this.matrixLayers.length, k, s.probeMaxHvps ?? DEFAULT_PROBE_MAX_HVPS, this.cursor);
       this.cursor = plan.next;
@@ -144,6 +148,8 @@ export class ModeRequests {
       return this.alert(`mode probe at step ${m.step}: the mode model failed on Python's measurement: ${String((e as Error)?.message ?? e)}; no probe recorded`, 'PROBE_FAILED');
     }
     if (!fitted.ok) return this.alert(fitted.message, fitted.code);
+    // Python's products, scored here as the TS probe scores its own (an older Python that sends none: no cross-check).
+    const check = scoreCrossCheck(m.crossCheck ?? []);
     const record = pModelRecord({
       step: m.step,
       currentP,
@@ -151,9 +157,8 @@ export class ModeRequests {
       horizonSteps: m.horizonSteps,
       layers: fitted.layers,
       recommendation: fitted.recommendation,
-      // The cross-check (§10.6 point 5) needs the run's shaped directions in Python: not measured yet.
-      crossCheck: [],
-      crossCheckBestP: null,
+      crossCheck: check.points,
+      crossCheckBestP: check.bestP,
       microbatches: m.microbatches,
       microbatchSize: m.microbatchSize,
       costMs: m.costMs,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -87,9 +87,12 @@ class LayerSource:
 
 
 def mode_directions(probe: Callable[[], torch.Tensor], noise_probe: Callable[[int], torch.Tensor], microbatches: int,
-                    params: Sequence[torch.Tensor], layers: Sequence[LayerSource], k: int) -> List[Dict[str, Any]]:
-    """The directions of each layer (step 1–3 of the module's docs); `params` are every trainable parameter
-    (the losses' gradients are taken with respect to all of them, as the loss depends on them)."""
+                    params: Sequence[torch.Tensor], layers: Sequence[LayerSource], k: int,
+                    measured: Optional[Sequence[str]] = None, candidates: Optional[Sequence[float]] = None,
+                    shape: Optional[Callable[[LayerSource, torch.Tensor, float], torch.Tensor]] = None) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, float]]]]:
+    """The directions of each layer named in `measured` (all of `layers` when None; steps 1–3 of the module's
+    docs), and with `candidates` the cross-check's products (``cross_check``) over all of `layers`; `params`
+    are every trainable parameter (the losses' gradients are taken with respect to all of them)."""
     params = list(params)
     index = {id(p): i for i, p in enumerate(params)}
     for l in layers:
@@ -104,11 +107,13 @@ def mode_directions(probe: Callable[[], torch.Tensor], noise_probe: Callable[[in
     loss = probe()
     probe_grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
     out = []
+    sources = [next_step_source(l.buffer.reshape(l.rows, l.cols), torch.stack([m[j] for m in micro]).mean(0), l.momentum, l.nesterov)
+               for j, l in enumerate(layers)]
     for j, l in enumerate(layers):
+        if measured is not None and l.name not in measured:
+            continue
         gs = [m[j] for m in micro]
-        mean_grad = torch.stack(gs).mean(0)
-        source = next_step_source(l.buffer.reshape(l.rows, l.cols), mean_grad, l.momentum, l.nesterov)
-        u, s, vh = torch.linalg.svd(source, full_matrices=False)
+        u, s, vh = torch.linalg.svd(sources[j], full_matrices=False)
         g_layer = probe_grads[index[id(l.param)]]
         directions = []
         for rank in log_spaced_ranks(min(l.rows, l.cols), k):
@@ -124,6 +129,38 @@ def mode_directions(probe: Callable[[], torch.Tensor], noise_probe: Callable[[in
             directions.append({"rank": rank, "sigma": float(s[rank]), "curvature": curvature,
                                "gradient": float(comps.mean()), "noiseVariance": float(comps.var(unbiased=True))})
         out.append({"layer": l.name, "rows": l.rows, "cols": l.cols, "scale": l.scale, "directions": directions})
+    if candidates is None:
+        return out, None
+    if shape is None:
+        raise ValueError("mode_directions: the cross-check needs `shape`, the run's own direction at a p")
+    return out, cross_check(layers, sources, micro, [probe_grads[index[id(l.param)]] for l in layers], candidates, shape)
+
+
+def cross_check(layers: Sequence[LayerSource], sources: Sequence[torch.Tensor], micro: Sequence[Sequence[torch.Tensor]],
+                probe_grads: Sequence[Optional[torch.Tensor]], candidates: Sequence[float],
+                shape: Callable[[LayerSource, torch.Tensor, float], torch.Tensor]) -> List[Dict[str, float]]:
+    """docs/algorithms.md §10.6 point 5, the products only (the host scores them): per candidate p, the run's
+    step direction d_p over all `layers` (`shape`: per unit of the run's lr, the layer's scale included),
+    gᵀd on each half of the microbatches (g_A the first ⌊K/2⌋, g_B the rest) and dᵀHd of the probe."""
+    half = len(micro) // 2
+    g_a = [torch.stack([m[j] for m in micro[:half]]).mean(0) for j in range(len(layers))]
+    g_b = [torch.stack([m[j] for m in micro[half:]]).mean(0) for j in range(len(layers))]
+    with_graph = [(l, g) for l, g in zip(layers, probe_grads) if g is not None and g.requires_grad]
+    out = []
+    for p in candidates:
+        d = [shape(l, src, p).to(torch.float64) for l, src in zip(layers, sources)]
+        gd_a = sum(float(torch.sum(a * x)) for a, x in zip(g_a, d))
+        gd_b = sum(float(torch.sum(b * x)) for b, x in zip(g_b, d))
+        dhd = 0.0
+        if with_graph:
+            by_name = {l.name: x for l, x in zip(layers, d)}
+            outs = [g for _, g in with_graph]
+            ins = [l.param for l, _ in with_graph]
+            dirs = [by_name[l.name].to(l.param.dtype).reshape(l.param.shape) for l, _ in with_graph]
+            hd = torch.autograd.grad(outs, ins, grad_outputs=dirs, retain_graph=True, allow_unused=True)
+            dhd = sum(float(torch.sum(h.detach().to(torch.float64).reshape(l.rows, l.cols) * by_name[l.name]))
+                      for (l, _), h in zip(with_graph, hd) if h is not None)
+        out.append({"p": float(p), "gdA": gd_a, "gdB": gd_b, "dHd": dhd})
     return out
 
 
@@ -144,6 +181,9 @@ def check_params(params: Any) -> Dict[str, Any]:
     layers = params.get("layers")
     if layers is not None and not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)):
         raise MeasureRefused("INVALID_COMMAND", "measure: layers must be a list of parameter names")
+    cc = params.get("crossCheck")
+    if cc is not None and not (isinstance(cc, list) and len(cc) <= 16 and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in cc)):
+        raise MeasureRefused("INVALID_COMMAND", "measure: crossCheck must be a list of at most 16 finite p values")
     return params
 
 
@@ -176,7 +216,9 @@ def mode_directions_result(run: Any, params: Dict[str, Any]) -> Dict[str, Any]:
     done = run.steps_done
     if done < 1:
         raise MeasureRefused("NOT_ALLOWED_NOW", "modeDirections: no step has been taken yet (the momentum is empty)")
-    layers = _sources(run, params.get("layers"))
+    eligible = _sources(run, None)
+    wanted = params.get("layers")
+    layers = [l for l in eligible if wanted is None or l.name in wanted]
     if not layers:
         raise MeasureRefused("NOT_ALLOWED_NOW", "modeDirections: no matrix layer " + ("of those asked for " if params.get("layers") is not None else "")
                              + "is updated by a DynMuon in exact mode with a momentum buffer (the mode model describes that optimizer)")
@@ -187,8 +229,14 @@ def mode_directions_result(run: Any, params: Dict[str, Any]) -> Dict[str, Any]:
     trainable = [p.param for p in run.params if p.param.requires_grad]
     device = layers[0].param.device
     started = time.perf_counter()
+    def shape(l: LayerSource, source: torch.Tensor, p: float) -> torch.Tensor:
+        owner = run.observer.owner[id(l.param)]
+        d, _ = owner._exact_direction(source.to(l.buffer.dtype), optinfo.group_of(owner, l.param), p)
+        return d.to(torch.float64) * l.scale
+
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad():
-        measured = mode_directions(obs.probe, obs.noise_probe, microbatches, trainable, layers, params["k"])
+        measured, products = mode_directions(obs.probe, obs.noise_probe, microbatches, trainable, eligible, params["k"],
+                                             measured=[l.name for l in layers], candidates=params.get("crossCheck"), shape=shape)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     for l in measured:
@@ -196,7 +244,12 @@ def mode_directions_result(run: Any, params: Dict[str, Any]) -> Dict[str, Any]:
             bad = [key for key, v in d.items() if not math.isfinite(v)]
             if bad:
                 raise MeasureRefused("NOT_ALLOWED_NOW", f"modeDirections: non-finite {bad[0]} at rank {d['rank']} of {l['layer']} (a diverging run?)")
-    return {
+    for c in products or []:
+        bad = [key for key, v in c.items() if not math.isfinite(v)]
+        if bad:
+            raise MeasureRefused("NOT_ALLOWED_NOW", f"modeDirections: non-finite cross-check {bad[0]} at p = {c['p']} (a diverging run?)")
+    extra = {"crossCheck": products} if products is not None else {}
+    return {**extra,
         "what": "modeDirections", "step": done - 1, "layers": measured,
         "microbatches": microbatches, "microbatchSize": int(obs.microbatch_size), "batchSize": float(obs.batch_size),
         "lr": optinfo.run_lr(run.optimizer), "currentP": float(opt.current_p()),

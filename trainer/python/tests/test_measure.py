@@ -136,6 +136,50 @@ def test_mode_directions_equal_the_exact_reference(tmp_path, monkeypatch, nester
     run.close()
 
 
+def shaped_reference(src, p, eps=1e-3):
+    """numpy: DynMuon exact's direction, U·φ_p(S)·Vᵀ with δ = (ε·σ_max)², at Muon's size √min(m, n) (frobenius)."""
+    u, s, vt = np.linalg.svd(src, full_matrices=False)
+    phi = s * (s * s + (eps * s[0]) ** 2) ** ((p - 1) / 2)
+    d = (u * phi) @ vt
+    return d * np.sqrt(min(src.shape)) / np.linalg.norm(d)
+
+
+def test_cross_check_products_equal_the_exact_reference(tmp_path, monkeypatch):
+    """gᵀd on each half and dᵀHd = mean ‖D1·x1 + D2·x2‖² (the whole Hessian, both layers) along the run's own d_p,
+    for all DynMuon layers even when only one is measured (p ≥ −0.25: the gain bound leaves ε alone there)."""
+    run, model, opt, hx, hy = setup(tmp_path, monkeypatch)
+    w1, w2 = model.fc1.weight.detach().numpy(), model.fc2.weight.detach().numpy()
+    grads = {"fc1.weight": [], "fc2.weight": []}
+    for i in range(K):
+        x, y = hx[i * B:(i + 1) * B], hy[i * B:(i + 1) * B]
+        r = x[:, :6] @ w1.T + x[:, 6:] @ w2.T - y
+        grads["fc1.weight"].append(r.T @ x[:, :6] / B)
+        grads["fc2.weight"].append(r.T @ x[:, 6:] / B)
+    scales = {"fc1.weight": 1.0, "fc2.weight": np.sqrt(5 / 4)}
+    sources = {}
+    for name, mod in (("fc1.weight", model.fc1), ("fc2.weight", model.fc2)):
+        gbar = np.mean(grads[name], axis=0)
+        buf = opt.state[mod.weight]["momentum_buffer"].numpy()
+        buf = buf + 0.1 * (gbar - buf)
+        sources[name] = gbar + 0.9 * (buf - gbar)
+    candidates = [-0.25, 0.0, 0.25, 0.5]
+    reply = measure.answer(run, {"type": "measure", "id": "c", "what": "modeDirections",
+                                 "params": {"k": 3, "microbatches": 4, "horizonSteps": 5, "layers": ["fc2.weight"], "crossCheck": candidates}})
+    res = reply["result"]
+    assert [l["layer"] for l in res["layers"]] == ["fc2.weight"]
+    assert [c["p"] for c in res["crossCheck"]] == candidates
+    for c in res["crossCheck"]:
+        d = {n: scales[n] * shaped_reference(sources[n], c["p"]) for n in sources}
+        ga = {n: np.mean(grads[n][:2], axis=0) for n in grads}
+        gb = {n: np.mean(grads[n][2:], axis=0) for n in grads}
+        dhd = np.mean(np.sum((hx[:, :6] @ d["fc1.weight"].T + hx[:, 6:] @ d["fc2.weight"].T) ** 2, axis=1))
+        assert c["dHd"] == pytest.approx(dhd, rel=1e-10)
+        assert c["gdA"] == pytest.approx(sum(np.sum(ga[n] * d[n]) for n in d), rel=1e-9)
+        assert c["gdB"] == pytest.approx(sum(np.sum(gb[n] * d[n]) for n in d), rel=1e-9)
+    assert refusal(run, params={"k": 3, "microbatches": 4, "horizonSteps": 5, "crossCheck": [0.1, "x"]})[0] == "INVALID_COMMAND"
+    run.close()
+
+
 def test_layers_asked_for_and_the_horizon_clipped_to_the_steps_left(tmp_path, monkeypatch):
     run, model, opt, hx, hy = setup(tmp_path, monkeypatch)
     reply = measure.answer(run, {"type": "measure", "id": "m2", "what": "modeDirections", "params": {"layers": ["fc2.weight"], "k": 12, "microbatches": 4, "horizonSteps": 500}})
@@ -251,5 +295,9 @@ def test_a_run_under_the_host_gets_p_model_records(tmp_path):
     for r in models:
         assert [l["layer"] for l in r["layers"]] == ["fc1.weight", "fc2.weight"]
         assert [[d["rank"] for d in l["directions"]] for l in r["layers"]] == [[0, 1, 4], [0, 1, 3]]
-        assert r["microbatches"] == K and r["microbatchSize"] == B and r["crossCheck"] == [] and r["crossCheckBestP"] is None
+        assert r["microbatches"] == K and r["microbatchSize"] == B
+        # The TS probe's candidates and the p in force; a least-squares loss has dᵀHd > 0 along every d_p.
+        ps = [c["p"] for c in r["crossCheck"]]
+        assert {-0.5, -0.25, 0, 0.25, 0.5} <= set(ps) and len(ps) in (5, 6) and ps == sorted(ps)
+        assert all(c["dHd"] > 0 for c in r["crossCheck"]) and r["crossCheckBestP"] in ps
         assert all(d["curvature"] > 0 and d["noiseVariance"] > 0 for l in r["layers"] for d in l["directions"])
