@@ -98,6 +98,10 @@ async function train(argv: string[]): Promise<number> {
     return EXIT.badConfig;
   }
   const config: RunConfig = result.config;
+  if (config.command) {
+    console.error(`${label}: this config names a training command (${JSON.stringify(config.command)}); run it with \`muonscope run ${positionals[0] ?? 'CONFIG'}\`, which hosts it (train runs the built-in TF.js trainer)`);
+    return EXIT.badConfig;
+  }
   const listen = values.listen ? parseListen(values.listen) : { host: '127.0.0.1', port: 0 };
   const progress = new ProgressPrinter(config.steps, process.stdout);
   const session = await startSession({
@@ -128,11 +132,10 @@ async function train(argv: string[]): Promise<number> {
 /** `run`: the host of a PyTorch run; the training is COMMAND's, which connects back over the channel. */
 async function run(argv: string[]): Promise<number> {
   const dashes = argv.indexOf('--');
-  const [command, ...args] = dashes < 0 ? [] : argv.slice(dashes + 1);
+  let [command, ...args] = dashes < 0 ? [] : argv.slice(dashes + 1);
   const { values, positionals } = parseArgs({ args: dashes < 0 ? argv : argv.slice(0, dashes), allowPositionals: true, options: { out: { type: 'string', default: 'runs' }, listen: { type: 'string' }, 'attach-pid': { type: 'string' } } });
   const attach = values['attach-pid'];
   if (attach !== undefined && (command || !/^[1-9]\d*$/.test(attach))) throw new UsageError(command ? '--attach-pid takes no command after --' : `--attach-pid must be a process id, got "${attach}"`);
-  if (!command && attach === undefined) throw new UsageError('run needs the training command after --, e.g. muonscope run -- python train.py');
   if (positionals.length > 1) throw new UsageError(`run takes one config file before --, got ${positionals.length}`);
   const { raw, label } = loadConfig(positionals[0], undefined);
   const result = validateRunConfig(raw);
@@ -140,6 +143,9 @@ async function run(argv: string[]): Promise<number> {
     console.error(formatConfigIssues(label, result.issues));
     return EXIT.badConfig;
   }
+  // With nothing after --, the config's own `command` runs (from the current folder, as typed at a shell).
+  if (!command && attach === undefined && result.config.command) [command, ...args] = result.config.command;
+  if (!command && attach === undefined) throw new UsageError('run needs the training command after -- (or a config with "command"), e.g. muonscope run -- python train.py');
   const listen = values.listen ? parseListen(values.listen) : { host: '127.0.0.1', port: 0 };
   const session = await startHost({ config: result.config, runsRoot: resolve(values.out!), host: listen.host, port: listen.port, ...(attach ? { attachPid: Number(attach) } : { command, args }) });
   // The process that started an attached host may stop reading (or exit) before it does: nothing to say then.

@@ -366,4 +366,20 @@ describe('the CLI', () => {
     assert.equal(await within('the CLI to refuse a run without a command', usage.exit), 4);
     assert.match(usage.err(), /run needs the training command after --/);
   });
+
+  test("a config's own command runs when nothing follows --; `train` refuses such a config and points to `run`", async () => {
+    const dir = tmp();
+    const file = join(dir, 'cmd.muonscope.json');
+    writeFileSync(file, JSON.stringify({ name: 'cli-cmd', steps: 3, advisor: { mode: 'off' }, command: [process.execPath, FAKE] }));
+    const own = runCli([file, '--out', join(dir, 'runs')], { FAKE_MODE: 'finish', FAKE_STEPS: '2' });
+    const train = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'trainer', 'cli.ts'), 'train', file, '--out', join(dir, 'runs')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let trainErr = '';
+    train.stderr.on('data', (d) => (trainErr += d));
+    const trainExit = new Promise<number | null>((resolve) => train.on('close', (code) => resolve(code)));
+    assert.equal(await within("the CLI to run the config's command", own.exit), 0, own.err());
+    const runDir = (JSON.parse(own.out().split('\n')[0]) as { runDir: string }).runDir;
+    assert.deepEqual(readRunLog(join(runDir, 'log.ndjson')).records.map((r) => r.kind), ['run_started', 'step', 'step', 'state']);
+    assert.equal(await within('train to refuse a command config', trainExit), 2);
+    assert.match(trainErr, /names a training command .* run it with `muonscope run /);
+  });
 });
