@@ -16,8 +16,24 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileS
 import { dirname, join } from 'node:path';
 import type { JobResult, JobSpec } from './job.js';
 
-/** What a run's numbers depend on, relative to the repository root (git pathspecs; the PyTorch package never loads in these Node runs). */
-export const CODE_PATHS = ['trainer', 'common', 'test/bench/advisor.bench.ts', 'test/bench/advisor', 'examples/data', 'package.json', 'package-lock.json', ':(exclude)trainer/python'];
+/**
+ * What a run's numbers depend on, relative to the repository root (git pathspecs). Left out: what never
+ * loads in these in-process Node runs (the PyTorch package, the PyTorch host, the WebSocket server, the
+ * CLI) and package.json, whose scripts change often while the dependencies' versions are in the lock file;
+ * so a full run that takes hours can be resumed across commits that cannot change a loss value.
+ */
+export const CODE_PATHS = [
+  'trainer',
+  'common',
+  'test/bench/advisor.bench.ts',
+  'test/bench/advisor',
+  'examples/data',
+  'package-lock.json',
+  ':(exclude)trainer/python',
+  ':(exclude)trainer/host',
+  ':(exclude)trainer/server',
+  ':(exclude)trainer/cli.ts',
+];
 
 export interface Revision {
   /** `git rev-parse HEAD`. */
