@@ -128,7 +128,7 @@ function harness(settings: Partial<ModeRequestSettings> = {}, connected = true) 
     modes.afterStep(s);
   };
   const records = () => log.readAfter(0, 10_000);
-  return { modes, sent, stepDone, records, close: () => log.close() };
+  return { modes, sent, stepDone, records, append, close: () => log.close() };
 }
 
 describe('the host asks Python to measure for the mode model', () => {
@@ -147,6 +147,31 @@ describe('the host asks Python to measure for the mode model', () => {
     assert.deepEqual((h.sent[1] as Extract<HostMessage, { type: 'measure' }>).params.layers, ['c.weight', 'a.weight']);
     assert.deepEqual(h.modes.measured('host-measure-1', result(3)), { known: false }, 'a stale id is unknown');
     h.close();
+  });
+
+  test('with the adaptive budget a due probe waits until its last cost fits what is left after the diagnostics and earlier probes', () => {
+    const asked = (budget: { adaptive: boolean; budgetPct: number }, diagnosticsPct: number) => {
+      const h = harness({ budget });
+      const at: number[] = [];
+      for (let s = 0; s < 24; s++) {
+        const before = h.sent.length;
+        h.stepDone(s); // 10 ms a step
+        if (h.sent.length > before) {
+          at.push(s + 1);
+          const id = (h.sent.at(-1) as Extract<HostMessage, { type: 'measure' }>).id;
+          assert.deepEqual(h.modes.measured(id, result(s)), { known: true }); // 5 ms each
+        }
+        if (s === 4) h.append({ kind: 'diagnostics_cost', step: s, costsMs: {}, overheadPct: diagnosticsPct, every: 100 });
+      }
+      h.close();
+      return at;
+    };
+    // Probes so far plus the next (5 ms each) within 10% of the steps' time (10 ms each): 100·10/80 > 10 at
+    // step 8, 100·10/120 at 12, 100·15/160 at 16, 100·20/200 at 20, then 100·25/240 > 10 at 24.
+    assert.deepEqual(asked({ adaptive: true, budgetPct: 10 }, 0), [4, 12, 16, 20]);
+    // With the diagnostics at 5%: 5 + 100·10/train ≤ 10 needs train ≥ 200 ms; then 5 + 100·15/240 > 10 at 24.
+    assert.deepEqual(asked({ adaptive: true, budgetPct: 10 }, 5), [4, 20]);
+    assert.deepEqual(asked({ adaptive: false, budgetPct: 10 }, 5), [4, 8, 12, 16, 20, 24]);
   });
 
   test('nothing is asked without a p, with the advisor off, or at probeEvery 0', () => {

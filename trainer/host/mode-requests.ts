@@ -26,6 +26,12 @@ export interface ModeRequestSettings {
   probeDirections?: number;
   probeMicrobatches?: number;
   probeMaxHvps?: number;
+  /**
+   * The diagnostics budget the probe shares (the run config's `diagnostics`), as in the TS runner: with
+   * `adaptive` on, a due probe is asked for only if its last cost fits in what `budgetPct` of training time
+   * has left after Python's diagnostics (its last `diagnostics_cost` overhead) and the earlier probes.
+   */
+  budget?: { adaptive: boolean; budgetPct: number };
 }
 
 export interface ModeRequestDeps {
@@ -52,6 +58,9 @@ export class ModeRequests {
   private readonly layerModes = new Map<string, LayerModes>();
   private trainMs = 0;
   private probeMs = 0;
+  private lastProbeMs = 0;
+  /** Python's diagnostics overhead, percent of training time (its last `diagnostics_cost`). */
+  private diagnosticsPct = 0;
   private refusalLogged = false;
 
   constructor(private readonly deps: ModeRequestDeps) {}
@@ -62,7 +71,7 @@ export class ModeRequests {
     else if (r.kind === 'step') {
       this.lastP = r.p;
       this.trainMs += r.stepMs;
-    }
+    } else if (r.kind === 'diagnostics_cost') this.diagnosticsPct = r.overheadPct;
   }
 
   /** After Python's step record for `step`: asks for a measurement when one is due. */
@@ -72,6 +81,7 @@ export class ModeRequests {
     if (s.mode === 'off' || s.probeEvery <= 0 || done % s.probeEvery !== 0 || this.lastP === null) return;
     // An answer that never came (a process that went away mid-measure) does not block the next probe.
     if (this.pending && done - this.pending.done < s.probeEvery) return;
+    if (!this.withinBudget()) return;
     const k = s.probeDirections ?? DEFAULT_PROBE_DIRECTIONS;
     // As the TS probe: the p in force is always a cross-check candidate, so the comparison is against what the run does now.
     const crossCheck = [...new Set([...CROSS_CHECK_CANDIDATES, round4(this.lastP)])].sort((a, b) => a - b);
@@ -83,6 +93,14 @@ export class ModeRequests {
     }
     const id = `host-measure-${++this.count}`;
     if (this.deps.send({ type: 'measure', id, what: 'modeDirections', params })) this.pending = { id, done };
+  }
+
+  /** As the TS runner's: the first probe always runs; later ones when the last one's cost fits what the budget has left. */
+  private withinBudget(): boolean {
+    const b = this.deps.settings.budget;
+    if (!b?.adaptive || this.probeMs === 0) return true;
+    const train = Math.max(this.trainMs, 1e-9);
+    return this.diagnosticsPct + (100 * (this.probeMs + this.lastProbeMs)) / train <= b.budgetPct;
   }
 
   /** The connection dropped: nothing waits for an answer any more. */
@@ -123,6 +141,7 @@ export class ModeRequests {
   private record(m: ModeDirectionsResult): void {
     const s = this.deps.settings;
     this.probeMs += m.costMs;
+    this.lastProbeMs = m.costMs;
     for (const l of m.layers) {
       this.layerModes.set(l.layer, { layer: l.layer, rows: l.rows, cols: l.cols, scale: l.scale, step: m.step, rankCount: Math.min(l.rows, l.cols), directions: l.directions });
     }

@@ -95,7 +95,7 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
   const bridge = new CommandBridge({ send: (m) => (peer?.open ? (peer.send(m), true) : false), append: (r) => log.append(r), suggestions: advisor.book });
   const step = () => bridge.step;
   // The mode probe's measurements are Python's; the mode model and the p_model record are the host's.
-  const modes = new ModeRequests({ send: (m) => (peer?.open ? (peer.send(m), true) : false), append: (r) => log.append(r), step, settings: advisorSettings });
+  const modes = new ModeRequests({ send: (m) => (peer?.open ? (peer.send(m), true) : false), append: (r) => log.append(r), step, settings: { ...advisorSettings, budget: { adaptive: config.diagnostics.adaptive, budgetPct: config.diagnostics.budgetPct } } });
   // Listeners only read: appending from inside one would reach later listeners out of seq order.
   const unsubscribe = log.subscribe((r) => {
     advisor.ingest(r);

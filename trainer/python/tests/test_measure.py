@@ -281,7 +281,9 @@ def test_a_run_under_the_host_gets_p_model_records(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(E2E_SCRIPT.format(tests=str(Path(__file__).resolve().parent)))
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"name": "measure-e2e", "steps": 40, "advisor": {"mode": "suggest", "probeEvery": 8, "probeDirections": 3, "probeMicrobatches": 8}}))
+    config.write_text(json.dumps({"name": "measure-e2e", "steps": 40, "advisor": {"mode": "suggest", "probeEvery": 8, "probeDirections": 3, "probeMicrobatches": 8},
+                                  # Every due probe: with the shared budget they would be spaced out (a probe costs many 20 ms steps).
+                                  "diagnostics": {"adaptive": False}}))
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MUONSCOPE_")}
     out = subprocess.run(["node", "--import", "tsx", str(repo / "trainer" / "cli.ts"), "run", str(config), "--out", str(tmp_path / "runs"), "--", sys.executable, str(script)],
                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)
