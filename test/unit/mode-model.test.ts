@@ -13,6 +13,7 @@ import {
   modeGrid,
   recommendP,
   rollForward,
+  DIVERGED,
   expectedLoss,
   shapingGains,
   type ModeModelInput,
@@ -163,6 +164,15 @@ describe('mode model: inputs', () => {
     const three = base.directions.slice(0, 3);
     assert.throws(() => recommendP({ ...base, directions: [...three.slice(0, 2), { ...three[2], noiseVariance: 0 }] }), /needs 3 directions/);
     assert.throws(() => recommendP({ ...base, lrs: [] }), /lrs is empty/);
+  });
+
+  test('a step that makes modes unstable keeps every number finite and is never recommended', () => {
+    // An lr so large that at least one grid p makes some mode's |1 − η·s·P·h| > 1 for the whole horizon.
+    const huge = recommendP({ ...base, lrs: Array.from({ length: 400 }, () => 1e4) }, { replicates: 8 });
+    for (const c of huge.curve) for (const v of [c.loss, c.residual, c.noise, c.bagged, c.low, c.high]) assert.ok(Number.isFinite(v), `p = ${c.p}: ${v}`);
+    const diverged = huge.curve.filter((c) => c.loss >= DIVERGED);
+    assert.ok(diverged.length > 0, 'some p diverges at this lr');
+    assert.ok(!diverged.some((c) => c.p === huge.p) || diverged.length === huge.curve.length, `the recommendation ${huge.p} is not a diverged p`);
   });
 
   test('noise per sample and per batch of b samples (b × the variance) give the same recommendation and curve', () => {

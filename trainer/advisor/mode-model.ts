@@ -146,6 +146,9 @@ export function shapingGains(sigma: Float64Array, weight: Float64Array, p: numbe
   return gains;
 }
 
+/** The cap on a mode's expected squared error: far beyond any real loss, far below float64's overflow. */
+export const DIVERGED = 1e100;
+
 /** The expected state after the steps `lrs`: the mean² contracts by a², the variance by a² plus (lr·gain)²·c. */
 export function rollForward(modes: Modes, gains: Float64Array, lrs: ArrayLike<number>, start: ModeState): ModeState {
   const residual = Float64Array.from(start.residual);
@@ -158,8 +161,10 @@ export function rollForward(modes: Modes, gains: Float64Array, lrs: ArrayLike<nu
     for (let t = 0; t < lrs.length; t++) {
       const step = lrs[t] * gains[i];
       const a = 1 - step * h;
-      r *= a * a;
-      v = a * a * v + step * step * c;
+      // A mode the step makes unstable (|a| > 1) grows geometrically; held at DIVERGED it stays finite (the
+      // record's numbers must be) and still far above any curve point that converges.
+      r = Math.min(r * a * a, DIVERGED);
+      v = Math.min(a * a * v + step * step * c, DIVERGED);
     }
     residual[i] = r;
     variance[i] = v;
