@@ -56,6 +56,7 @@ before Python writes the log itself (docs/python.md §4).
 from __future__ import annotations
 
 import atexit
+import json
 import math
 import os
 import queue
@@ -81,6 +82,20 @@ from .scheduler import check_settings
 # The TS trainer's defaults (trainer/run/config.ts): diagnostics every 100 steps within a 10% budget.
 DIAGNOSTICS_DEFAULTS = {"every": 100, "adaptive": True, "budgetPct": 10.0, "curvature": True, "noise": True,
                         "microbatches": 8, "noiseWindowSteps": 1000}
+
+
+def _hosted_diagnostics() -> Dict[str, Any]:
+    """The `diagnostics` section of the run config the host validated (MUONSCOPE_CONFIG), or nothing."""
+    path = os.environ.get("MUONSCOPE_CONFIG")
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            section = json.load(f).get("diagnostics")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"watch: MUONSCOPE_CONFIG={path} cannot be read as a run config: {e}") from e
+    keys = ("every", "adaptive", "budgetPct", "curvature", "noise", "microbatches", "noiseWindowSteps")
+    return {k: section[k] for k in keys if isinstance(section, dict) and k in section}
 
 
 class StopTraining(Exception):
@@ -114,7 +129,8 @@ class Run:
             raise ValueError("watch: the same optimizer is listed twice")
         optimizer = optimizers[0]
         user = dict(config or {})
-        diag = {**DIAGNOSTICS_DEFAULTS, **(user.get("diagnostics") or {})}
+        # Under `muonscope run CONFIG`, the run config's diagnostics apply unless the script sets its own.
+        diag = {**DIAGNOSTICS_DEFAULTS, **_hosted_diagnostics(), **(user.get("diagnostics") or {})}
         check_settings(diag["every"], diag["adaptive"], diag["budgetPct"])
         self.config = {**user, "name": name, "steps": total_steps, "diagnostics": diag}
         self.model, self.optimizer, self.total_steps, self.name = model, optimizer, total_steps, name

@@ -336,6 +336,23 @@ def test_bad_arguments_are_refused_clearly(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing was created
 
 
+def test_the_hosts_run_config_sets_the_diagnostics_unless_the_script_does(tmp_path, monkeypatch):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"name": "hosted", "diagnostics": {"every": 7, "budgetPct": 25, "topK": 2}}))
+    monkeypatch.setenv("MUONSCOPE_CONFIG", str(cfg))
+    out = tmp_path / "runs"
+    with muonscope.watch(model, opt, total_steps=1, out=str(out)) as run:
+        assert (run.config["diagnostics"]["every"], run.config["diagnostics"]["budgetPct"]) == (7, 25)
+        assert "topK" not in run.config["diagnostics"]  # only what the Python side uses
+    with muonscope.watch(model, opt, total_steps=1, out=str(out), config={"diagnostics": {"every": 5}}) as run:
+        assert (run.config["diagnostics"]["every"], run.config["diagnostics"]["budgetPct"]) == (5, 25)
+    cfg.write_text("not json")
+    with pytest.raises(ValueError, match="MUONSCOPE_CONFIG"):
+        muonscope.watch(model, opt, total_steps=1, out=str(out))
+
+
 # ---------- commands over the channel ----------
 
 def test_hello_carries_the_token_and_records_come_without_seq(host, monkeypatch):
