@@ -27,10 +27,12 @@ import { CONFIGS, runFolders, type E2e, type Scenario } from './scenarios/contex
 import { duplicateRow } from './scenarios/duplicate-row.js';
 import { everyday } from './scenarios/everyday.js';
 import { DIAGNOSTICS_EVERY_SETTING, settingsAtStart } from './scenarios/settings-at-start.js';
+import { pythonRun } from './scenarios/python-run.js';
 import { windowReload } from './scenarios/window-reload.js';
 import { clearNotifications, runCommand } from './workbench.js';
 
-const ALL: Scenario[] = [everyday, badConfig, attachFailures, attachStop, attachFinish, duplicateRow, compareFromTree, settingsAtStart, windowReload];
+// pythonRun last: it leaves a run folder behind.
+const ALL: Scenario[] = [everyday, badConfig, attachFailures, attachStop, attachFinish, duplicateRow, compareFromTree, settingsAtStart, windowReload, pythonRun];
 /** MUONSCOPE_E2E_SCENARIOS="everyday,duplicate row" runs only those; one that needs an earlier one's runs says so. */
 const only = process.env.MUONSCOPE_E2E_SCENARIOS?.split(',').map((n) => n.trim());
 const SCENARIOS = only ? ALL.filter((s) => only.includes(s.name)) : ALL;

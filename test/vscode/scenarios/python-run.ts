@@ -5,7 +5,6 @@
  * fix, offers Open Settings, and starts nothing. 2. both import: the CodeLens starts
  * `muonscope run CONFIG -- python3 …`, whose run folder appears in the workspace's runs folder with its
  * trainer.json while it is served, and ends `stopped` when the command exits 0.
- * Not in run-e2e.ts's list yet: add `pythonRun` last (it leaves a run folder behind).
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
