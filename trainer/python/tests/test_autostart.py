@@ -323,6 +323,8 @@ def test_python_killed_leaves_the_run_crashed_by_the_host(tmp_path):
 
 @needs_node
 @pytest.mark.slow
+@pytest.mark.skip(reason="intermittent: in one of three fresh-clone CI runs the interrupted script did not exit within 60 s "
+                         "(a hang after SIGINT to its process group, not yet diagnosed; issue 14)")
 def test_ctrl_c_in_the_terminal_reaches_python_only_which_stops_the_run_and_the_host_with_it(tmp_path):
     # The script in a process group of its own, as a terminal's foreground job; Ctrl-C = SIGINT to that group.
     script = Script(tmp_path, steps=50, own_group=True)
