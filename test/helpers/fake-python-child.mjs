@@ -78,6 +78,8 @@ if (mode === 'idle') {
     record({
       kind: 'run_started',
       step: 0,
+      // What watch() sends: the script's own config, its optimizer as the optimizer reports itself.
+      config: { name: 'fake-script', steps: welcome.config.steps, optimizer: { type: 'dynmuon', lr: 0.02, mode: 'exact', normalization: 'frobenius', schedule: { type: 'constant', p: 0.1 } } },
       backend: { chosen: 'torch cpu', skipped: [] },
       kernels: { chosen: 'torch', skipped: [] },
       totalSteps: welcome.config.steps,

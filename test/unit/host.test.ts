@@ -84,8 +84,10 @@ describe('muonscope run: the host', () => {
     assert.deepEqual(logged.skipped, []);
     assert.deepEqual(logged.records.map((r) => [r.seq, r.kind, r.step]), [[1, 'run_started', 0], [2, 'step', 0], [3, 'step', 1], [4, 'step', 2]]);
     const started = ofKind(logged.records, 'run_started')[0];
-    // The host's fields: its run id, the protocol version and the config it validated.
-    assert.deepEqual([started.runId, started.protocol, started.config], [session.runId, 1, config()]);
+    // The host's fields: its run id, the protocol version and, in the script's own config, the advisor
+    // settings the host applies; none of the host's TF.js defaults (model, task, batch size).
+    const script = { name: 'fake-script', steps: 100, optimizer: { type: 'dynmuon', lr: 0.02, mode: 'exact', normalization: 'frobenius', schedule: { type: 'constant', p: 0.1 } } };
+    assert.deepEqual([started.runId, started.protocol, started.config], [session.runId, 1, { ...script, advisor: config().advisor }]);
 
     const c = await client(session);
     assert.deepEqual(c.records, logged.records, 'the replay is the log, record for record');

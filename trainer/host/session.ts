@@ -131,8 +131,11 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
 
   const intake = (from: Peer, record: Record<string, unknown> & { kind: string }) => {
     if (HOST_KINDS.has(record.kind)) return refuseRecord(from, record.kind, '/kind', `${record.kind} records are the host's (its advisor writes them)`);
-    // run_started's host fields: the run's id, the protocol and the config the host validated.
-    const full = record.kind === 'run_started' ? { ...record, runId, protocol: PROTOCOL_VERSION, config } : record;
+    // run_started's host fields: the run's id, the protocol and, in the script's config (what it runs: name,
+    // steps, its optimizer as the optimizer reports itself), the settings the host applies: the advisor's
+    // (it runs here) and the command. The host's own defaults for the TF.js trainer (model, task, batch)
+    // describe nothing in a torch run, and the label, the runs tree and the advisor read this config.
+    const full = record.kind === 'run_started' ? { ...record, runId, protocol: PROTOCOL_VERSION, config: runConfigOf(record.config) } : record;
     let stamped: LogRecord;
     try {
       stamped = log.append(full as unknown as NewLogRecord);
@@ -146,6 +149,12 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
       modes.afterStep(stamped.step);
     }
   };
+
+  const runConfigOf = (script: unknown) => ({
+    ...(script !== null && typeof script === 'object' && !Array.isArray(script) ? script : {}),
+    advisor: config.advisor,
+    ...(config.command !== undefined ? { command: config.command } : {}),
+  });
 
   let sawBye: string | null = null;
   let child: SupervisedChild | AttachedProcess | undefined;

@@ -21,6 +21,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from .optim import DynMuon
+
 MOMENTUM_KEYS = ("momentum_buffer", "exp_avg", "momentum")
 
 
@@ -39,6 +41,24 @@ def current_p(optimizer: Any) -> Optional[float]:
     if isinstance(optimizer, getattr(torch.optim, "Muon", ())):
         return 0.0  # Muon applies the polar factor: p = 0
     return None
+
+
+def config_section(optimizer: Any) -> Dict[str, Any]:
+    """The run config's ``optimizer`` section for the optimizer a run reports (its first): the names the
+    dashboard's label, the runs tree and the advisor read (``type``, ``lr``, DynMuon's ``mode``,
+    ``normalization`` and ``schedule``), from the optimizer itself, so the record says what actually runs.
+    Optimizers Muonscope does not know are named by their class (the advisor then proposes no p change)."""
+    lr = run_lr(optimizer)
+    if isinstance(optimizer, DynMuon):
+        section: Dict[str, Any] = {"type": "dynmuon", "lr": lr, "mode": optimizer.mode, "schedule": optimizer.schedule_spec()}
+        if optimizer.mode == "exact":
+            section["normalization"] = optimizer.param_groups[0]["normalization"]
+        return section
+    if isinstance(optimizer, getattr(torch.optim, "Muon", ())):
+        return {"type": "muon", "lr": lr}
+    if isinstance(optimizer, torch.optim.AdamW):
+        return {"type": "adamw", "lr": lr}
+    return {"type": type(optimizer).__name__.lower(), "lr": lr}
 
 
 def has_schedule(optimizer: Any) -> bool:

@@ -132,7 +132,11 @@ class Run:
         # Under `muonscope run CONFIG`, the run config's diagnostics apply unless the script sets its own.
         diag = {**DIAGNOSTICS_DEFAULTS, **_hosted_diagnostics(), **(user.get("diagnostics") or {})}
         check_settings(diag["every"], diag["adaptive"], diag["budgetPct"])
-        self.config = {**user, "name": name, "steps": total_steps, "diagnostics": diag}
+        # What runs, as the optimizer itself says it (the label, the runs tree and the advisor read it):
+        # not a user-supplied `optimizer` entry, which would describe a run that is not this one.
+        self.config = {**user, "name": name, "steps": total_steps, "diagnostics": diag,
+                       "optimizer": optinfo.config_section(optimizers[0]),
+                       **({"batchSize": batch_size} if isinstance(batch_size, int) and "batchSize" not in user else {})}
         self.model, self.optimizer, self.total_steps, self.name = model, optimizer, total_steps, name
         self.optimizers = optimizers
         self._stepped: set = set()  # the optimizers that have stepped in the step under way

@@ -353,6 +353,24 @@ def test_the_hosts_run_config_sets_the_diagnostics_unless_the_script_does(tmp_pa
         muonscope.watch(model, opt, total_steps=1, out=str(out))
 
 
+def test_run_started_names_the_optimizer_that_runs_as_the_label_and_the_advisor_read_it(tmp_path):
+    # The optimizer section comes from the optimizer, not from the caller's config (which could name another).
+    model = mlp()
+    matrices = [p for p in model.parameters() if p.ndim == 2]
+    dyn = muonscope.DynMuon(matrices, total_steps=5, lr=0.01, schedule={"type": "constant", "p": -0.25})
+    with muonscope.watch(model, dyn, total_steps=5, out=str(tmp_path), batch_size=16, config={"optimizer": {"type": "adamw"}}) as run:
+        section = run.config["optimizer"]
+    assert section == {"type": "dynmuon", "lr": 0.01, "mode": "exact", "normalization": "frobenius", "schedule": {"type": "constant", "p": -0.25}}
+    assert run.config["batchSize"] == 16
+    started = read_log(run.run_dir)[0]
+    assert started["kind"] == "run_started" and started["config"]["optimizer"] == section
+    for opt, expected in ((torch.optim.AdamW(model.parameters(), lr=0.003), {"type": "adamw", "lr": 0.003}),
+                          (torch.optim.SGD(model.parameters(), lr=0.1), {"type": "sgd", "lr": 0.1}),
+                          (torch.optim.Muon(matrices, lr=0.02), {"type": "muon", "lr": 0.02})):
+        with muonscope.watch(model, opt, total_steps=1, out=str(tmp_path)) as run:
+            assert run.config["optimizer"] == expected and "batchSize" not in run.config
+
+
 # ---------- commands over the channel ----------
 
 def test_hello_carries_the_token_and_records_come_without_seq(host, monkeypatch):
