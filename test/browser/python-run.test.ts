@@ -111,14 +111,13 @@ test("the dashboard shows a live PyTorch run's matrix layers by their torch name
   } catch (e) {
     throw new Error(`the page never showed the run live; status "${await page.locator('#run-status').textContent()}"; host output:\n${hostOutput()}`, { cause: e });
   }
-  // The overview names the optimizer as the run_started record does. Under `muonscope run` that record's
-  // config is the host's validated run config (docs/python.md §2: its `optimizer` applied by no one), so
-  // this checks the page against the record, not the script's DynMuon: the layers' p below does that.
+  // The overview names the script's optimizer and run, as watch() reports them in run_started (the host adds
+  // only its advisor settings): DynMuon in released mode, which no host default would say.
   const started = readRunLog(join(listening.runDir, 'log.ndjson')).records.find((r) => r.kind === 'run_started');
   assert.ok(started && started.kind === 'run_started', 'the run folder has its run_started record');
-  const label = optimizerLabel((started.config as { optimizer?: unknown }).optimizer);
-  assert.match(label ?? '', /^dynmuon \(/, "the run config's optimizer is DynMuon");
-  await page.waitForFunction((want) => document.querySelector('dd[data-field="Optimizer"]')?.textContent === want, label, { timeout: 30_000 });
+  assert.equal(optimizerLabel((started.config as { optimizer?: unknown }).optimizer), 'dynmuon (released)');
+  await page.waitForFunction(() => document.querySelector('dd[data-field="Optimizer"]')?.textContent === 'dynmuon (released)', undefined, { timeout: 30_000 });
+  assert.match(await page.locator('dd[data-field="Run"]').innerText(), /^browser-conv-mlp\b/);
   assert.match(await page.locator('dd[data-field="State"]').innerText(), /^running · live$/);
   // Streaming, not a snapshot: the page's step keeps moving with the script's.
   await page.waitForFunction(() => Number(/step (\d+) of/.exec(document.querySelector('#run-status')?.textContent ?? '')?.[1]) >= 10, undefined, { timeout: 60_000 });
