@@ -261,6 +261,8 @@ export const LogRecordSchema = Type.Union([
     task: Type.Object({ name: Str(), lossFloor: Type.Union([Finite(), Type.Null()]), lossFloorLabel: Str() }),
     params: Type.Array(Type.Object({ name: Str(), shape: Type.Array(Int()), route: Str(20) })),
     resumedFrom: Type.Optional(Str(4096)),
+    /** Processes of a data-parallel run (PyTorch under torch.distributed); absent for one process. */
+    worldSize: Type.Optional(Int({ minimum: 1 })),
   }),
   Type.Object({
     ...RecordBase,
@@ -271,6 +273,9 @@ export const LogRecordSchema = Type.Union([
     p: Type.Union([Finite(), Type.Null()]),
     stepMs: Finite(),
     tokensPerS: Type.Optional(Finite()),
+    /** Data parallel only (docs/python.md): the number of ranks and each rank's step wall time (ms), in rank order. */
+    worldSize: Type.Optional(Int({ minimum: 1 })),
+    rankStepMs: Type.Optional(Type.Array(Finite())),
   }),
   Type.Object({ ...RecordBase, kind: Type.Literal('eval'), step: Int(), valLoss: Finite() }),
   Type.Object({ ...RecordBase, kind: Type.Literal('layer_stats'), step: Int(), layers: Type.Array(LayerStatsSchema) }),
@@ -461,7 +466,8 @@ export const LogRecordSchema = Type.Union([
     suggested: RaceBranchSchema,
     winner: Type.Union([Type.Literal('suggested'), Type.Literal('baseline'), Type.Literal('tie')]),
     tieTolerance: Finite({ minimum: 0 }),
-    heldOutExamples: Int(),
+    /** Examples both branches were scored on; null for a PyTorch run, scored on the script's probe() (docs/python.md §3). */
+    heldOutExamples: Type.Union([Int(), Type.Null()]),
     costMs: Finite(),
   }),
   /** A suggested change with the measurements that triggered it (see trainer/advisor). */

@@ -144,7 +144,7 @@ describe('the host asks Python to measure for the mode model', () => {
     // Unanswered: the next due probe is a period later; an answer that never came does not block it.
     for (let s = 4; s < 8; s++) h.stepDone(s);
     assert.equal(h.sent.length, 2);
-    assert.deepEqual((h.sent[1] as Extract<HostMessage, { type: 'measure' }>).params.layers, ['c.weight', 'a.weight']);
+    assert.deepEqual((h.sent[1] as Extract<HostMessage, { what: 'modeDirections' }>).params.layers, ['c.weight', 'a.weight']);
     assert.deepEqual(h.modes.measured('host-measure-1', result(3)), { known: false }, 'a stale id is unknown');
     h.close();
   });

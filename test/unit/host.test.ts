@@ -302,16 +302,58 @@ describe('commands for a Python run', () => {
     assert.equal(sent.length, 3, 'refused on the host: nothing sent');
   });
 
-  test('with no process connected a suggestion stays pending; dismiss is the host\'s own; race is refused', async () => {
+  test('with no process connected a suggestion stays pending; dismiss is the host\'s own; race waits for a pause', async () => {
     const { b, log, sent, book } = bridge(false);
     await assert.rejects(b.handle({ id: 'c1', command: { kind: 'apply_suggestion', id: 's4-lr' }, source: 'x' }), (e) => protocolCodeFor(e) === 'NOT_ALLOWED_NOW' && /no Python process is connected/.test((e as Error).message));
     assert.ok(book.get('s4-lr'), 'still pending');
     assert.deepEqual(await b.handle({ id: 'c2', command: { kind: 'dismiss_suggestion', id: 's4-lr' }, source: 'x' }), { step: 10, detail: 'dismissed s4-lr' });
     assert.equal((log.readAfter(0, 100).at(-1) as RecordOf<'suggestion_outcome'>).outcome, 'dismissed');
-    await assert.rejects(b.handle({ id: 'c3', command: { kind: 'race', id: 's4-p', steps: 5 }, source: 'x' }), (e) => protocolCodeFor(e) === 'NOT_ALLOWED_NOW' && /race is not available for PyTorch runs/.test((e as Error).message));
+    await assert.rejects(b.handle({ id: 'c3', command: { kind: 'race', id: 's4-p', steps: 5 }, source: 'x' }), (e) => protocolCodeFor(e) === 'NOT_ALLOWED_NOW' && /compares branches while paused; the run is starting/.test((e as Error).message));
     b.end('crashed');
     await assert.rejects(b.handle({ id: 'c4', command: { kind: 'pause' }, source: 'x' }), (e) => protocolCodeFor(e) === 'RUN_ENDED');
     assert.deepEqual(sent, []);
+  });
+
+  test('race: Python runs the branches (measure race), the host judges them by the trainer\'s rule and logs the race record', async () => {
+    const { b, log, sent } = bridge();
+    log.append({ kind: 'state', step: 10, state: 'paused', reason: 'test' });
+    const branch = (valLoss: number | null, p: number, extra = {}) => ({ trainLoss: valLoss === null ? null : valLoss + 0.1, valLoss, p, lr: 0.02, ...extra });
+    const raced = b.handle({ id: 'c1', command: { kind: 'race', id: 's4-p', steps: 5 }, source: 'dashboard' });
+    await waitUntil('the race to be sent', () => sent.length === 1);
+    // A schedule change meant for a step already passed starts at Python's next step, as when applied.
+    assert.deepEqual(sent[0], { type: 'measure', id: 'host-race-1', what: 'race', params: { steps: 5, change: { kind: 'set_schedule', schedule: { type: 'constant', p: 0.2 }, reason: 'race s4-p' } } });
+    assert.deepEqual(b.measured('host-race-9', {}), { known: false }, 'an id nobody asked for is unknown');
+    assert.deepEqual(b.measured('host-race-1', { what: 'race', start: 10, steps: 5, baseline: branch(1.5, 0.1), suggested: branch(1.2, 0.2), heldOutExamples: null, costMs: 40 }), { known: true });
+    const ack = await raced;
+    assert.equal(ack.step, 10);
+    assert.match(ack.detail!, /^race s4-p over 5 step\(s\): suggested wins; held-out loss baseline 1\.50000, suggested 1\.20000 \(scored on the script's probe\(\)\)$/);
+    const record = log.readAfter(0, 100).at(-1) as RecordOf<'race'>;
+    assert.deepEqual(record, { ...record, kind: 'race', step: 10, suggestionId: 's4-p', rule: 'plateau', steps: 5, baseline: branch(1.5, 0.1), suggested: branch(1.2, 0.2), winner: 'suggested', tieTolerance: 1e-3, heldOutExamples: null, costMs: 40 });
+    // Within the tie tolerance; a diverged branch loses whatever the other's loss.
+    const tie = b.handle({ id: 'c2', command: { kind: 'race', id: 's4-lr', steps: 5 }, source: 'x' });
+    await waitUntil('the second race', () => sent.length === 2);
+    b.measured('host-race-2', { what: 'race', start: 10, steps: 5, baseline: branch(1.5, 0.1), suggested: branch(1.5005, 0.1), heldOutExamples: null, costMs: 1 });
+    assert.match((await tie).detail!, /tie \(within 0\.001 relative\)/);
+    const diverged = b.handle({ id: 'c3', command: { kind: 'race', id: 's4-lr', steps: 5 }, source: 'x' });
+    await waitUntil('the third race', () => sent.length === 3);
+    b.measured('host-race-3', { what: 'race', start: 10, steps: 5, baseline: branch(9, 0.1), suggested: branch(null, 0.1, { divergedAtStep: 12 }), heldOutExamples: null, costMs: 1 });
+    assert.match((await diverged).detail!, /baseline wins/);
+    // Python's refusal and a malformed answer: refused, nothing logged.
+    const before = log.readAfter(0, 1000).length;
+    const refused = b.handle({ id: 'c4', command: { kind: 'race', id: 's4-lr', steps: 5 }, source: 'x' });
+    await waitUntil('the fourth race', () => sent.length === 4);
+    assert.equal(b.measureRefused('host-race-4', 'NOT_ALLOWED_NOW', 'race needs watch(probe=…)'), true);
+    await assert.rejects(refused, (e) => protocolCodeFor(e) === 'NOT_ALLOWED_NOW' && /probe/.test((e as Error).message));
+    const malformed = b.handle({ id: 'c5', command: { kind: 'race', id: 's4-lr', steps: 5 }, source: 'x' });
+    await waitUntil('the fifth race', () => sent.length === 5);
+    assert.deepEqual(b.measured('host-race-5', { what: 'race', start: 10, steps: 5, baseline: branch(1, 0.1), heldOutExamples: null, costMs: 1 }), { known: true, issue: { path: '/result/suggested', message: 'Expected required property' } });
+    await assert.rejects(malformed, (e) => protocolCodeFor(e) === 'INTERNAL' && /malformed result \(\/result\/suggested/.test((e as Error).message));
+    assert.equal(log.readAfter(0, 1000).length, before, 'no record for a race that did not run or could not be read');
+    // The process going away answers a race still waiting.
+    const lost = b.handle({ id: 'c6', command: { kind: 'race', id: 's4-lr', steps: 5 }, source: 'x' });
+    await waitUntil('the sixth race', () => sent.length === 6);
+    b.disconnected(true);
+    await assert.rejects(lost, (e) => protocolCodeFor(e) === 'RUN_ENDED' && /before answering the race/.test((e as Error).message));
   });
 
   test('a command waiting for an answer is answered when the process goes away', async () => {

@@ -6,7 +6,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { CommandSchema, LogRecordSchema, type Command, type ModeDirection } from '../../common/protocol.js';
+import { CommandSchema, LogRecordSchema, type Command, type ModeDirection, type RecordOf, type SuggestedChange } from '../../common/protocol.js';
 import { Finite, Int, Str, validate, type ValidationIssue, type Validated } from '../../common/schema.js';
 
 /** The longest line either side may send, in bytes (without its newline). */
@@ -46,6 +46,7 @@ export type HostMessage =
   | { type: 'welcome'; runId: string; runDir: string; config: unknown }
   | { type: 'command'; id: string; command: Command; source: string }
   | { type: 'measure'; id: string; what: 'modeDirections'; params: MeasureParams }
+  | { type: 'measure'; id: string; what: 'race'; params: RaceParams }
   | { type: 'error'; code: ChannelErrorCode; message: string; path?: string };
 
 /** The union member a discriminated value claims to be, for errors that name the field at fault. */
@@ -166,4 +167,41 @@ export function validateModeDirections(result: unknown): Validated<ModeDirection
   const checked = validate(ModeDirectionsResultSchema, result);
   if (checked.ok) return checked;
   return { ok: false, issues: issuesAgainst(ModeDirectionsResultSchema, result, '/result') };
+}
+
+/** What a `race` measure asks for (docs/python.md §3): both branches `steps` long, the suggested one with `change` made. */
+export interface RaceParams {
+  steps: number;
+  change: SuggestedChange;
+}
+
+type RaceBranchScore = RecordOf<'race'>['baseline'];
+
+/** The race record's branch schema, taken from the protocol rather than declared twice. */
+function protocolRaceBranch() {
+  const race = (LogRecordSchema.anyOf as TSchema[]).find((m) => m.properties?.kind?.const === 'race');
+  const schema = race?.properties?.baseline as TSchema | undefined;
+  if (!schema) throw new Error('channel-messages: the protocol has no race branch schema');
+  return Type.Unsafe<RaceBranchScore>(schema);
+}
+
+/** The `measured` result of a `race` measure: both branches' scores; the host judges them (trainer/run/race-outcome.ts). */
+export const RaceResultSchema = Type.Object({
+  what: Type.Literal('race'),
+  /** The step both branches started at (= steps completed). */
+  start: Int({ minimum: 0 }),
+  steps: Int({ minimum: 1 }),
+  baseline: protocolRaceBranch(),
+  suggested: protocolRaceBranch(),
+  /** null: the branches were scored on the script's probe(), whose size Python does not know. */
+  heldOutExamples: Type.Union([Int({ minimum: 1 }), Type.Null()]),
+  costMs: Finite({ minimum: 0 }),
+});
+export type RaceMeasured = Static<typeof RaceResultSchema>;
+
+/** A `race` measure's result checked, with JSON pointers from the message when it is not. */
+export function validateRaceResult(result: unknown): Validated<RaceMeasured> {
+  const checked = validate(RaceResultSchema, result);
+  if (checked.ok) return checked;
+  return { ok: false, issues: issuesAgainst(RaceResultSchema, result, '/result') };
 }

@@ -9,10 +9,11 @@
  * applies them in order.
  */
 import { MuonscopeError } from '../../common/errors.js';
-import { ERROR_CODES, type Command, type LogRecord, type NewLogRecord, type ProtocolErrorCode, type RunState } from '../../common/protocol.js';
+import { ERROR_CODES, type Command, type LogRecord, type NewLogRecord, type ProtocolErrorCode, type RunState, type SuggestedChange } from '../../common/protocol.js';
 import type { SuggestionBook } from '../advisor/advisor.js';
 import type { CommandResult, IncomingCommand } from '../server/commands.js';
-import { checkedCommand, type HostMessage } from './channel-messages.js';
+import { branchWinner, raceDetail, raceRecord, RACE_TIE_TOLERANCE, type RaceResult } from '../run/race-outcome.js';
+import { checkedCommand, validateRaceResult, type HostMessage, type RaceMeasured, type RaceParams } from './channel-messages.js';
 
 const FINAL_STATES: ReadonlySet<RunState> = new Set(['finished', 'stopped', 'crashed']);
 
@@ -38,6 +39,9 @@ interface Waiting {
 export class CommandBridge {
   private tail: Promise<unknown> = Promise.resolve();
   private readonly waiting = new Map<string, Waiting>();
+  /** Races sent to Python as `measure` `race`, by measure id. */
+  private readonly racing = new Map<string, { resolve: (m: RaceMeasured) => void; reject: (e: Error) => void }>();
+  private races = 0;
   /** Steps completed, from the records Python sent: where host-side commands take effect. */
   private nextStep = 0;
   private state: RunState | null = null;
@@ -89,6 +93,8 @@ export class CommandBridge {
       w.reject(refusal(exited ? 'RUN_ENDED' : 'NOT_ALLOWED_NOW', message, { id }));
     }
     this.waiting.clear();
+    for (const [, w] of this.racing) w.reject(refusal(exited ? 'RUN_ENDED' : 'NOT_ALLOWED_NOW', `the Python process ${exited ? 'exited' : 'disconnected'} before answering the race; its state is as it was before the race`));
+    this.racing.clear();
   }
 
   /** The run is over (the process exited): later commands are refused as RUN_ENDED. */
@@ -109,9 +115,27 @@ export class CommandBridge {
         this.deps.append({ kind: 'suggestion_outcome', step, id: s.id, outcome: 'dismissed', source: msg.source, reason: command.reason ?? '' });
         return { step, detail: `dismissed ${s.id}` };
       }
-      case 'race':
-        // TODO(docs/python.md §3): fork-and-race needs the Python side to snapshot and replay; not built yet.
-        throw refusal('NOT_ALLOWED_NOW', 'race is not available for PyTorch runs yet (only for runs of the built-in trainer)');
+      case 'race': {
+        // Python runs both branches (muonscope/race.py) and puts its state back; the host judges them by the
+        // built-in trainer's rule and logs the record, as for any run. No control record: a race changes nothing.
+        if (this.state !== 'paused') throw refusal('NOT_ALLOWED_NOW', `"race" compares branches while paused; the run is ${this.state ?? 'starting'}`);
+        const s = this.pending(command.id);
+        const change = s.change.kind === 'set_schedule' ? (concreteSchedule(s.change, this.nextStep, `race ${s.id}`) as SuggestedChange) : s.change;
+        const m = await this.measure({ steps: command.steps, change });
+        const result: RaceResult = {
+          start: m.start,
+          steps: m.steps,
+          change,
+          baseline: { score: m.baseline, losses: [] },
+          suggested: { score: m.suggested, losses: [] },
+          winner: branchWinner(m.baseline, m.suggested, RACE_TIE_TOLERANCE),
+          tieTolerance: RACE_TIE_TOLERANCE,
+          heldOutExamples: m.heldOutExamples,
+          costMs: m.costMs,
+        };
+        this.deps.append(raceRecord(result, s));
+        return { step: m.start, detail: raceDetail(result, s.id) };
+      }
       case 'apply_suggestion': {
         const s = this.pending(command.id);
         const reason = command.reason ?? `suggestion ${s.id}: ${s.title}`.slice(0, 500);
@@ -135,6 +159,42 @@ export class CommandBridge {
       default:
         return this.forward(msg.id, command, msg.source);
     }
+  }
+
+  /** Python's answer to a `race` measure; false when no race of that id is waiting. A malformed answer is refused here. */
+  measured(id: string, result: unknown): { known: false } | { known: true; issue?: { path: string; message: string } } {
+    const w = this.racing.get(id);
+    if (!w) return { known: false };
+    this.racing.delete(id);
+    const checked = validateRaceResult(result);
+    if (checked.ok) {
+      w.resolve(checked.value);
+      return { known: true };
+    }
+    const issue = checked.issues[0];
+    w.reject(refusal('INTERNAL', `the Python process answered the race with a malformed result (${issue.path}: ${issue.message}); nothing was logged`));
+    return { known: true, issue };
+  }
+
+  /** Python refused a `race` measure (nothing ran); false when no race of that id is waiting. */
+  measureRefused(id: string, code: string, message: string): boolean {
+    const w = this.racing.get(id);
+    if (!w) return false;
+    this.racing.delete(id);
+    const known = (ERROR_CODES as readonly string[]).includes(code) ? (code as ProtocolErrorCode) : 'INTERNAL';
+    w.reject(refusal(known, message || code, { refusedByPython: true }));
+    return true;
+  }
+
+  private measure(params: RaceParams): Promise<RaceMeasured> {
+    const id = `host-race-${++this.races}`;
+    return new Promise((resolve, reject) => {
+      this.racing.set(id, { resolve, reject });
+      if (!this.deps.send({ type: 'measure', id, what: 'race', params })) {
+        this.racing.delete(id);
+        reject(refusal('NOT_ALLOWED_NOW', 'no Python process is connected to this run; race is sent to it once it has said hello'));
+      }
+    });
   }
 
   private forward(id: string, command: Command, source: string): Promise<{ step: number; detail?: string }> {

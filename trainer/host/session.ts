@@ -164,13 +164,14 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
         return intake(from, m.record as Record<string, unknown> & { kind: string });
       case 'ack':
       case 'refused':
-        if (m.type === 'refused' && modes.refused(m.id, m.code, m.message)) return;
+        if (m.type === 'refused' && (bridge.measureRefused(m.id, m.code, m.message) || modes.refused(m.id, m.code, m.message))) return;
         if (!bridge.answer(m.id, m.type === 'ack' ? { step: m.step, ...(m.detail !== undefined ? { detail: m.detail } : {}) } : { code: m.code, message: m.message })) {
           from.send({ type: 'error', code: 'UNKNOWN_COMMAND', message: `no command "${m.id}" is waiting for an answer` });
         }
         return;
       case 'measured': {
-        const outcome = modes.measured(m.id, m.result);
+        const raced = bridge.measured(m.id, m.result);
+        const outcome = raced.known ? raced : modes.measured(m.id, m.result);
         if (!outcome.known) return from.send({ type: 'error', code: 'UNKNOWN_COMMAND', message: `no measurement "${m.id}" was asked for` });
         if (outcome.issue) from.send({ type: 'error', code: 'BAD_MESSAGE', message: clip(outcome.issue.message, 2000), path: clip(outcome.issue.path, 500) });
         return;

@@ -29,7 +29,7 @@ function branchText(b: RaceRecord['baseline']): string {
 
 function raceRow(r: RaceRecord): HTMLTableRowElement {
   const winner = r.winner === 'tie' ? `tie (within ${fmt(r.tieTolerance)} relative)` : `${r.winner} won`;
-  return textRow([String(r.step), String(r.steps), winner, branchText(r.baseline), branchText(r.suggested), String(r.heldOutExamples)]);
+  return textRow([String(r.step), String(r.steps), winner, branchText(r.baseline), branchText(r.suggested), r.heldOutExamples === null ? 'probe()' : String(r.heldOutExamples)]);
 }
 
 export function describeChange(change: SuggestionEntry['suggestion']['change']): string {

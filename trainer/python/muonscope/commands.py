@@ -4,8 +4,8 @@ carried out or refused with a protocol error code and nothing changed; every acc
 
 apply_suggestion, dismiss_suggestion: the suggestions are the host's (docs/python.md §3): it resolves
 apply_suggestion into a plain set_lr or set_schedule and logs every suggestion_outcome itself, so these
-never reach Python from a host; one that does is refused, nothing changed. race is refused: torch runs
-do not fork yet.
+never reach Python from a host; one that does is refused, nothing changed. A race reaches Python as the
+host's ``measure`` ``race`` (race.py), never as a command; a ``race`` command is refused.
 """
 from __future__ import annotations
 
@@ -135,4 +135,4 @@ def apply(run: Any, command: Dict[str, Any], source: str, command_id: Optional[s
         return step, run.checkpoint(reason or f"requested by {source}")
     if kind in ("apply_suggestion", "dismiss_suggestion"):
         raise Refused("NOT_ALLOWED_NOW", f"{kind}: suggestions are the host's (it forwards an applied one as set_lr or set_schedule); nothing changed")
-    raise Refused("NOT_ALLOWED_NOW", "race: fork-and-race is not available for torch runs yet; nothing changed")
+    raise Refused("NOT_ALLOWED_NOW", "race: the host runs races as a `measure` `race` (it resolves the suggestion first); nothing changed")

@@ -28,10 +28,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from . import optinfo
+from . import optinfo, race
 from .optim import DynMuon, adjust_lr_scale
 
-WHATS = ("modeDirections",)
+#: modeDirections: the mode probe (here); race: fork-and-race (race.py).
+WHATS = ("modeDirections", "race")
 
 
 class MeasureRefused(Exception):
@@ -267,9 +268,12 @@ def answer(run: Any, msg: Dict[str, Any]) -> Dict[str, Any]:
         what = msg.get("what")
         if what not in WHATS:
             raise MeasureRefused("INVALID_COMMAND", f"measure: unknown what {what!r}; expected one of {', '.join(WHATS)}")
-        result = mode_directions_result(run, check_params(msg.get("params")))
+        if what == "race":
+            result = race.race_result(run, msg.get("params"))
+        else:
+            result = mode_directions_result(run, check_params(msg.get("params")))
         return {"type": "measured", "id": mid, "result": result}
-    except MeasureRefused as e:
+    except (MeasureRefused, race.RaceRefused) as e:
         return {"type": "refused", "id": mid, "code": e.code, "message": e.message[:2000]}
     except Exception as e:  # a failed measurement must not take the run down
-        return {"type": "refused", "id": mid, "code": "INTERNAL", "message": f"modeDirections failed: {type(e).__name__}: {e}"[:2000]}
+        return {"type": "refused", "id": mid, "code": "INTERNAL", "message": f"{what} failed: {type(e).__name__}: {e}"[:2000]}
