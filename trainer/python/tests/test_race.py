@@ -130,3 +130,40 @@ def test_a_run_without_probes_or_schedule_is_refused(tmp_path):
     run.observer.probe = None
     reply = answer(run, {"type": "measure", "id": "m2", "what": "race", "params": {"steps": 2, "change": {"kind": "set_lr", "lr": 0.1}}})
     assert reply["code"] == "NOT_ALLOWED_NOW" and "probe" in reply["message"]
+
+
+def race_result_issues(results):
+    """Python's race answers through the host's own validator (trainer/host/channel-messages.ts validateRaceResult)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    if shutil.which("node") is None or not (repo / "node_modules" / "tsx").exists():
+        pytest.fail("node with tsx is needed to run the host's validator (npm install)")
+    fd, name = tempfile.mkstemp(suffix=".ts")
+    os.close(fd)
+    script = Path(name)
+    script.write_text(
+        f"import {{ validateRaceResult }} from {json.dumps((repo / 'trainer' / 'host' / 'channel-messages.ts').as_uri())};\n"
+        "import { readFileSync } from 'node:fs';\n"
+        "const rs = JSON.parse(readFileSync(0, 'utf8'));\n"
+        "console.log(JSON.stringify(rs.map((r: unknown) => { const v = validateRaceResult(r); return v.ok ? null : v.issues; })));\n")
+    try:
+        out = subprocess.run(["node", "--import", "tsx", str(script)], input=json.dumps(results), capture_output=True, text=True, cwd=repo, timeout=60)
+    finally:
+        script.unlink()
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_every_race_answer_passes_the_hosts_validator(tmp_path):
+    run, model, opts = make_run(tmp_path, nan_above_lr=0.03)
+    answers = [race.race_result(run, {"steps": 2, "change": {"kind": "set_lr", "lr": 0.05}}),  # one branch diverged
+               race.race_result(run, {"steps": 2, "change": {"kind": "set_schedule", "schedule": {"type": "constant", "p": 0}}})]
+    assert race_result_issues(answers) == [None, None]
+    broken = dict(answers[1], steps=0)
+    assert race_result_issues([broken])[0][0]["path"] == "/result/steps"
