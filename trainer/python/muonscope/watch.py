@@ -52,6 +52,9 @@ it, watch starts a host for this process when it finds the muonscope CLI and Nod
 writes the run folder itself (runfolder.py) and prints on stderr where and how to open it.
 When the host goes away, records wait in memory for ``MUONSCOPE_HOST_TIMEOUT_S`` seconds (default 30)
 before Python writes the log itself (docs/python.md §4).
+
+**Data parallel** (torch.distributed initialized with several processes, DDP): rank 0 is the run and the
+other ranks follow it at each step boundary (distributed.py, docs/python.md "Data parallel").
 """
 from __future__ import annotations
 
@@ -70,6 +73,7 @@ import torch
 
 from . import autostart
 from . import commands as cmds
+from . import distributed as ddp
 from . import measure
 from . import optinfo
 from .channel import ChannelClient, ChannelError
@@ -153,6 +157,9 @@ class Run:
         self._mark = time.perf_counter()
         self._own_ms = 0.0
         self._p: Optional[float] = None
+        # Under torch.distributed with several processes, rank 0 is the run and the others follow it at
+        # each step boundary (distributed.py); a single process never takes the distributed paths.
+        self._dist, self._leader, self._world = ddp.is_distributed(), ddp.is_leader(), ddp.world_size()
 
         # Everything that can refuse the arguments runs before anything is created.
         self.observer = Observer(self.params, optimizers, self.emit, diag, probe=probe, noise_probe=noise_probe,
@@ -162,13 +169,13 @@ class Run:
         if resume is not None:
             self.steps_done = _restore(resume, model, optimizers)
 
-        address = channel or os.environ.get("MUONSCOPE_CHANNEL")
+        address = (channel or os.environ.get("MUONSCOPE_CHANNEL")) if self._leader else None
         token = os.environ.get("MUONSCOPE_CHANNEL_TOKEN", "")
         self.channel: Optional[ChannelClient] = None
         self.writer: Optional[LogWriter] = None
         host_dir = os.environ.get("MUONSCOPE_RUN_DIR")
         # No host around: start one for this process when the CLI and Node are there (docs/python.md §4).
-        self.host = None if address else autostart.start_for_run(self.config, out, host)
+        self.host = None if address or not self._leader else autostart.start_for_run(self.config, out, host)
         if self.host is not None:
             address, token, host_dir = self.host.channel, self.host.channel_token, self.host.run_dir
         if address:
@@ -183,6 +190,9 @@ class Run:
         if self.channel is not None:
             self.run_dir = Path(self.channel.run_dir) if self.channel.run_dir else None
             self.run_id = str(self.channel.welcome.get("runId") or (self.run_dir.name if self.run_dir else name))
+        elif not self._leader:
+            # Another rank of a data-parallel run: rank 0 writes the run, this one opens and writes nothing.
+            self.run_dir, self.run_id = None, name
         else:
             # The host's folder when it made one (its log continued), else a new folder under `out`.
             existing = address and host_dir and (Path(host_dir) / "config.json").exists()
@@ -194,7 +204,7 @@ class Run:
         device = next((p.param.device for p in self.params), torch.device("cpu"))
         started = {"resumedFrom": str(Path(resume).resolve())[:4096]} if resume is not None else {}
         self.emit({
-            **started, "kind": "run_started", "step": self.steps_done, "runId": self.run_id, "protocol": PROTOCOL_VERSION, "config": self.config,
+            **started, **({"worldSize": self._world} if self._dist else {}), "kind": "run_started", "step": self.steps_done, "runId": self.run_id, "protocol": PROTOCOL_VERSION, "config": self.config,
             "backend": {"chosen": f"torch-{device.type}", "skipped": []},
             "kernels": {"chosen": f"torch {torch.__version__}", "skipped": []},
             "totalSteps": total_steps,
@@ -210,6 +220,8 @@ class Run:
     # ---- records ----
 
     def emit(self, record: Dict[str, Any]) -> None:
+        if not self._leader:  # rank 0 writes the run (distributed.py)
+            return
         if self.channel is not None:
             self.channel.send_record(record)
         else:
@@ -227,7 +239,9 @@ class Run:
         applies it): a loop may `break` on it, and close() then carries the stop out."""
         if self.stop_reason is not None or self.state in ("stopped", "finished", "crashed"):
             return True
-        if self.channel is None:
+        if self.channel is None or self._dist:
+            # Data parallel: a stop not yet applied is rank 0's alone, and a loop that broke on it there
+            # would leave the other ranks waiting in DDP's all-reduce; it applies at the next step on all.
             return False
         with self.channel.commands.mutex:
             waiting = list(self.channel.commands.queue)
@@ -261,7 +275,10 @@ class Run:
             # The update was taken before the loss was known: pause now (at the next step boundary).
             self._non_finite(f"loss is {held['loss']} at step {held['step']}", None, skip=False)
             return
-        self.emit(step_record(held["step"], held["loss"], held["lr"], held["p"], held["stepMs"], held.get("tokens")))
+        record = step_record(held["step"], held["loss"], held["lr"], held["p"], held["stepMs"], held.get("tokens"))
+        if "rankStepMs" in held:  # data parallel (distributed.py)
+            record.update(worldSize=self._world, rankStepMs=held["rankStepMs"])
+        self.emit(record)
 
     # ---- diagnostics settings ----
 
@@ -376,6 +393,9 @@ class Run:
             if not self._warned_no_loss:
                 self._warned_no_loss = True
                 self.emit(alert_record(self.steps_done, "warning", "NO_LOSS", "no loss was logged for a step (call run.log(loss=…) before or after optimizer.step()); steps without one get no step record"))
+        if self._dist:
+            self._pre_step_distributed(started)
+            return
         self._drain(block=False)
         self._skip = False
         loss = self._pending.get("loss")
@@ -415,6 +435,97 @@ class Run:
                 return p.name
         return None
 
+    # ---- data parallel (distributed.py): rank 0 decides at each step boundary, every rank follows ----
+
+    # How long rank 0 waits for commands between two "still paused" broadcasts: the other ranks wait in
+    # the broadcast, and a collective that never completes would hit the process group's timeout (30 min
+    # by default) and end the run; one every 0.2 s keeps a pause of any length alive.
+    PAUSE_POLL_S = 0.2
+
+    def _pre_step_distributed(self, started: float) -> None:
+        """The step boundary of _pre_step for every rank of a data-parallel run: rank 0 takes the commands
+        as a single process does and broadcasts them with its verdict (skip the update, paused, stopping);
+        the other ranks apply the same commands and take rank 0's state, so lr, p schedule, pauses and
+        stops are the same on every rank at the same step."""
+        payload = None
+        if self._leader:
+            taken = self._take(block=False)
+            self._skip = False
+            loss = self._pending.get("loss")
+            if loss is not None and not math.isfinite(loss):  # rank 0's loss; the gradients are all-reduced
+                self._pending.pop("loss")
+                self._non_finite(f"loss is {loss} at step {self.steps_done}", None, skip=True)
+                self._skip = True
+            else:
+                bad = self._non_finite_layer()
+                if bad is not None:
+                    self._non_finite(f"gradient of {bad} is not finite at step {self.steps_done}", bad, skip=True)
+                    self._skip = True
+            payload = {"msgs": taken, "skip": self._skip, **self._verdict()}
+        payload = self._follow(ddp.broadcast(payload))
+        self._skip = payload["skip"]
+        paused_at = time.perf_counter()
+        while payload["paused"]:
+            payload = None
+            if self._leader:
+                taken = self._take(block=True, timeout=self.PAUSE_POLL_S)
+                payload = {"msgs": taken, **self._verdict()}
+            payload = self._follow(ddp.broadcast(payload))
+        paused_ms = (time.perf_counter() - paused_at) * 1000
+        if self.stop_reason is not None:
+            self._stop_now()
+        if self._skip:
+            for o in self.optimizers:
+                for g in o.param_groups:
+                    for p in g["params"]:
+                        p.grad = None
+        else:
+            self._p = optinfo.current_p(self.optimizer)
+            if self._leader:
+                self.observer.before_step(self.steps_done)
+        self._own_ms += (time.perf_counter() - started) * 1000 - paused_ms
+        self._mark += paused_ms / 1000
+
+    def _verdict(self) -> Dict[str, Any]:
+        """Rank 0's state after the commands it applied, for the other ranks to take."""
+        return {"state": self.state, "stepsBeforePause": self.steps_before_pause, "stopReason": self.stop_reason,
+                "paused": self.state == "paused" and self.stop_reason is None}
+
+    def _follow(self, payload: Dict[str, Any]) -> Dict[str, Any]:
+        """On ranks other than 0: applies rank 0's commands (their records and replies are rank 0's, so
+        nothing is sent) and takes its state, which decides the pause and the stop on this rank too."""
+        if not self._leader:
+            for msg in payload["msgs"]:
+                self._apply(msg)
+            self.state, self.steps_before_pause, self.stop_reason = payload["state"], payload["stepsBeforePause"], payload["stopReason"]
+        return payload
+
+    def _take(self, block: bool, timeout: float = 0.0) -> list:
+        """Rank 0's _drain: applies what the host sent (waiting up to `timeout` s while paused) and returns
+        the commands among it for the other ranks; measures are rank 0's alone and not passed on."""
+        taken: list = []
+        if self.channel is None:
+            if block:
+                time.sleep(timeout)
+            return taken
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = self.channel.commands.get(timeout=0.05) if block else self.channel.commands.get_nowait()
+            except queue.Empty:
+                if block and self.state == "paused" and self.stop_reason is None and time.monotonic() < deadline:
+                    continue
+                return taken
+            if msg.get("type") == "measure" and msg.get("what") == "race":
+                # A race trains branches on this process alone; DDP's all-reduce would wait for the others.
+                self.channel.send({"type": "refused", "id": str(msg.get("id", ""))[:64], "code": "NOT_ALLOWED_NOW",
+                                   "message": "race: fork-and-race is not available for data-parallel runs yet"})
+                continue
+            self._apply(msg)
+            if msg.get("type") != "measure":
+                taken.append(msg)
+            block = block and self.state == "paused" and self.stop_reason is None
+
     def _post_step(self) -> None:
         optimizer = self.optimizer
         if self._closed or self._skip:
@@ -426,12 +537,15 @@ class Run:
         step_ms = max(0.0, (now - self._mark) * 1000 - self._own_ms)
         held = {"step": step, "lr": optinfo.run_lr(optimizer), "p": self._p, "stepMs": step_ms,
                 "tokens": self._pending.pop("tokens", None)}
+        if self._dist:  # every rank takes part; rank 0 gets the times (distributed.py says why every step)
+            held["rankStepMs"] = ddp.gather_step_ms(step_ms)
         if "loss" in self._pending:
             self._held = {**held, "loss": self._pending.pop("loss")}
             self._write_held()
         else:
             self._held = held
-        self.observer.after_step(step, step_ms)
+        if self._leader:  # diagnostics are rank 0's, like every record
+            self.observer.after_step(step, step_ms)
         if self.steps_before_pause is not None:
             self.steps_before_pause -= 1
             if self.steps_before_pause <= 0:

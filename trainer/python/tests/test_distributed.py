@@ -1,0 +1,180 @@
+"""muonscope.watch under torch.distributed: two CPU processes (gloo, torch.multiprocessing), a DDP model and
+DynMuon. Rank 0 alone writes the run (a run folder, or the fake host of test_watch.py over the channel);
+commands apply at the same step on both ranks; the step record carries worldSize and each rank's step time."""
+import queue
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+import muonscope
+from muonscope.optim import DynMuon
+from test_watch import FakeHost, batch, mlp, protocol_issues, read_log
+
+# Each test spawns two torch processes (about 10 s on a loaded 2-core machine).
+pytestmark = [pytest.mark.skipif(not dist.is_available(), reason="torch without torch.distributed"), pytest.mark.slow]
+
+WORLD = 2
+
+
+def _worker(rank, init, out, address, reports, steps, pace_s):
+    """One rank: a DDP MLP trained with DynMuon under watch; after each step it reports what a test compares
+    between ranks (steps_done, lr, p, state), and at the end how it ended."""
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    try:
+        model = DDP(mlp())
+        opt = DynMuon(model.parameters(), total_steps=steps, lr=0.02, schedule={"type": "constant", "p": 0.5})
+        x, y = batch(seed=rank + 1)  # each rank its own data, as data parallel has it
+        kw = {"host": False, "out": out} if address is None else {"channel": address, "out": out}
+        run = muonscope.watch(model, opt, total_steps=steps, name="ddp", **kw)
+        with run:
+            for _ in range(steps):
+                loss = nn.functional.mse_loss(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                run.log(loss=loss)
+                opt.step()
+                reports.put((rank, "step", run.steps_done, opt.param_groups[0]["lr"], opt.current_p(), run.state))
+                if pace_s:
+                    time.sleep(pace_s)
+        reports.put((rank, "end", run.steps_done, run.should_stop, run.state))
+    finally:
+        dist.destroy_process_group()
+
+
+class Ranks:
+    """The spawned ranks and what they report; every process is gone when it closes."""
+
+    def __init__(self, tmp_path, address=None, steps=4, pace_s=0.0):
+        ctx = mp.get_context("spawn")
+        self.reports_q = ctx.Queue()
+        self.out = str(tmp_path / "runs")
+        init = (tmp_path / "pg-init").as_uri()
+        self.procs = mp.start_processes(_worker, args=(init, self.out, address, self.reports_q, steps, pace_s),
+                                        nprocs=WORLD, join=False, start_method="spawn")
+        self.seen = []
+
+    def drain(self):
+        while True:
+            try:
+                self.seen.append(self.reports_q.get_nowait())
+            except queue.Empty:
+                return self.seen
+
+    def wait_for(self, pred, timeout=45.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.drain()
+            if pred():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def done(self, rank):
+        return max((r[2] for r in self.seen if r[0] == rank and r[1] == "step"), default=0)
+
+    def ends(self):
+        return sorted((r for r in self.seen if r[1] == "end"), key=lambda r: r[0])
+
+    def join(self, timeout=45.0):
+        deadline = time.monotonic() + timeout
+        while not self.procs.join(timeout=0.5):  # raises if a rank failed
+            assert time.monotonic() < deadline, "the ranks did not end"
+        self.drain()
+        return [p.exitcode for p in self.procs.processes]
+
+    def close(self):
+        for p in self.procs.processes:
+            if p.is_alive():
+                p.terminate()
+            p.join(5)
+        assert not any(p.is_alive() for p in self.procs.processes)
+        self.reports_q.close()
+
+
+def test_a_ddp_run_folder_holds_only_rank_0s_records_with_each_ranks_step_time(tmp_path):
+    ranks = Ranks(tmp_path, steps=4)
+    try:
+        assert ranks.join() == [0, 0]
+    finally:
+        ranks.close()
+    (run_dir,) = [d for d in Path(ranks.out).iterdir() if d.is_dir()]  # one folder: rank 1 wrote none
+    records = read_log(run_dir)
+    assert [r["kind"] for r in records].count("run_started") == 1
+    (started,) = [r for r in records if r["kind"] == "run_started"]
+    assert started["worldSize"] == 2
+    steps = [r for r in records if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == [0, 1, 2, 3]  # once each: rank 1 emitted nothing
+    for r in steps:
+        assert r["worldSize"] == 2 and len(r["rankStepMs"]) == 2 and all(ms >= 0 for ms in r["rankStepMs"])
+        assert r["rankStepMs"][0] == r["stepMs"]  # rank 0's own
+    assert [r["state"] for r in records if r["kind"] == "state"] == ["finished"]
+    assert [e[2:] for e in ranks.ends()] == [(4, True, "finished")] * 2
+    assert protocol_issues(records) == []
+
+
+@pytest.fixture
+def fake_host(tmp_path):
+    run_dir = tmp_path / "hosted-run"
+    run_dir.mkdir()
+    h = FakeHost(run_dir)
+    yield h
+    h.close()
+
+
+def test_commands_apply_at_the_same_step_on_every_rank(tmp_path, fake_host):
+    host = fake_host
+    ranks = Ranks(tmp_path, address=host.address, steps=100000, pace_s=0.03)
+
+    def send(cid, command):
+        assert host.ready.wait(45)
+        host._send({"type": "command", "id": cid, "command": command, "source": "test"})
+        assert host.wait_for(lambda: host.replies(cid), timeout=20), f"no reply to {cid}"
+        (reply,) = host.replies(cid)
+        assert reply["type"] == "ack", reply
+        return reply["step"]
+
+    def per_step(rank):
+        return {r[2]: r for r in ranks.seen if r[0] == rank and r[1] == "step"}
+
+    try:
+        assert ranks.wait_for(lambda: min(ranks.done(0), ranks.done(1)) >= 2)
+        lr_at = send("lr", {"kind": "set_lr", "lr": 0.05})
+        p_at = send("sch", {"kind": "set_schedule", "schedule": {"type": "constant", "p": 0.25}})
+        assert ranks.wait_for(lambda: min(ranks.done(0), ranks.done(1)) >= p_at + 2)
+        r0, r1 = per_step(0), per_step(1)
+        for done in sorted(set(r0) & set(r1)):  # after step index done-1
+            assert r0[done][3] == r1[done][3] == (0.05 if done > lr_at else 0.02), done
+            assert r0[done][4] == r1[done][4], done
+            if done > p_at:
+                assert r0[done][4] == 0.25
+
+        paused_at = send("pz", {"kind": "pause"})
+        time.sleep(1.5)  # the ranks would take ~40 steps in this time
+        ranks.drain()
+        assert ranks.done(0) == ranks.done(1) == paused_at  # both held before step `paused_at`
+        assert send("go", {"kind": "resume"}) == paused_at
+        assert ranks.wait_for(lambda: min(ranks.done(0), ranks.done(1)) >= paused_at + 2)
+
+        stopped_at = send("st", {"kind": "stop"})
+        assert ranks.join() == [0, 0]
+    finally:
+        ranks.close()
+    # Both ranks ended cleanly at the acked step (StopTraining on each, swallowed by `with`).
+    assert [e[2:] for e in ranks.ends()] == [(stopped_at, True, "stopped")] * 2
+    assert host.wait_for(lambda: any(m["type"] == "bye" for m in host.messages))
+    assert host.hello["rank"] == 0  # only rank 0 opened a channel
+    assert not Path(ranks.out).exists()  # and no rank wrote a folder of its own
+    steps = host.records("step")
+    assert [r["step"] for r in steps] == list(range(stopped_at))
+    assert all(r["worldSize"] == 2 and len(r["rankStepMs"]) == 2 for r in steps)
+    assert [(r["command"], r["step"]) for r in host.records("control")] == [
+        ("set_lr", lr_at), ("set_schedule", p_at), ("pause", paused_at), ("resume", paused_at), ("stop", stopped_at)]
+    # The final checkpoint is rank 0's: one file.
+    (ck,) = host.records("checkpoint")
+    assert ck["step"] == stopped_at and len(list((Path(host.run_dir) / "checkpoints").iterdir())) == 1
