@@ -144,6 +144,7 @@ class Run:
         self.model, self.optimizer, self.total_steps, self.name = model, optimizer, total_steps, name
         self.optimizers = optimizers
         self._stepped: set = set()  # the optimizers that have stepped in the step under way
+        self.racing = False  # set by race.py while a fork-and-race branch trains
         self.params = classify(model)
         self.state = "running"
         self.steps_done = 0
@@ -371,6 +372,8 @@ class Run:
             self.set_state("paused", message)
 
     def _pre_hook(self, optimizer, args, kwargs) -> None:
+        if self.racing:  # a race branch's step (race.py): not the run's, restored afterwards
+            return
         # With several optimizers, the step starts at the first one called; a second call of the same
         # optimizer before the others means the last step did not call them all: a new step starts.
         if self._stepped and id(optimizer) not in self._stepped:
@@ -379,6 +382,8 @@ class Run:
         self._pre_step()
 
     def _post_hook(self, optimizer, args, kwargs) -> None:
+        if self.racing:
+            return
         self._stepped.add(id(optimizer))
         if len(self._stepped) == len(self.optimizers):
             self._stepped = set()
