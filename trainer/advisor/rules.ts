@@ -56,6 +56,14 @@ export const P_MODEL_MIN_CONFIDENCE = 0.6;
  * probe it replaces did not, §8). The evidence bench decides later whether the cap goes.
  */
 export const P_MODEL_CONFIDENCE_CAP = 0.45;
+/**
+ * keep_p_positive's confidence is capped at its measured win rate (0.47), below the default auto threshold: in
+ * the full evidence run (test/bench/results/advisor.md, 2026-12-01) its suggestions claimed 0.5–0.8, and its
+ * choice won 50 of 107 fork-and-races (47%; lost 35, tied 22), while following every one of them changed no
+ * task's steps to target against the schedule it retimed (ratios 1.000–1.011). Worth showing, with its
+ * calibration; not worth applying unattended.
+ */
+export const KEEP_P_POSITIVE_CONFIDENCE_CAP = 0.47;
 /** Plateau: the validation loss improved by less than this fraction over the last evaluations. */
 export const PLATEAU_IMPROVEMENT = 0.005;
 const PLATEAU_EVALS = 4;
@@ -192,7 +200,7 @@ export function keepPPositiveRule(o: Observations, s: RuleSettings): Proposal | 
       { name: 'Batch SNR along the top direction, lower 95% bound (median over layers)', value: round(low), threshold: SNR_HIGH, comparison: '>', step: Math.max(...snrs.map((x) => x.step)), note: `point estimate ${fmt(median(snrs.map((x) => x.top)))}` },
       { name: 'p now', value: o.p, threshold: P_EPS, comparison: '<' },
     ],
-    confidence: clamp01(0.25 * Math.min(2, ratio / KAPPA_RISING_RATIO) + 0.25 * Math.min(2, low / SNR_HIGH)) * 0.8,
+    confidence: Math.min(KEEP_P_POSITIVE_CONFIDENCE_CAP, clamp01(0.25 * Math.min(2, ratio / KAPPA_RISING_RATIO) + 0.25 * Math.min(2, low / SNR_HIGH)) * 0.8),
     expectedEffect: 'larger steps along the high-curvature, high-signal directions while they still reduce the loss fastest',
   };
 }
