@@ -182,6 +182,11 @@ export class RunStore {
   readonly lr = new Series();
   readonly p = new Series();
   readonly stepMs = new Series();
+  /**
+   * A data-parallel run's ranks at its last step record that named them (PyTorch under torch.distributed):
+   * the world size and each rank's step time; null for one process. The slowest rank sets the pace.
+   */
+  ranks: { step: number; worldSize: number; rankStepMs: number[] } | null = null;
   readonly valLoss = new Series();
   readonly model = {
     kappaUpdate: new Series(),
@@ -273,6 +278,7 @@ export class RunStore {
         this.lr.push(r.step, r.lr);
         this.p.push(r.step, r.p ?? NaN);
         this.stepMs.push(r.step, r.stepMs);
+        if (r.worldSize !== undefined && r.rankStepMs !== undefined) this.ranks = { step: r.step, worldSize: r.worldSize, rankStepMs: r.rankStepMs };
         return;
       case 'eval':
         this.valLoss.push(r.step, r.valLoss);

@@ -9,6 +9,7 @@ import { exactCurve, RELEASED_IDENTITY_FROM, releasedCurve } from '../../webview
 import { LAYER_METRICS, LAYER_SERIES_CAP, RunStore, SERIES_CAP, SPECTRA_HISTORY_CAP, Series, type LayerMetric } from '../../webview/store.js';
 import { lossAt, pModelCaption, pModelChartData, pModelLayerRows } from '../../webview/p-model-data.js';
 import { calibrationText, parseRaceSteps } from '../../webview/suggestion-text.js';
+import { ranksText } from '../../webview/ranks-text.js';
 import { synthDiagnostics, synthPModel, synthRace } from '../fixtures/dashboard/synth.js';
 import { assertAbove, assertAtMost, assertBelow } from '../helpers/bounds.js';
 
@@ -233,4 +234,16 @@ test('the p-model chart: the curve and band on the grid, the marked p values on 
   assert.equal(d.summary, 'Expected loss after the next 40 steps for 3 values of p from -0.5 to 0.5: lowest 1 at p = 0; recommended p = 0 (confidence 80%); p in force 0.25 (expected loss 1.5); the schedule goes 0.25 → -0.25 over the horizon; the cross-check prefers p = 0.75.');
   assert.equal(pModelCaption(record), 'Mode model at step 300: recommends p = 0 with confidence 80% (share of bootstrap replicates whose best p is within one grid step) over the next 40 steps; 1 direction in 1 layer, 8 microbatches of 16 held-out examples; this probe 1234 ms, all probes so far 7.5% of training time.');
   assert.deepEqual(pModelLayerRows(record), [['l0', '4×6', '1', '1.9', '0.95', '0.7', '0.5', '-0.125']]);
+});
+
+test('a data-parallel run: the store keeps the last per-rank step times and the Overview names the slowest rank', () => {
+  const r = new RunStore('a');
+  r.apply([step(1, 0)]);
+  assert.equal(r.ranks, null, 'one process: no ranks');
+  assert.equal(ranksText(r.ranks, undefined), '1');
+  r.apply([{ ...step(2, 1), worldSize: 3, rankStepMs: [40, 55.5, 38] } as LogRecord, step(3, 2)]);
+  assert.deepEqual(r.ranks, { step: 1, worldSize: 3, rankStepMs: [40, 55.5, 38] }, 'a step without ranks keeps the last that had them');
+  assert.equal(ranksText(r.ranks, 3), '3 · slowest rank 1: 55.5 ms/step (fastest rank 2: 38 ms) at step 2');
+  assert.ok(validateLogRecord({ ...step(4, 3), worldSize: 2, rankStepMs: [1, 2] }).ok, 'the protocol takes the fields');
+  assert.ok(!validateLogRecord({ ...step(4, 3), worldSize: 0, rankStepMs: [1] }).ok, 'a world of 0 ranks is refused');
 });

@@ -8,13 +8,14 @@ import { optimizerLabel } from '../../common/optimizer-label.js';
 import { Chart } from '../charts/chart.js';
 import { alignSeries, sharedStepRange } from '../charts/align.js';
 import { h, fmt, setText } from '../dom.js';
+import { ranksText } from '../ranks-text.js';
 import { emaSmooth, downsampleMinMax } from '../downsample.js';
 import { plannedCurve, plannedEntries } from '../schedule-timeline.js';
 import type { RunStore } from '../store.js';
 import { checkbox } from '../ui/toolkit.js';
 import { describeSeries, markerText, points, type View, type ViewContext } from './view.js';
 
-const INFO_FIELDS = ['Run', 'State', 'Step', 'Optimizer', 'Task', 'Loss floor', 'Backend', 'Kernels', 'Steps/s'] as const;
+const INFO_FIELDS = ['Run', 'State', 'Step', 'Optimizer', 'Task', 'Loss floor', 'Backend', 'Kernels', 'Steps/s', 'Ranks'] as const;
 
 export class OverviewView implements View {
   readonly id = 'overview' as const;
@@ -101,6 +102,7 @@ export class OverviewView implements View {
     set('Backend', s ? `${s.backend.chosen}${s.backend.skipped.length ? ` (skipped: ${s.backend.skipped.map((k) => k.name).join(', ')})` : ''}` : '—');
     set('Kernels', s ? `${s.kernels.chosen}${s.kernels.skipped.length ? ` (skipped: ${s.kernels.skipped.map((k) => k.name).join(', ')})` : ''}` : '—');
     set('Steps/s', Number.isFinite(last) && last > 0 ? fmt(1000 / last) : '—');
+    set('Ranks', ranksText(run.ranks, s?.worldSize));
   }
 
   private renderCharts(run: RunStore, smoothing: number): void {
@@ -142,3 +144,4 @@ export class OverviewView implements View {
     this.alerts.replaceChildren(...(items.length ? items : [h('li', { class: 'empty' }, 'No alerts.')]));
   }
 }
+
