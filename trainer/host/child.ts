@@ -7,6 +7,7 @@
  * not passed on (a background process group reading the terminal would be stopped).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { RankLines } from './rank-failure.js';
 
 /** How many of the command's last output lines are kept. */
 export const TAIL_LINES = 50;
@@ -18,7 +19,11 @@ export class LineTail {
   private readonly lines: string[] = [];
   private readonly partial = new Map<string, string>();
 
-  constructor(private readonly max = TAIL_LINES) {}
+  constructor(
+    private readonly max = TAIL_LINES,
+    /** Every complete line, as it passes (the per-rank lines of a data-parallel launch, rank-failure.ts). */
+    private readonly onLine: (line: string) => void = () => undefined,
+  ) {}
 
   push(stream: string, text: string): void {
     const parts = ((this.partial.get(stream) ?? '') + text).split('\n');
@@ -38,6 +43,7 @@ export class LineTail {
 
   private add(line: string): void {
     const clean = line.replace(/\r$/, '');
+    this.onLine(clean.length > MAX_LINE_CHARS ? clean.slice(0, MAX_LINE_CHARS) : clean);
     this.lines.push(clean.length > MAX_LINE_CHARS ? `${clean.slice(0, MAX_LINE_CHARS - 1)}…` : clean);
     if (this.lines.length > this.max) this.lines.splice(0, this.lines.length - this.max);
   }
@@ -68,7 +74,9 @@ export interface ChildOptions {
 }
 
 export class SupervisedChild {
-  readonly tail = new LineTail();
+  /** Each rank's own last lines, when the command is a data-parallel launcher (torchrun). */
+  readonly ranks = new RankLines();
+  readonly tail = new LineTail(TAIL_LINES, (line) => this.ranks.add(line));
   /** Resolves once the process has exited and its output is read to the end. */
   readonly exited: Promise<ChildExit>;
   private readonly child: ChildProcess;

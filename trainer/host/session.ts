@@ -235,6 +235,12 @@ export async function startHost(opts: HostOptions): Promise<HostSession> {
     const state = bridge.runState;
     const failed = !!exit.error || exit.code !== 0;
     const what = exit.description ?? `the command ${describeExit(exit)}`;
+    // A data-parallel launch: which rank failed first and its own last lines, whatever the others logged.
+    const rank = failed && child instanceof SupervisedChild ? child.ranks.firstFailure() : null;
+    if (rank) {
+      const head = `rank ${rank.rank} failed first${rank.error ? ` (${rank.error})` : ''}; ${rank.lines.length ? 'its last lines:\n' : 'it printed nothing of its own'}`;
+      alert('error', 'RANK_FAILED', head + clipStart(rank.lines.join('\n'), Math.max(0, 2000 - head.length)));
+    }
     if (state && FINAL.has(state)) {
       // After a forwarded Ctrl-C, Python logs `stopped` and may still die of the signal: that is the stop asked for.
       if (failed && state !== 'crashed' && !stopSignal) alert('warning', 'PROCESS_EXIT', `${what} after the run had ${state}`);

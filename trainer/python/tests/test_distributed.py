@@ -178,3 +178,45 @@ def test_commands_apply_at_the_same_step_on_every_rank(tmp_path, fake_host):
     # The final checkpoint is rank 0's: one file.
     (ck,) = host.records("checkpoint")
     assert ck["step"] == stopped_at and len(list((Path(host.run_dir) / "checkpoints").iterdir())) == 1
+
+
+# ---------- under the host, launched by torchrun ----------
+
+def _torchrun(*args):
+    """`python -m torch.distributed.run --standalone` (torchrun, with a free rendezvous port) on tests/e2e/ddp_train.py."""
+    import sys
+    script = Path(__file__).resolve().parent / "e2e" / "ddp_train.py"
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD), str(script), *args]
+
+
+@pytest.mark.skipif(__import__("shutil").which("node") is None, reason="node is not on PATH: the host is Node")
+def test_muonscope_run_torchrun_one_run_from_two_ranks_and_a_dying_rank_is_named(tmp_path):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
+    from host import Host, Validator  # noqa: E402
+
+    validator = Validator()
+    try:
+        ok = Host(tmp_path / "ok", [], command=_torchrun("--steps", "5"))
+        assert ok.wait(timeout=120) == 0, ok.output()
+        records = read_log(ok.run_dir)
+        assert validator.issues(ok.run_dir / "log.ndjson") == []
+        started = [r for r in records if r["kind"] == "run_started"]
+        assert len(started) == 1 and started[0]["worldSize"] == WORLD and started[0]["config"]["name"] == "ddp-e2e"
+        steps = [r for r in records if r["kind"] == "step"]
+        assert [r["step"] for r in steps] == list(range(5)), "each step once: only rank 0 reports"
+        assert all(r["worldSize"] == WORLD and len(r["rankStepMs"]) == WORLD for r in steps)
+        assert records[-1]["kind"] == "state" and records[-1]["state"] == "finished"
+
+        bad = Host(tmp_path / "bad", [], command=_torchrun("--steps", "8", "--crash-rank", "1", "--crash-at", "3"))
+        assert bad.wait(timeout=120) != 0
+        records = read_log(bad.run_dir)
+        assert validator.issues(bad.run_dir / "log.ndjson") == []
+        assert [r["step"] for r in records if r["kind"] == "step"] == [0, 1, 2], "steps until rank 1 died"
+        named = [r for r in records if r["kind"] == "alert" and r["code"] == "RANK_FAILED"]
+        assert len(named) == 1, bad.output()
+        assert named[0]["message"].startswith("rank 1 failed first (RuntimeError: rank 1 fails on purpose at step 3); its last lines:\n")
+        assert "raise RuntimeError" in named[0]["message"]
+        assert [r for r in records if r["kind"] == "state"][-1]["state"] == "crashed"
+    finally:
+        validator.close()

@@ -78,9 +78,10 @@ def read_log(run_dir: Path) -> List[Dict[str, Any]]:
 class Host:
     """`node --import tsx trainer/cli.ts run --out OUT -- python train.py ARGS`; its output kept in `lines`."""
 
-    def __init__(self, out: Path, args: List[str], env: Optional[Dict[str, str]] = None):
+    def __init__(self, out: Path, args: List[str], env: Optional[Dict[str, str]] = None, command: Optional[List[str]] = None):
+        """`command` replaces `python train.py ARGS` (e.g. a torchrun launch)."""
         cmd = ["node", "--import", "tsx", str(REPO / "trainer" / "cli.ts"), "run", "--out", str(out), "--",
-               sys.executable, str(TRAIN), *args]
+               *(command or [sys.executable, str(TRAIN), *args])]
         full_env = {**os.environ, **(env or {})}
         for k in ("MUONSCOPE_CHANNEL", "MUONSCOPE_CHANNEL_TOKEN", "MUONSCOPE_RUN_DIR", "MUONSCOPE_CONFIG"):
             full_env.pop(k, None)
