@@ -31,5 +31,5 @@ if [ "${#urls[@]}" -gt 0 ]; then
   for u in "${urls[@]:1}"; do args+=(--extra-index-url "$u"); done
 fi
 
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${args[@]}" -e "./trainer/python[test]"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${args[@]}" -e "./trainer/python[test,integrations]"
 "$VENV/bin/python" -c 'import torch, numpy, pytest, muonscope; print(f"python env ready: torch {torch.__version__}, numpy {numpy.__version__}, muonscope {muonscope.__version__}")'
