@@ -357,6 +357,14 @@ export const LogRecordSchema = Type.Union([
     /** The window's width in training steps, and how many measurements it holds. */
     windowSteps: Type.Optional(Int()),
     windowCount: Type.Optional(Int()),
+    /**
+     * Which estimator made the record (absent: 'microbatches', older logs): 'microbatches' from K held-out
+     * microbatches, 'ranks' from a data-parallel run's per-rank gradients before the all-reduce (small batch:
+     * one rank's, big: all `ranks` together, `batchSize`).
+     */
+    estimator: Type.Optional(Type.Union([Type.Literal('microbatches'), Type.Literal('ranks')])),
+    /** The data-parallel ranks of a 'ranks' estimate. */
+    ranks: Type.Optional(Int({ minimum: 2 })),
     /** The two batch sizes: K microbatches of `microbatchSize` held-out examples (small) and their union (big). */
     microbatches: Type.Optional(Int()),
     microbatchSize: Type.Optional(Int()),

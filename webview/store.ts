@@ -217,6 +217,8 @@ export class RunStore {
   };
   /** What the SNRs are of (logs from before it was recorded measured a microbatch's). */
   snrOf: NonNullable<RecordOf<'noise'>['snrOf']> = 'microbatch';
+  /** Whether a whole-model noise record from held-out microbatches has come (preferred to the ranks' estimate). */
+  noiseFromMicrobatches = false;
   costsMs: Record<string, number> = {};
   diagnosticsEvery = 0;
   readonly layers = new Map<string, LayerHistory>();
@@ -342,6 +344,14 @@ export class RunStore {
         }
         return;
       case 'noise':
+        // A data-parallel run with a noise_probe logs two whole-model estimates (`estimator`); the series holds
+        // one: the ranks' while there is no other, the microbatches' (which replaces it) once there is.
+        if (r.estimator === 'ranks') {
+          if (this.noiseFromMicrobatches) return;
+        } else if (r.layer === null && !this.noiseFromMicrobatches) {
+          this.noiseFromMicrobatches = true;
+          this.model.noiseScale.length = this.model.noiseScaleLatest.length = this.model.batchSize.length = 0;
+        }
         if (r.layer === null) {
           this.model.noiseScale.push(r.step, r.bSimple ?? NaN);
           if (r.bSimpleLatest !== undefined) this.model.noiseScaleLatest.push(r.step, r.bSimpleLatest ?? NaN);

@@ -61,9 +61,18 @@ def gather_step_ms(step_ms: float) -> Optional[List[float]]:
     parameter each step it is noise, and on CUDA the sync it forces is one run.log(loss=…) already makes
     (it reads the loss as a float), so there is no need for a cadence. all_gather rather than gather:
     every backend has it (gather is missing from NCCL in older torch)."""
+    every = gather_step(step_ms)
+    return [ms for ms, _ in every] if every is not None else None
+
+
+def gather_step(step_ms: float, extra: float = 0.0) -> Optional[List[tuple]]:
+    """gather_step_ms with one more float per rank riding on the same all_gather: (step ms, extra) per
+    rank, in rank order, on rank 0 (None elsewhere). The extra is this rank's local gradient squared norm
+    on a step the DDP noise estimator measures (ddp_noise.py), 0 otherwise: two floats every step, so the
+    tensors' shapes never depend on which steps are measured."""
     if not is_distributed():
-        return [float(step_ms)]
-    mine = torch.tensor([float(step_ms)], dtype=torch.float64, device=_device())
+        return [(float(step_ms), float(extra))]
+    mine = torch.tensor([float(step_ms), float(extra)], dtype=torch.float64, device=_device())
     every = [torch.empty_like(mine) for _ in range(world_size())]
     dist.all_gather(every, mine)
-    return [float(t.item()) for t in every] if is_leader() else None
+    return [tuple(float(v) for v in t.tolist()) for t in every] if is_leader() else None

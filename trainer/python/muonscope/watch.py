@@ -73,6 +73,7 @@ import torch
 
 from . import autostart
 from . import commands as cmds
+from . import ddp_noise
 from . import distributed as ddp
 from . import measure
 from . import optinfo
@@ -114,7 +115,9 @@ def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps:
           resume: Optional[str] = None, host: Optional[bool] = None) -> "Run":
     """Starts watching: see the module's docs. `probe()` returns a held-out loss (differentiable) for the
     curvature along the update; `noise_probe(i)` the loss of the i-th of K = diagnostics.microbatches
-    microbatches of `microbatch_size` held-out examples, for B_simple. `channel` (HOST:PORT) overrides
+    microbatches of `microbatch_size` held-out examples, for B_simple. `batch_size` is the training batch
+    (under DDP each rank's, which also lets ddp_noise.py estimate B_simple from the ranks' gradients).
+    `channel` (HOST:PORT) overrides
     MUONSCOPE_CHANNEL. `resume` is a checkpoint file of this run's (see the module's docs). Without a
     channel, watch starts a host itself when it finds the muonscope CLI and Node (autostart.py); `host=False`
     (or MUONSCOPE_NO_HOST=1) writes the run folder directly instead."""
@@ -163,8 +166,10 @@ class Run:
         self._dist, self._leader, self._world = ddp.is_distributed(), ddp.is_leader(), ddp.world_size()
 
         # Everything that can refuse the arguments runs before anything is created.
+        # Under DDP `batch_size` is each rank's batch; the training batch B_simple is set against is R times it.
+        train_batch = batch_size * self._world if self._dist and isinstance(batch_size, int) else batch_size
         self.observer = Observer(self.params, optimizers, self.emit, diag, probe=probe, noise_probe=noise_probe,
-                                 microbatches=int(diag["microbatches"]), microbatch_size=microbatch_size, batch_size=batch_size)
+                                 microbatches=int(diag["microbatches"]), microbatch_size=microbatch_size, batch_size=train_batch)
 
         # Loaded before the channel or folder exists: a bad checkpoint is refused with nothing created.
         if resume is not None:
@@ -214,6 +219,14 @@ class Run:
             # spectra are of that matrix; other parameters keep their own shape.
             "params": [{"name": p.name, "shape": [p.rows, p.cols] if p.is_matrix else list(p.shape), "route": p.route} for p in self.params],
         })
+        # Gradient noise from the ranks' own gradients (ddp_noise.py): the comm hook must be on the DDP model
+        # before its first backward, i.e. now. Every rank decides alike (same arguments on every rank).
+        self._rank_noise = None
+        if self._dist and diag.get("noise", True):
+            self._rank_noise = ddp_noise.attach(model, self._world, batch_size, int(diag["noiseWindowSteps"]),
+                                                lambda code, msg: self.emit(alert_record(self.steps_done, "warning", code, msg)))
+            if self._rank_noise is not None:
+                self._rank_noise.arm(self._rank_noise_due(self.steps_done))
         self._hooks = [h for o in optimizers for h in (o.register_step_pre_hook(_weak(self, Run._pre_hook)),
                                                        o.register_step_post_hook(_weak(self, Run._post_hook)))]
         atexit.register(_weak(self, Run._at_exit))
@@ -289,6 +302,12 @@ class Run:
 
     def configure_diagnostics(self, every: int, adaptive: bool, budget_pct: float) -> None:
         self.observer.scheduler.configure(every, adaptive, budget_pct)
+
+    def _rank_noise_due(self, step: int) -> bool:
+        """Whether DDP's all-reduce of `step` is measured for the noise estimate: the diagnostics' K-step
+        points (the estimate costs two norms per bucket, so the budget has nothing to ration). From the step
+        count and settings, which every rank shares (commands apply on all ranks at the same step)."""
+        return step % int(self.observer.scheduler.settings["every"]) == 0
 
     def set_lr(self, lr: float) -> None:
         old = optinfo.run_lr(self.optimizer)
@@ -480,6 +499,8 @@ class Run:
         if self.stop_reason is not None:
             self._stop_now()
         if self._skip:
+            if self._rank_noise is not None:  # a skipped step's gradients are not measured
+                self._rank_noise.discard()
             for o in self.optimizers:
                 for g in o.param_groups:
                     for p in g["params"]:
@@ -542,13 +563,22 @@ class Run:
         step_ms = max(0.0, (now - self._mark) * 1000 - self._own_ms)
         held = {"step": step, "lr": optinfo.run_lr(optimizer), "p": self._p, "stepMs": step_ms,
                 "tokens": self._pending.pop("tokens", None)}
+        noise_record = None
         if self._dist:  # every rank takes part; rank 0 gets the times (distributed.py says why every step)
-            held["rankStepMs"] = ddp.gather_step_ms(step_ms)
+            # The ranks' local gradient norms (ddp_noise.py) ride on the same all_gather.
+            rn = self._rank_noise
+            gathered = ddp.gather_step(step_ms, rn.local_sum() if rn is not None else 0.0)
+            held["rankStepMs"] = [ms for ms, _ in gathered] if gathered is not None else None
+            if rn is not None:
+                noise_record = rn.finish(step, [x for _, x in gathered] if gathered is not None else None)
+                rn.arm(self._rank_noise_due(self.steps_done))
         if "loss" in self._pending:
             self._held = {**held, "loss": self._pending.pop("loss")}
             self._write_held()
         else:
             self._held = held
+        if noise_record is not None:
+            self.emit(noise_record)
         if self._leader:  # diagnostics are rank 0's, like every record
             self.observer.after_step(step, step_ms)
         if self.steps_before_pause is not None:
@@ -573,6 +603,8 @@ class Run:
         self._closed = True
         for h in self._hooks:
             h.remove()
+        if self._rank_noise is not None:  # DDP keeps the comm hook: from now on a plain all-reduce
+            self._rank_noise.arm(False)
         if error is not None:
             self.emit(alert_record(self.steps_done, "error", "CRASH", f"{type(error).__name__}: {error}"))
             self.set_state("crashed", f"{type(error).__name__}: {error}")
