@@ -7,9 +7,10 @@ McCandlish et al.'s estimator (diagnostics.two_batch_estimate), with no held-out
 
 A DDP communication hook sees each bucket's local gradients before the all-reduce and the averaged ones
 after it. On a measured step it adds up, over the buckets, the local squared norm (read before the
-reduction) and the reduced one (read after); every other step it is DDP's default allreduce_hook and
-nothing more. The reduction itself is never changed, so every rank ends with exactly the gradient the
-default hook gives: the local sums are not put into the bucket (a longer tensor can move a ring all-reduce's
+reduction) and the reduced one (read after); every other step it is the plain average all-reduce and
+nothing more. The reduction itself is never changed, so every rank ends with exactly the gradient DDP gives
+without a hook (it multiplies by 1/R as DDP's built-in reduction does; torch's allreduce_hook divides by R,
+which differs in the last bits when R is not a power of two): the local sums are not put into the bucket (a longer tensor can move a ring all-reduce's
 chunk boundaries, and with it the order in which some elements are summed, for R > 2) but ride on the
 per-step all_gather of step times that watch does anyway (distributed.gather_step), so a measured step
 costs two norms per bucket and no extra collective.
@@ -65,8 +66,9 @@ class RankNoise:
         buf = bucket.buffer()
         group = self.process_group if self.process_group is not None else dist.group.WORLD
         local = _sq(buf) if self.armed else None
-        # Exactly default_hooks.allreduce_hook (the gradient every rank ends with is its, bit for bit).
-        buf.div_(group.size())
+        # DDP's built-in reduction, bit for bit: ×(1/R) (as the reducer scales each gradient into its bucket),
+        # then a sum all-reduce. Python's 1/R is cast to the buffer's type, as the reducer's wrapped scalar is.
+        buf.mul_(1.0 / group.size())
         fut = dist.all_reduce(buf, group=group, async_op=True).get_future()
         if local is None:
             return fut.then(lambda f: f.value()[0])
