@@ -8,6 +8,10 @@
 //     at 1024×1024 and 1024×4096, in the same process, median of `--repeats N` (default 20) each
 //     (test/bench/torch_dynmuon_bench.py).
 // (c) both again on CUDA when torch sees a GPU; otherwise rows that say they were not measured.
+// (d) data parallel, CPU, gloo, one thread per rank (test/bench/torch_ddp_bench.py): watch's overhead on a
+//     2-rank DDP run at the default cadence (`--pairs` pairs of `--ddp-steps` steps, default 200, alternating
+//     order), and the diagnostics' cost per rank with 1 and with 2 ranks: (wall with every due diagnostic
+//     run every 10 steps − wall without watch) per step, on the same model and per-rank batch, and its ratio.
 //
 // Python is .venv/bin/python (`bash test/python/venv.sh`; `--python PATH` for another). Writes
 // test/bench/results/torch.json. `--smoke` checks the harness end to end with tiny sizes (6 steps, one
@@ -28,6 +32,7 @@ const { values: flags } = parseArgs({
     pairs: { type: 'string', default: '3' },
     repeats: { type: 'string', default: '20' },
     steps: { type: 'string', default: '300' },
+    'ddp-steps': { type: 'string', default: '200' },
     python: { type: 'string', default: join(ROOT, '.venv', 'bin', 'python') },
   },
 });
@@ -40,6 +45,7 @@ function positive(name: string, raw: string): number {
 const PAIRS = SMOKE ? 1 : positive('pairs', flags.pairs!);
 const REPEATS = SMOKE ? 3 : positive('repeats', flags.repeats!);
 const STEPS = SMOKE ? 6 : positive('steps', flags.steps!);
+const DDP_STEPS = SMOKE ? 10 : positive('ddp-steps', flags['ddp-steps']!);
 const SIZES: Array<[number, number]> = SMOKE ? [[64, 64], [64, 256]] : [[1024, 1024], [1024, 4096]];
 const PYTHON = flags.python!;
 if (!existsSync(PYTHON)) throw new Error(`no Python at ${PYTHON}: run \`bash test/python/venv.sh\` or pass --python PATH`);
@@ -89,6 +95,36 @@ function watchOverhead(device: 'cpu' | 'cuda'): WatchOverhead {
   }
 }
 
+interface DdpRun { world: number; mode: 'plain' | 'watch' | 'diag'; steps: number; wall_s: number }
+interface DdpResult {
+  steps: number;
+  overhead: { pairs: Array<{ first: string; plainS: number; watchS: number; ratio: number }>; medianRatio: number; overheadPct: number };
+  diagnostics: Array<{ world: number; plainS: number; diagS: number; msPerStep: number }>;
+  perRankRatio: number;
+}
+
+/** (d): DDP runs, each a fresh set of processes. */
+function dataParallel(): DdpResult {
+  const once = (world: number, mode: DdpRun['mode']): DdpRun => JSON.parse(python([join(__dirname, 'torch_ddp_bench.py'), String(world), mode, String(DDP_STEPS)]).trim().split('\n').at(-1)!);
+  const pairs = [];
+  for (let i = 0; i < PAIRS; i++) {
+    const order: Array<'plain' | 'watch'> = i % 2 === 0 ? ['plain', 'watch'] : ['watch', 'plain'];
+    const runs = Object.fromEntries(order.map((mode) => [mode, once(2, mode)])) as Record<'plain' | 'watch', DdpRun>;
+    const pair = { first: order[0], plainS: runs.plain.wall_s, watchS: runs.watch.wall_s, ratio: runs.watch.wall_s / runs.plain.wall_s };
+    console.log(`  ddp overhead pair ${i + 1}/${PAIRS} (${pair.first} first): plain ${pair.plainS.toFixed(1)} s, watched ${pair.watchS.toFixed(1)} s, ratio ${pair.ratio.toFixed(3)}`);
+    pairs.push(pair);
+  }
+  const medianRatio = median(pairs.map((p) => p.ratio));
+  const diagnostics = [1, 2].map((world) => {
+    const plain = once(world, 'plain');
+    const diag = once(world, 'diag');
+    const row = { world, plainS: plain.wall_s, diagS: diag.wall_s, msPerStep: ((diag.wall_s - plain.wall_s) * 1000) / DDP_STEPS };
+    console.log(`  diagnostics, ${world} rank(s): plain ${row.plainS.toFixed(1)} s, every 10 steps ${row.diagS.toFixed(1)} s: ${row.msPerStep.toFixed(1)} ms/step per rank`);
+    return row;
+  });
+  return { steps: DDP_STEPS, overhead: { pairs, medianRatio, overheadPct: (medianRatio - 1) * 100 }, diagnostics, perRankRatio: diagnostics[1].msPerStep / diagnostics[0].msPerStep };
+}
+
 /** (b): DynMuon matmul against torch.optim.Muon fp32 in one process. */
 function optimStep(device: 'cpu' | 'cuda'): OptimResult {
   return JSON.parse(python([join(__dirname, 'torch_dynmuon_bench.py'), JSON.stringify(SIZES), String(REPEATS), device]).trim());
@@ -112,6 +148,8 @@ function main(): void {
     console.log(`(b) optimizer step, ${device}: ${SIZES.map(([m, n]) => `${m}×${n}`).join(', ')}, median of ${REPEATS}`);
     optim[device] = optimStep(device);
   }
+  console.log(`(d) data parallel, cpu (gloo, 1 thread per rank): ${DDP_STEPS} steps, ${PAIRS} pair(s)`);
+  const ddp = dataParallel();
   meta.loadEnd = +loadavg()[0].toFixed(2);
 
   console.log('\n| measurement | device | watched / DynMuon | plain / Muon fp32 | ratio |');
@@ -124,9 +162,11 @@ function main(): void {
     if (o) for (const r of o.results) console.log(`| optimizer step ${r.m}×${r.n} (median of ${r.repeats}) | ${device} | ${r.dynmuon_matmul_ms.toFixed(2)} ms | ${r.muon_fp32_ms.toFixed(2)} ms | ${r.ratio.toFixed(2)} |`);
     else console.log(`| optimizer step | ${device} | not measured (torch sees no CUDA device) | | |`);
   }
+  console.log(`| watch overhead, 2-rank DDP, ${ddp.steps} steps (median of ${ddp.overhead.pairs.length}) | cpu | ${median(ddp.overhead.pairs.map((p) => p.watchS)).toFixed(1)} s | ${median(ddp.overhead.pairs.map((p) => p.plainS)).toFixed(1)} s | ${ddp.overhead.medianRatio.toFixed(3)} (${ddp.overhead.overheadPct >= 0 ? '+' : ''}${ddp.overhead.overheadPct.toFixed(1)}%) |`);
+  console.log(`| diagnostics per rank, 2 ranks vs 1 (every 10 steps) | cpu | ${ddp.diagnostics[1].msPerStep.toFixed(1)} ms/step | ${ddp.diagnostics[0].msPerStep.toFixed(1)} ms/step | ${ddp.perRankRatio.toFixed(2)} |`);
   console.log(`load average ${meta.loadStart} at start, ${meta.loadEnd} at end`);
 
-  const data = { meta, watchOverhead: watch, optimizerStep: optim };
+  const data = { meta, watchOverhead: watch, optimizerStep: optim, dataParallel: ddp };
   let file: string;
   if (SMOKE) {
     file = join(mkdtempSync(join(tmpdir(), 'muonscope-torch-bench-smoke-')), 'torch.smoke.json');

@@ -247,3 +247,14 @@ test('a data-parallel run: the store keeps the last per-rank step times and the 
   assert.ok(validateLogRecord({ ...step(4, 3), worldSize: 2, rankStepMs: [1, 2] }).ok, 'the protocol takes the fields');
   assert.ok(!validateLogRecord({ ...step(4, 3), worldSize: 0, rankStepMs: [1] }).ok, 'a world of 0 ranks is refused');
 });
+
+test('a data-parallel run with both noise estimators: the chart shows the ranks estimate until the microbatch one comes, then only that', () => {
+  const r = new RunStore('a');
+  const noise = (seq: number, stepN: number, bSimple: number, estimator?: 'ranks' | 'microbatches') =>
+    ({ seq, t: 1, kind: 'noise', step: stepN, layer: null, bSimple, batchSize: 64, ...(estimator ? { estimator, ...(estimator === 'ranks' ? { ranks: 2 } : {}) } : {}) }) as LogRecord;
+  r.apply([noise(1, 0, 17.9, 'ranks'), noise(2, 10, 18, 'ranks')]);
+  assert.deepEqual([...r.model.noiseScale.y.slice(0, r.model.noiseScale.length)], [17.9, 18], 'the ranks estimate alone');
+  r.apply([noise(3, 20, 16), noise(4, 20, 17.5, 'ranks'), noise(5, 30, 16.5, 'microbatches')]);
+  assert.deepEqual([...r.model.noiseScale.y.slice(0, r.model.noiseScale.length)], [16, 16.5], 'replaced by the microbatch estimate; later ranks records ignored');
+  for (const seq of [1, 4]) assert.ok(validateLogRecord(noise(seq, 0, 1, 'ranks')).ok, 'the protocol takes estimator and ranks');
+});
