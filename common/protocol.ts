@@ -107,10 +107,14 @@ export type SpectrumSummary = Static<typeof SpectrumSummarySchema>;
  */
 export const NS_NEAR_ONE_BAND: readonly [number, number] = [0.6, 1.4];
 
+/** Which rank of a data-parallel run measured a record or a layer (the ranks share the diagnostics); absent for one process. */
+const MeasuredByRank = Type.Optional(Int({ minimum: 0 }));
+
 const LayerStatsSchema = Type.Object({
   name: Str(),
   rows: Int(),
   cols: Int(),
+  rank: MeasuredByRank,
   p: Finite(),
   /** ‖M‖_F^p where it multiplies the step (DynMuon released / lrOnly), else 1. */
   normPowP: Finite(),
@@ -285,6 +289,7 @@ export const LogRecordSchema = Type.Union([
     kind: Type.Literal('spectra'),
     step: Int(),
     layer: Str(),
+    rank: MeasuredByRank,
     exact: Type.Boolean(),
     G: Type.Array(Finite()),
     M: Type.Array(Finite()),
@@ -297,6 +302,7 @@ export const LogRecordSchema = Type.Union([
     step: Int(),
     /** null: the whole model. */
     layer: Type.Union([Str(), Type.Null()]),
+    rank: MeasuredByRank,
     /**
      * κ_d = dᵀHd/‖d‖² along the applied update d (per unit lr); since the Muon-units correction measured at
      * θ_before on a held-out batch (absent when only other probes ran at this step).

@@ -76,3 +76,14 @@ def gather_step(step_ms: float, extra: float = 0.0) -> Optional[List[tuple]]:
     every = [torch.empty_like(mine) for _ in range(world_size())]
     dist.all_gather(every, mine)
     return [tuple(float(v) for v in t.tolist()) for t in every] if is_leader() else None
+
+
+def gather_objects(obj: Any) -> Optional[List[Any]]:
+    """Every rank's `obj` (picklable), in rank order, on rank 0 (None elsewhere): the diagnostics' shares
+    (observer.py), a few records per rank on a diagnostics step. all_gather_object rather than
+    gather_object, for the reason gather_step gives."""
+    if not is_distributed():
+        return [obj]
+    every: List[Any] = [None] * world_size()
+    dist.all_gather_object(every, obj)
+    return every if is_leader() else None

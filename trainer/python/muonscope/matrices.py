@@ -60,8 +60,19 @@ class ParamInfo:
         return t.reshape(self.rows, self.cols)
 
 
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The user's module inside torch's data-parallel wrappers (DistributedDataParallel, DataParallel), so that
+    layers keep the names the user gave them (`blocks.0.attn.qkv.weight`, not `module.blocks.0…`) whether or
+    not the run is data parallel."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
 def classify(model: nn.Module) -> List[ParamInfo]:
-    """Every parameter of `model` (shared ones once, by their first name), with its route and why."""
+    """Every parameter of `model` (shared ones once, by their first name), with its route and why; a
+    data-parallel wrapper's by the wrapped module's names."""
+    model = unwrapped(model)
     owner = {}
     for mod_name, mod in model.named_modules():
         for p_name, p in mod.named_parameters(recurse=False):

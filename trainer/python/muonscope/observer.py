@@ -13,6 +13,15 @@ they are due, as the TS trainer's diagnostics runner does (trainer/run/diagnosti
   weights, averaged over a window of steps; for the whole model and each matrix layer.
 - a ``diagnostics_cost`` record after every step that ran any.
 
+Data parallel (``split``): every rank holds the same weights, gradients (all-reduced) and momentum, so the
+ranks share the work. Rank 0 decides what is due and says so at the step boundary (watch.py broadcasts it);
+each rank then measures the spectra and layer stats of the matrix layers i with i mod R = its rank, and of
+the curvature probe rank 0 takes the whole model and rank 1 the layer in turn; the shares are gathered to
+rank 0, which writes the records in layer order, each saying which rank measured it (``rank``). Gradient
+noise stays rank 0's (its microbatch gradients would have to travel whole; under DDP the ranks' own
+gradients estimate it for free, ddp_noise.py). A share that fails is an alert from rank 0, and every rank
+still takes part in the gather, so none waits for another.
+
 A diagnostic that fails is reported as a warning alert and training goes on. Gradients for the probes
 come from torch.autograd.grad, so the parameters' ``.grad`` are never touched; the weights are restored
 exactly after the curvature probe and the random number generators after every diagnostic, so watching
@@ -70,11 +79,28 @@ class Observer:
         self.turn = 0
         self.last_o: Dict[str, tuple] = {}
         self.windows: Dict[str, dg.NoiseWindow] = {}
+        # One process: rank 0 of 1, nothing to gather. Data parallel: set by split().
+        self.rank, self.world = 0, 1
+        self.gather: Callable[[object], Optional[List[object]]] = lambda x: [x]
+
+    def split(self, rank: int, world: int, gather: Callable[[object], Optional[List[object]]]) -> None:
+        """Shares the diagnostics among `world` ranks (see the module's docs); `gather` collects one object
+        per rank on rank 0 (distributed.gather_objects)."""
+        self.rank, self.world, self.gather = rank, world, gather
+
+    def _tag(self, record: dict) -> dict:
+        """Which rank measured a record, when there are several."""
+        return {**record, "rank": self.rank} if self.world > 1 else record
 
     # ---- around the step ----
 
-    def before_step(self, step: int) -> None:
-        self.due = self.scheduler.due(step) if (self.matrices or self.scheduler.expensive) else []
+    def plan(self, step: int) -> List[str]:
+        """What is due at this step (rank 0's scheduler decides for every rank)."""
+        return self.scheduler.due(step) if (self.matrices or self.scheduler.expensive) else []
+
+    def before_step(self, step: int, due: Optional[List[str]] = None) -> None:
+        """`due`: rank 0's plan, on every rank of a data-parallel run; None: this process decides."""
+        self.due = self.plan(step) if due is None else list(due)
         if not self.due:
             self.before = None
             return
@@ -93,21 +119,47 @@ class Observer:
             run = {"spectra": self._spectra, "curvature": self._curvature, "noise": self._noise}[name]
             device = self.params[0].param.device if self.params else torch.device("cpu")
             started = time.perf_counter()
-            try:
-                # The probes' own randomness (dropout) must not move the training's random stream.
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    run(step, before)
-            except Exception as e:  # diagnostics must never take the run down
-                self.append(alert_record(step, "warning", "OBSERVER_FAILED", f"{name} diagnostics failed at step {step} (training goes on): {e!r}"))
+            records: List[dict] = []
+            failure: Optional[str] = None
+            if name != "noise" or self.rank == 0:  # noise is rank 0's alone (see the module's docs)
+                try:
+                    # The probes' own randomness (dropout) must not move the training's random stream.
+                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                        records = run(step, before)
+                except Exception as e:  # diagnostics must never take the run down
+                    failure = f"{name} diagnostics failed at step {step}{f' on rank {self.rank}' if self.world > 1 else ''} (training goes on): {e!r}"
             _sync(device)
+            # This rank's own share: the budget is each rank's time, which falls as ranks are added.
             self.scheduler.record_run(name, step, (time.perf_counter() - started) * 1000)
+            shares = self.gather((records, failure)) if self.world > 1 else [(records, failure)]
+            if shares is not None:
+                self._write(step, name, shares)
         self.append({"kind": "diagnostics_cost", "step": step, **self.scheduler.cost_summary()})
+
+    def _write(self, step: int, name: str, shares) -> None:
+        """Rank 0: every rank's records of one diagnostic, layer stats merged into one record in layer order."""
+        order = {info.name: i for i, info in enumerate(self.matrices)}
+        records = [r for rs, _ in shares for r in rs]
+        for _, failure in shares:
+            if failure:
+                self.append(alert_record(step, "warning", "OBSERVER_FAILED", failure))
+        stats = [l for r in records if r["kind"] == "layer_stats" for l in r["layers"]]
+        rest = [r for r in records if r["kind"] != "layer_stats"]
+        rest.sort(key=lambda r: (r["kind"], -1 if r.get("layer") is None else order.get(r["layer"], len(order))))
+        for r in rest:
+            self.append(r)
+        if stats:
+            stats.sort(key=lambda l: order.get(l["name"], len(order)))
+            self.append({"kind": "layer_stats", "step": step, "layers": stats})
 
     # ---- spectra and layer stats ----
 
-    def _spectra(self, step: int, before) -> None:
+    def _spectra(self, step: int, before) -> List[dict]:
+        out: List[dict] = []
         layers = []
-        for info in self.matrices:
+        for index, info in enumerate(self.matrices):
+            if index % self.world != self.rank:  # another rank's share
+                continue
             p = info.param
             if id(p) not in before["grads"] or id(p) not in before["weights"]:
                 continue
@@ -131,8 +183,8 @@ class Observer:
             mats = {"G": g, "M": mm, "O": o, "W": w1}
             spectra = {k: dg.singular_values(v) for k, v in mats.items()}
             exact = spectra["G"][1]
-            self.append({"kind": "spectra", "step": step, "layer": info.name, "exact": exact,
-                         **{k: [float(x) for x in v[0].cpu()] for k, v in spectra.items()}})
+            out.append(self._tag({"kind": "spectra", "step": step, "layer": info.name, "exact": exact,
+                                  **{k: [float(x) for x in v[0].cpu()] for k, v in spectra.items()}}))
             if step_info is None:
                 continue
             rows, cols, short = info.rows, info.cols, min(info.rows, info.cols)
@@ -173,13 +225,18 @@ class Observer:
                 stats["updateCosine"] = dg.cosine(prev[1], o)
                 stats["updateCosineLag"] = step - prev[0]
             self.last_o[info.name] = (step, o.to(torch.float32))
-            layers.append(stats)
+            layers.append(self._tag(stats))
         if layers:
-            self.append({"kind": "layer_stats", "step": step, "layers": layers})
+            out.append({"kind": "layer_stats", "step": step, "layers": layers})
+        return out
 
     # ---- curvature along the update ----
 
-    def _curvature(self, step: int, before) -> None:
+    def _curvature(self, step: int, before) -> List[dict]:
+        """The whole model's curvature along the update and one matrix layer's in turn; with several ranks,
+        rank 0 measures the first and rank 1 the second, at the same time."""
+        whole_here = self.rank == 0
+        layer_here = self.rank == (1 if self.world > 1 else 0)
         params = [p.param for p in self.params if p.param.requires_grad]
         run_lr = optinfo.run_lr(self.optimizer)
         with torch.no_grad():
@@ -190,27 +247,33 @@ class Observer:
                 lr = lr_of.get(id(p), 0.0)  # a parameter the optimizer does not update has no component
                 d.append((before["weights"][id(p)] - a) / lr if lr > 0 else torch.zeros_like(a))
         layer = self.matrices[self.turn % len(self.matrices)] if self.matrices else None
-        self.turn += 1
+        self.turn += 1  # on every rank, so that all agree on the layer
+        if not (whole_here or (layer_here and layer is not None)):
+            return []
+        whole = one = None
         try:
             with torch.no_grad():
                 for p in params:
                     p.copy_(before["weights"][id(p)])
-            whole = dg.directional_curvature(self.probe, params, d)
-            one = None
-            if layer is not None:
+            if whole_here:
+                whole = dg.directional_curvature(self.probe, params, d)
+            if layer is not None and layer_here:
                 d_layer = [x if q is layer.param else torch.zeros_like(x) for q, x in zip(params, d)]
                 one = dg.directional_curvature(self.probe, params, d_layer)
         finally:
             with torch.no_grad():
                 for p, a in zip(params, after):
                     p.copy_(a)
-        self.append({"kind": "curvature", "step": step, "layer": None, "etaActual": run_lr, **dg.step_stability(*whole, run_lr)})
+        out = []
+        if whole is not None:
+            out.append(self._tag({"kind": "curvature", "step": step, "layer": None, "etaActual": run_lr, **dg.step_stability(*whole, run_lr)}))
         if one is not None:
-            self.append({"kind": "curvature", "step": step, "layer": layer.name, "etaActual": run_lr, **dg.step_stability(*one, run_lr)})
+            out.append(self._tag({"kind": "curvature", "step": step, "layer": layer.name, "etaActual": run_lr, **dg.step_stability(*one, run_lr)}))
+        return out
 
     # ---- gradient noise ----
 
-    def _noise(self, step: int, before) -> None:
+    def _noise(self, step: int, before) -> List[dict]:
         params = [p.param for p in self.params if p.param.requires_grad]
         micro = []
         for i in range(self.microbatches):
@@ -228,7 +291,8 @@ class Observer:
             return {"bSimple": avg["bSimple"], "bSimpleLatest": dg.b_simple(sample), "gradSq": avg["gradSq"],
                     "traceSigma": avg["traceSigma"], "windowSteps": w.steps, "windowCount": avg["count"]}
 
-        self.append({"kind": "noise", "step": step, "layer": None, **windowed("", overall), **sizes})
+        out = [{"kind": "noise", "step": step, "layer": None, **windowed("", overall), **sizes}]
         for info in self.matrices:
             if info.name in per:
-                self.append({"kind": "noise", "step": step, "layer": info.name, **windowed(info.name, per[info.name]), **sizes})
+                out.append({"kind": "noise", "step": step, "layer": info.name, **windowed(info.name, per[info.name]), **sizes})
+        return out

@@ -170,6 +170,8 @@ class Run:
         train_batch = batch_size * self._world if self._dist and isinstance(batch_size, int) else batch_size
         self.observer = Observer(self.params, optimizers, self.emit, diag, probe=probe, noise_probe=noise_probe,
                                  microbatches=int(diag["microbatches"]), microbatch_size=microbatch_size, batch_size=train_batch)
+        if self._dist:  # the ranks share the diagnostics' work (observer.py)
+            self.observer.split(ddp.rank(), self._world, ddp.gather_objects)
 
         # Loaded before the channel or folder exists: a bad checkpoint is refused with nothing created.
         if resume is not None:
@@ -485,9 +487,12 @@ class Run:
                 if bad is not None:
                     self._non_finite(f"gradient of {bad} is not finite at step {self.steps_done}", bad, skip=True)
                     self._skip = True
-            payload = {"msgs": taken, "skip": self._skip, **self._verdict()}
+            # What diagnostics are due is rank 0's decision (its scheduler and budget), for every rank.
+            due = [] if self._skip else self.observer.plan(self.steps_done)
+            payload = {"msgs": taken, "skip": self._skip, "due": due, **self._verdict()}
         payload = self._follow(ddp.broadcast(payload))
         self._skip = payload["skip"]
+        due = payload["due"]
         paused_at = time.perf_counter()
         while payload["paused"]:
             payload = None
@@ -507,8 +512,7 @@ class Run:
                         p.grad = None
         else:
             self._p = optinfo.current_p(self.optimizer)
-            if self._leader:
-                self.observer.before_step(self.steps_done)
+            self.observer.before_step(self.steps_done, due)
         self._own_ms += (time.perf_counter() - started) * 1000 - paused_ms
         self._mark += paused_ms / 1000
 
@@ -579,8 +583,8 @@ class Run:
             self._held = held
         if noise_record is not None:
             self.emit(noise_record)
-        if self._leader:  # diagnostics are rank 0's, like every record
-            self.observer.after_step(step, step_ms)
+        # Every rank measures its share; rank 0 gathers and writes (observer.py).
+        self.observer.after_step(step, step_ms)
         if self.steps_before_pause is not None:
             self.steps_before_pause -= 1
             if self.steps_before_pause <= 0:

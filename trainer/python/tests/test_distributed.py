@@ -220,3 +220,86 @@ def test_muonscope_run_torchrun_one_run_from_two_ranks_and_a_dying_rank_is_named
         assert [r for r in records if r["kind"] == "state"][-1]["state"] == "crashed"
     finally:
         validator.close()
+
+
+# ---------- the diagnostics' work shared among ranks ----------
+
+def _wide_mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 10, bias=False), nn.Tanh(), nn.Linear(10, 9, bias=False), nn.Tanh(), nn.Linear(9, 3, bias=False))
+
+
+def _diag_data(rank):
+    g = torch.Generator().manual_seed(100 + rank)
+    return torch.randn(16, 6, generator=g), torch.randn(16, 3, generator=g)
+
+
+def _diag_run(model, wrapped, out, steps, x, y, vx, vy):
+    """Three steps of DynMuon with every diagnostic every step (budget off), curvature on a held-out probe."""
+    opt = DynMuon(model.parameters(), total_steps=steps, lr=0.02, schedule={"type": "constant", "p": 0.25})
+    run = muonscope.watch(wrapped, opt, total_steps=steps, name="shared", host=False, out=out,
+                          probe=lambda: nn.functional.mse_loss(model(vx), vy),
+                          config={"diagnostics": {"every": 1, "adaptive": False, "noise": False}})
+    with run:
+        for _ in range(steps):
+            loss = nn.functional.mse_loss(wrapped(x), y)
+            opt.zero_grad()
+            loss.backward()
+            run.log(loss=loss)
+            opt.step()
+
+
+def _diag_worker(rank, init, out, steps):
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    try:
+        model = _wide_mlp()
+        vx, vy = torch.randn(32, 6, generator=torch.Generator().manual_seed(7)), torch.randn(32, 3, generator=torch.Generator().manual_seed(8))
+        _diag_run(model, DDP(model), out, steps, *_diag_data(rank), vx, vy)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_ranks_share_the_diagnostics_and_rank_0_writes_them_in_layer_order(tmp_path):
+    steps = 3
+    procs = mp.start_processes(_diag_worker, args=((tmp_path / "pg").as_uri(), str(tmp_path / "ddp"), steps), nprocs=WORLD, join=False, start_method="spawn")
+    deadline = time.monotonic() + 90
+    try:
+        while not procs.join(timeout=0.5):
+            assert time.monotonic() < deadline, "the ranks did not end"
+    finally:
+        for p in procs.processes:
+            if p.is_alive():
+                p.terminate()
+    (run_dir,) = [d for d in (tmp_path / "ddp").iterdir() if d.is_dir()]
+    records = read_log(run_dir)
+    assert protocol_issues(records) == []
+    assert not [r for r in records if r["kind"] == "alert"], [r for r in records if r["kind"] == "alert"]
+    names = ["0.weight", "2.weight", "4.weight"]
+    # The same run in one process on the union of the ranks' batches: the same mean gradient, so the same
+    # diagnostics up to the order of float sums (DDP averages the ranks' means).
+    model = _wide_mlp()
+    x = torch.cat([_diag_data(r)[0] for r in range(WORLD)])
+    y = torch.cat([_diag_data(r)[1] for r in range(WORLD)])
+    vx, vy = torch.randn(32, 6, generator=torch.Generator().manual_seed(7)), torch.randn(32, 3, generator=torch.Generator().manual_seed(8))
+    _diag_run(model, model, str(tmp_path / "one"), steps, x, y, vx, vy)
+    (one_dir,) = [d for d in (tmp_path / "one").iterdir() if d.is_dir()]
+    single = read_log(one_dir)
+    for step in range(steps):
+        spectra = [r for r in records if r["kind"] == "spectra" and r["step"] == step]
+        assert [(r["layer"], r["rank"]) for r in spectra] == [(n, i % WORLD) for i, n in enumerate(names)], "layer i measured by rank i mod 2, written in layer order"
+        (stats,) = [r for r in records if r["kind"] == "layer_stats" and r["step"] == step]
+        assert [(l["name"], l["rank"]) for l in stats["layers"]] == [(n, i % WORLD) for i, n in enumerate(names)]
+        curv = [r for r in records if r["kind"] == "curvature" and r["step"] == step]
+        assert [(r["layer"], r["rank"]) for r in curv] == [(None, 0), (names[step % 3], 1)], "whole model on rank 0, the layer in turn on rank 1"
+        ref = {r["layer"]: r for r in single if r["kind"] == "spectra" and r["step"] == step}
+        for r in spectra:
+            # Tolerance 1e-4 relative, and 1e-5 of the largest σ absolute: float32 training whose mean gradient
+            # is summed in another order (DDP averages the ranks' means), and O recovered from a float32 weight
+            # difference ΔW = lr·O (weights ~0.3, lr 0.02: ~1e-6 per element of O).
+            for k in "GMOW":
+                expected = ref[r["layer"]][k]
+                assert r[k] == pytest.approx(expected, rel=1e-4, abs=1e-5 * max(expected)), (step, r["layer"], k)
+        ref_curv = [r for r in single if r["kind"] == "curvature" and r["step"] == step]
+        for a, b in zip(curv, ref_curv):
+            assert a["layer"] == b["layer"] and a["kappaUpdate"] == pytest.approx(b["kappaUpdate"], rel=1e-3)
+    assert "rank" not in [r for r in single if r["kind"] == "spectra"][0], "one process: no rank field"
