@@ -423,17 +423,7 @@ class Run:
             self._pre_step_distributed(started)
             return
         self._drain(block=False)
-        self._skip = False
-        loss = self._pending.get("loss")
-        if loss is not None and not math.isfinite(loss):
-            self._pending.pop("loss")
-            self._non_finite(f"loss is {loss} at step {self.steps_done}", None, skip=True)
-            self._skip = True
-        else:
-            bad = self._non_finite_layer()
-            if bad is not None:
-                self._non_finite(f"gradient of {bad} is not finite at step {self.steps_done}", bad, skip=True)
-                self._skip = True
+        self._skip = self._non_finite_step()
         paused_at = time.perf_counter()
         if self.state == "paused":
             self._drain(block=True)
@@ -441,15 +431,32 @@ class Run:
         if self.stop_reason is not None:
             self._stop_now()
         if self._skip:
-            for o in self.optimizers:
-                for g in o.param_groups:
-                    for p in g["params"]:
-                        p.grad = None
+            self._drop_grads()
         else:
             self._p = optinfo.current_p(self.optimizer)  # the p this step uses (read after it, DynMuon's is the next one's)
             self.observer.before_step(self.steps_done)
         self._own_ms += (time.perf_counter() - started) * 1000 - paused_ms
         self._mark += paused_ms / 1000  # paused time is not step time
+
+    def _non_finite_step(self) -> bool:
+        """A non-finite logged loss or gradient: paused with an alert, and True (the update is skipped)."""
+        loss = self._pending.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self._pending.pop("loss")
+            self._non_finite(f"loss is {loss} at step {self.steps_done}", None, skip=True)
+            return True
+        bad = self._non_finite_layer()
+        if bad is not None:
+            self._non_finite(f"gradient of {bad} is not finite at step {self.steps_done}", bad, skip=True)
+            return True
+        return False
+
+    def _drop_grads(self) -> None:
+        """A skipped step: the optimizers see no gradient, so step() changes nothing."""
+        for o in self.optimizers:
+            for g in o.param_groups:
+                for p in g["params"]:
+                    p.grad = None
 
     def _non_finite_layer(self) -> Optional[str]:
         with_grad = [p for p in self.params if p.param.grad is not None]
@@ -476,17 +483,7 @@ class Run:
         payload = None
         if self._leader:
             taken = self._take(block=False)
-            self._skip = False
-            loss = self._pending.get("loss")
-            if loss is not None and not math.isfinite(loss):  # rank 0's loss; the gradients are all-reduced
-                self._pending.pop("loss")
-                self._non_finite(f"loss is {loss} at step {self.steps_done}", None, skip=True)
-                self._skip = True
-            else:
-                bad = self._non_finite_layer()
-                if bad is not None:
-                    self._non_finite(f"gradient of {bad} is not finite at step {self.steps_done}", bad, skip=True)
-                    self._skip = True
+            self._skip = self._non_finite_step()  # rank 0's loss; the gradients are all-reduced
             # What diagnostics are due is rank 0's decision (its scheduler and budget), for every rank.
             due = [] if self._skip else self.observer.plan(self.steps_done)
             payload = {"msgs": taken, "skip": self._skip, "due": due, **self._verdict()}
@@ -506,10 +503,7 @@ class Run:
         if self._skip:
             if self._rank_noise is not None:  # a skipped step's gradients are not measured
                 self._rank_noise.discard()
-            for o in self.optimizers:
-                for g in o.param_groups:
-                    for p in g["params"]:
-                        p.grad = None
+            self._drop_grads()
         else:
             self._p = optinfo.current_p(self.optimizer)
             self.observer.before_step(self.steps_done, due)

@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import muonscope
 from muonscope.optim import DynMuon
-from test_watch import FakeHost, batch, mlp, protocol_issues, read_log
+from test_watch import batch, host, mlp, protocol_issues, read_log  # noqa: F401 (host: test_watch's fake-host fixture)
 
 # Each test spawns two torch processes (about 10 s on a loaded 2-core machine).
 pytestmark = [pytest.mark.skipif(not dist.is_available(), reason="torch without torch.distributed"), pytest.mark.slow]
@@ -118,17 +118,7 @@ def test_a_ddp_run_folder_holds_only_rank_0s_records_with_each_ranks_step_time(t
     assert protocol_issues(records) == []
 
 
-@pytest.fixture
-def fake_host(tmp_path):
-    run_dir = tmp_path / "hosted-run"
-    run_dir.mkdir()
-    h = FakeHost(run_dir)
-    yield h
-    h.close()
-
-
-def test_commands_apply_at_the_same_step_on_every_rank(tmp_path, fake_host):
-    host = fake_host
+def test_commands_apply_at_the_same_step_on_every_rank(tmp_path, host):
     ranks = Ranks(tmp_path, address=host.address, steps=100000, pace_s=0.03)
 
     def send(cid, command):

@@ -10,6 +10,7 @@ import muonscope
 from muonscope import commands as cmds
 from muonscope import race
 from muonscope.measure import answer
+from test_watch import run_ts
 
 K, MB = 4, 8
 
@@ -134,30 +135,8 @@ def test_a_run_without_probes_or_schedule_is_refused(tmp_path):
 
 def race_result_issues(results):
     """Python's race answers through the host's own validator (trainer/host/channel-messages.ts validateRaceResult)."""
-    import json
-    import os
-    import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[3]
-    if shutil.which("node") is None or not (repo / "node_modules" / "tsx").exists():
-        pytest.fail("node with tsx is needed to run the host's validator (npm install)")
-    fd, name = tempfile.mkstemp(suffix=".ts")
-    os.close(fd)
-    script = Path(name)
-    script.write_text(
-        f"import {{ validateRaceResult }} from {json.dumps((repo / 'trainer' / 'host' / 'channel-messages.ts').as_uri())};\n"
-        "import { readFileSync } from 'node:fs';\n"
-        "const rs = JSON.parse(readFileSync(0, 'utf8'));\n"
-        "console.log(JSON.stringify(rs.map((r: unknown) => { const v = validateRaceResult(r); return v.ok ? null : v.issues; })));\n")
-    try:
-        out = subprocess.run(["node", "--import", "tsx", str(script)], input=json.dumps(results), capture_output=True, text=True, cwd=repo, timeout=60)
-    finally:
-        script.unlink()
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return run_ts("trainer/host/channel-messages.ts", ["validateRaceResult"],
+                  "console.log(JSON.stringify(input.map((r: unknown) => { const v = validateRaceResult(r); return v.ok ? null : v.issues; })));\n", results)
 
 
 def test_every_race_answer_passes_the_hosts_validator(tmp_path):

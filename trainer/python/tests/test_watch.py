@@ -23,49 +23,41 @@ REPO = Path(__file__).resolve().parents[3]
 
 # ---------- helpers ----------
 
-def protocol_issues(records):
-    """Every record through common/protocol.ts's validateLogRecord (seq and t added where the host would)."""
+def run_ts(module, names, body, payload):
+    """`body` (TypeScript, with the JSON `payload` as `input`) run by node with tsx, `names` imported from the
+    repository's `module`; what it prints, parsed as JSON. Skips where node with tsx is missing."""
     if shutil.which("node") is None or not (REPO / "node_modules" / "tsx").exists():
-        pytest.skip("node with tsx is needed to run the protocol's validator")
-    stamped = [{"seq": i + 1, "t": 1, **r} if "seq" not in r else r for i, r in enumerate(records)]
+        pytest.skip("node with tsx is needed to run the TypeScript validators")
     fd, name = tempfile.mkstemp(suffix=".ts")
     os.close(fd)
     script = Path(name)
     script.write_text(
-        f"import {{ validateLogRecord }} from {json.dumps((REPO / 'common' / 'protocol.ts').as_uri())};\n"
+        f"import {{ {', '.join(names)} }} from {json.dumps((REPO / module).as_uri())};\n"
         "import { readFileSync } from 'node:fs';\n"
-        "const rs = JSON.parse(readFileSync(0, 'utf8'));\n"
-        "console.log(JSON.stringify(rs.map((r: unknown) => { const v = validateLogRecord(r); return v.ok ? null : v.issues; })));\n")
+        "const input = JSON.parse(readFileSync(0, 'utf8'));\n" + body)
     try:
-        out = subprocess.run(["node", "--import", "tsx", str(script)], input=json.dumps(stamped), capture_output=True, text=True, cwd=REPO, timeout=60)
-    finally:
-        script.unlink()
-    assert out.returncode == 0, out.stderr
-    return [(r.get("kind"), issues) for r, issues in zip(stamped, json.loads(out.stdout)) if issues]
-
-
-def channel_issues(hello, messages):
-    """The hello and every Python → host message through the host's own validators (trainer/host/channel-messages.ts)."""
-    if shutil.which("node") is None or not (REPO / "node_modules" / "tsx").exists():
-        pytest.skip("node with tsx is needed to run the host's validators")
-    fd, name = tempfile.mkstemp(suffix=".ts")
-    os.close(fd)
-    script = Path(name)
-    script.write_text(
-        f"import {{ validateHello, validatePythonMessage, recordIssues }} from {json.dumps((REPO / 'trainer' / 'host' / 'channel-messages.ts').as_uri())};\n"
-        "import { readFileSync } from 'node:fs';\n"
-        "const { hello, messages } = JSON.parse(readFileSync(0, 'utf8'));\n"
-        "const out: unknown[] = [];\n"
-        "const h = validateHello(hello); if (!h.ok) out.push(['hello', h.issues]);\n"
-        "for (const m of messages) { const v = validatePythonMessage(m); if (!v.ok) out.push([m.type, v.issues]); }\n"
-        "console.log(JSON.stringify(out));\n")
-    try:
-        out = subprocess.run(["node", "--import", "tsx", str(script)], input=json.dumps({"hello": hello, "messages": messages}),
-                             capture_output=True, text=True, cwd=REPO, timeout=60)
+        out = subprocess.run(["node", "--import", "tsx", str(script)], input=json.dumps(payload), capture_output=True, text=True, cwd=REPO, timeout=60)
     finally:
         script.unlink()
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def protocol_issues(records):
+    """Every record through common/protocol.ts's validateLogRecord (seq and t added where the host would)."""
+    stamped = [{"seq": i + 1, "t": 1, **r} if "seq" not in r else r for i, r in enumerate(records)]
+    issues = run_ts("common/protocol.ts", ["validateLogRecord"],
+                    "console.log(JSON.stringify(input.map((r: unknown) => { const v = validateLogRecord(r); return v.ok ? null : v.issues; })));\n", stamped)
+    return [(r.get("kind"), i) for r, i in zip(stamped, issues) if i]
+
+
+def channel_issues(hello, messages):
+    """The hello and every Python → host message through the host's own validators (trainer/host/channel-messages.ts)."""
+    return run_ts("trainer/host/channel-messages.ts", ["validateHello", "validatePythonMessage"],
+                  "const out: unknown[] = [];\n"
+                  "const h = validateHello(input.hello); if (!h.ok) out.push(['hello', h.issues]);\n"
+                  "for (const m of input.messages) { const v = validatePythonMessage(m); if (!v.ok) out.push([m.type, v.issues]); }\n"
+                  "console.log(JSON.stringify(out));\n", {"hello": hello, "messages": messages})
 
 
 def read_log(run_dir):
