@@ -6,7 +6,7 @@ gradient-noise estimate B_simple. Pure functions of tensors; nothing here logs o
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -218,23 +218,51 @@ def two_batch_estimate(small_sq: float, small: int, big_sq: float, big: int) -> 
     return {"gradSq": (big * big_sq - small * small_sq) / (big - small), "traceSigma": (small_sq - big_sq) / (1 / small - 1 / big)}
 
 
-def microbatch_noise(micro: List[Dict[str, torch.Tensor]], micro_size: int) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
-    """The two-batch estimate from K ≥ 2 microbatch gradients of `micro_size` examples each: the small batch
-    is one microbatch (|G_b|² averaged over the K), the big one their mean (B = K·b). Per parameter and
-    over the whole model."""
-    k = len(micro)
+def microbatch_sums(micro: Iterable[Dict[str, torch.Tensor]]) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """Per parameter, the sum of the microbatch gradients (flattened, float64) and the sum of their squared
+    norms (a float64 scalar tensor), on the gradients' device. Sums rather than the gradients themselves, so
+    that groups of microbatches measured apart (ranks of a data-parallel run) add up to the whole, and so
+    that a lazy iterable holds one microbatch's gradients at a time. An empty iterable gives empty dicts."""
+    sums: Dict[str, torch.Tensor] = {}
+    sq_sums: Dict[str, torch.Tensor] = {}
+    for m in micro:
+        for name, g in m.items():
+            v = g.detach().to(torch.float64).reshape(-1)
+            sq = torch.sum(v * v)  # a tensor: no host sync per microbatch on CUDA
+            if name in sums:
+                sums[name] = sums[name] + v
+                sq_sums[name] = sq_sums[name] + sq
+            else:
+                sums[name], sq_sums[name] = v.clone(), sq
+    return sums, sq_sums
+
+
+def noise_from_sums(sums: Dict[str, torch.Tensor], sq_sums: Dict[str, object], k: int, micro_size: int) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
+    """The two-batch estimate from the sums of K ≥ 2 microbatch gradients of `micro_size` examples each
+    (microbatch_sums, possibly added over groups): the small batch is one microbatch (|G_b|² averaged over
+    the K: Σ|g_i|²/K), the big one their mean (|Σg_i/K|², B = K·b). Per parameter, in the order of `sums`,
+    and over the whole model."""
     if k < 2:
         raise ValueError(f"microbatch_noise: need at least 2 microbatches, got {k}")
     per: Dict[str, Dict[str, float]] = {}
     small_total = big_total = 0.0
-    for name in micro[0]:
-        stack = torch.stack([m[name].detach().to(torch.float64).reshape(-1) for m in micro])
-        small_sq = float(torch.sum(stack * stack)) / k
-        big_sq = float(torch.sum(stack.mean(0) ** 2))
+    for name, s in sums.items():
+        small_sq = float(sq_sums[name]) / k
+        big_sq = float(torch.sum((s.to(torch.float64) / k) ** 2))
         per[name] = two_batch_estimate(small_sq, micro_size, big_sq, k * micro_size)
         small_total += small_sq
         big_total += big_sq
     return per, two_batch_estimate(small_total, micro_size, big_total, k * micro_size)
+
+
+def microbatch_noise(micro: List[Dict[str, torch.Tensor]], micro_size: int) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
+    """The two-batch estimate from K ≥ 2 microbatch gradients of `micro_size` examples each (one dict of
+    gradients by parameter name per microbatch): noise_from_sums of microbatch_sums. Per parameter and
+    over the whole model."""
+    k = len(micro)
+    if k < 2:
+        raise ValueError(f"microbatch_noise: need at least 2 microbatches, got {k}")
+    return noise_from_sums(*microbatch_sums(micro), k, micro_size)
 
 
 def b_simple(sample: Dict[str, float]) -> Optional[float]:

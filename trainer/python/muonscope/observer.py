@@ -17,10 +17,13 @@ Data parallel (``split``): every rank holds the same weights, gradients (all-red
 ranks share the work. Rank 0 decides what is due and says so at the step boundary (watch.py broadcasts it);
 each rank then measures the spectra and layer stats of the matrix layers i with i mod R = its rank, and of
 the curvature probe rank 0 takes the whole model and rank 1 the layer in turn; the shares are gathered to
-rank 0, which writes the records in layer order, each saying which rank measured it (``rank``). Gradient
-noise stays rank 0's (its microbatch gradients would have to travel whole; under DDP the ranks' own
-gradients estimate it for free, ddp_noise.py). A share that fails is an alert from rank 0, and every rank
-still takes part in the gather, so none waits for another.
+rank 0, which writes the records in layer order, each saying which rank measured it (``rank``). Of the
+gradient noise each rank takes the microbatches i with i mod R = its rank and keeps per parameter only
+the sum of their gradients and of their squared norms: B_simple needs nothing else, and sums add up over
+ranks, so one all-reduce of one float64 vector (the size of the model, once per noise step) gives rank 0
+the whole and it writes the records as one process would. A share that fails is an alert from rank 0 (and
+no noise record at that step, its sum being incomplete), and every rank still takes part in the gather and
+the all-reduce, so none waits for another.
 
 A diagnostic that fails is reported as a warning alert and training goes on. Gradients for the probes
 come from torch.autograd.grad, so the parameters' ``.grad`` are never touched; the weights are restored
@@ -41,6 +44,11 @@ from . import optinfo
 from .matrices import ParamInfo
 from .records import alert_record
 from .scheduler import Scheduler
+
+
+def _all_reduce_sum(t: torch.Tensor) -> None:
+    import torch.distributed as dist  # only a data-parallel run gets here
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
 def _sync(device: torch.device) -> None:
@@ -82,11 +90,18 @@ class Observer:
         # One process: rank 0 of 1, nothing to gather. Data parallel: set by split().
         self.rank, self.world = 0, 1
         self.gather: Callable[[object], Optional[List[object]]] = lambda x: [x]
+        self.all_reduce: Callable[[torch.Tensor], None] = lambda t: None
 
-    def split(self, rank: int, world: int, gather: Callable[[object], Optional[List[object]]]) -> None:
+    def split(self, rank: int, world: int, gather: Callable[[object], Optional[List[object]]],
+              all_reduce: Optional[Callable[[torch.Tensor], None]] = None) -> None:
         """Shares the diagnostics among `world` ranks (see the module's docs); `gather` collects one object
-        per rank on rank 0 (distributed.gather_objects)."""
+        per rank on rank 0 (distributed.gather_objects); `all_reduce` sums a tensor over the ranks in place
+        (torch.distributed.all_reduce unless given)."""
         self.rank, self.world, self.gather = rank, world, gather
+        self.all_reduce = all_reduce if all_reduce is not None else _all_reduce_sum
+
+    def _failed(self, name: str, step: int, e: Exception) -> str:
+        return f"{name} diagnostics failed at step {step}{f' on rank {self.rank}' if self.world > 1 else ''} (training goes on): {e!r}"
 
     def _tag(self, record: dict) -> dict:
         """Which rank measured a record, when there are several."""
@@ -116,21 +131,26 @@ class Observer:
         if before is None:
             return
         for name in self.due:
-            run = {"spectra": self._spectra, "curvature": self._curvature, "noise": self._noise}[name]
             device = self.params[0].param.device if self.params else torch.device("cpu")
             started = time.perf_counter()
             records: List[dict] = []
             failure: Optional[str] = None
-            if name != "noise" or self.rank == 0:  # noise is rank 0's alone (see the module's docs)
-                try:
-                    # The probes' own randomness (dropout) must not move the training's random stream.
-                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                        records = run(step, before)
-                except Exception as e:  # diagnostics must never take the run down
-                    failure = f"{name} diagnostics failed at step {step}{f' on rank {self.rank}' if self.world > 1 else ''} (training goes on): {e!r}"
+            share = None
+            try:
+                # The probes' own randomness (dropout) must not move the training's random stream.
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    if name == "noise":
+                        share = self._noise_share()
+                    else:
+                        records = {"spectra": self._spectra, "curvature": self._curvature}[name](step, before)
+            except Exception as e:  # diagnostics must never take the run down
+                failure = self._failed(name, step, e)
             _sync(device)
             # This rank's own share: the budget is each rank's time, which falls as ranks are added.
             self.scheduler.record_run(name, step, (time.perf_counter() - started) * 1000)
+            if name == "noise":
+                # Outside the timing, as the gather below is: the all-reduce waits for the slowest rank.
+                records, failure = self._noise(step, share if failure is None else None, failure)
             shares = self.gather((records, failure)) if self.world > 1 else [(records, failure)]
             if shares is not None:
                 self._write(step, name, shares)
@@ -273,15 +293,68 @@ class Observer:
 
     # ---- gradient noise ----
 
-    def _noise(self, step: int, before) -> List[dict]:
-        params = [p.param for p in self.params if p.param.requires_grad]
-        micro = []
-        for i in range(self.microbatches):
-            loss = self.noise_probe(i)
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-            micro.append({info.name: (g if g is not None else torch.zeros_like(info.param)).detach()
-                          for info, g in zip([p for p in self.params if p.param.requires_grad], grads)})
-        per, overall = dg.microbatch_noise(micro, self.microbatch_size)
+    def _noise_share(self):
+        """This rank's microbatches i ≡ rank (mod R): per parameter, the sum of their gradients and of their
+        squared norms (diagnostics.microbatch_sums; empty when R > K leaves this rank none). The gradients
+        are made one microbatch at a time, so only the sums are held."""
+        infos = [p for p in self.params if p.param.requires_grad]
+        params = [p.param for p in infos]
+
+        def grads():
+            for i in range(self.rank, self.microbatches, self.world):
+                gs = torch.autograd.grad(self.noise_probe(i), params, allow_unused=True)
+                yield {info.name: (g if g is not None else torch.zeros_like(info.param)).detach() for info, g in zip(infos, gs)}
+
+        return dg.microbatch_sums(grads())
+
+    def _noise_reduce(self, share):
+        """Every rank: one all-reduce (sum) of a flat float64 vector, every parameter's gradient sum, then
+        every parameter's squared-norm sum, then a failure count. Its length depends on the model alone, so a
+        rank whose share failed (share None: zeros and a 1) or that has no microbatch still takes part and
+        no rank waits for another. On the parameters' device: NCCL moves CUDA tensors only. Rank 0 gets the
+        reduced sums and how many ranks failed; the others (None, 0)."""
+        infos = [p for p in self.params if p.param.requires_grad]
+        device = infos[0].param.device if infos else torch.device("cpu")
+        sizes = [info.param.numel() for info in infos]
+        n = sum(sizes)
+        flat = torch.zeros(n + len(infos) + 1, dtype=torch.float64, device=device)
+        if share is None:
+            flat[-1] = 1.0
+        else:
+            sums, sq_sums = share
+            offset = 0
+            for j, (info, size) in enumerate(zip(infos, sizes)):
+                if info.name in sums:  # absent when this rank has no microbatch: zeros
+                    flat[offset:offset + size] = sums[info.name]
+                    flat[n + j] = sq_sums[info.name]
+                offset += size
+        self.all_reduce(flat)
+        if self.rank != 0:
+            return None, 0
+        sums, sq_sums, offset = {}, {}, 0
+        for j, (info, size) in enumerate(zip(infos, sizes)):
+            sums[info.name], sq_sums[info.name] = flat[offset:offset + size], flat[n + j]
+            offset += size
+        return (sums, sq_sums), int(round(float(flat[-1])))
+
+    def _noise(self, step: int, share, failure: Optional[str]):
+        """The noise records from the microbatch sums (this rank's share, None if it failed): with several
+        ranks, after summing the shares over the ranks, on rank 0 only, and none at a step where any rank's
+        share failed (an incomplete sum would be a wrong estimate; the failing rank's alert reaches rank 0
+        through the gather). Returns (records, failure)."""
+        if self.world > 1:
+            share, failed = self._noise_reduce(share)
+            if self.rank != 0 or failed:
+                return [], failure
+        if share is None:
+            return [], failure
+        try:
+            return self._noise_records(step, share), failure
+        except Exception as e:  # diagnostics must never take the run down
+            return [], self._failed("noise", step, e)
+
+    def _noise_records(self, step: int, share) -> List[dict]:
+        per, overall = dg.noise_from_sums(*share, self.microbatches, self.microbatch_size)
         sizes = {"batchSize": int(self.batch_size), "microbatches": self.microbatches, "microbatchSize": self.microbatch_size}
 
         def windowed(key: str, sample):

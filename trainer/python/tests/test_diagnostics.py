@@ -84,6 +84,39 @@ def test_microbatch_noise_matches_the_two_batch_definition():
         dg.microbatch_noise(grads[:1], 4)
 
 
+def test_noise_from_sums_is_microbatch_noise_and_sums_of_groups_add_up():
+    ref = INDEX["noise"]
+    micro = load(ref["micro"])
+    split = ref["split"]
+    grads = [{"a": row[:split].reshape(3, 4), "b": row[split:]} for row in micro]
+    k, b = len(grads), ref["microbatchSize"]
+    assert k >= 3
+    expected = dg.microbatch_noise(grads, b)
+
+    def close(got):
+        per, overall = got
+        assert list(per) == ["a", "b"]
+        for key in ("gradSq", "traceSigma"):
+            assert overall[key] == pytest.approx(expected[1][key], rel=1e-12)
+            assert overall[key] == pytest.approx(ref[key], rel=1e-12)
+            for name in per:
+                assert per[name][key] == pytest.approx(expected[0][name][key], rel=1e-12)
+
+    close(dg.noise_from_sums(*dg.microbatch_sums(grads), k, b))
+    # Two groups measured apart (two ranks: i even, i odd), their sums added: the same estimate.
+    (s0, q0), (s1, q1) = dg.microbatch_sums(grads[0::2]), dg.microbatch_sums(grads[1::2])
+    close(dg.noise_from_sums({n: s0[n] + s1[n] for n in s0}, {n: q0[n] + q1[n] for n in q0}, k, b))
+    # A lazy iterable, one microbatch at a time; none gives nothing to add.
+    close(dg.noise_from_sums(*dg.microbatch_sums(iter(grads)), k, b))
+    assert dg.microbatch_sums([]) == ({}, {})
+    # The sums are what the names say: the sum of the gradients and of their squared norms.
+    s, q = dg.microbatch_sums(grads)
+    assert torch.equal(s["a"].reshape(3, 4), sum(g["a"] for g in grads))
+    assert float(q["b"]) == pytest.approx(sum(float(torch.sum(g["b"] ** 2)) for g in grads), rel=1e-12)
+    with pytest.raises(ValueError, match="at least 2"):
+        dg.noise_from_sums(*dg.microbatch_sums(grads[:1]), 1, b)
+
+
 def test_noise_window_averages_then_divides_and_forgets_old_steps():
     w = dg.NoiseWindow(10)
     w.add(0, {"gradSq": 1.0, "traceSigma": 4.0})

@@ -293,3 +293,171 @@ def test_the_ranks_share_the_diagnostics_and_rank_0_writes_them_in_layer_order(t
         for a, b in zip(curv, ref_curv):
             assert a["layer"] == b["layer"] and a["kappaUpdate"] == pytest.approx(b["kappaUpdate"], rel=1e-3)
     assert "rank" not in [r for r in single if r["kind"] == "spectra"][0], "one process: no rank field"
+
+
+# ---------- the microbatch gradient noise shared among ranks ----------
+
+NOISE_STEPS = 3
+
+
+def _noise_data(seed, n):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 6, generator=g), torch.randn(n, 3, generator=g)
+
+
+class _NoiseProbe:
+    """noise_probe(i): the loss of held-out microbatch i of 8 (4 examples each, the same on every rank);
+    with `fail_call`, its fail_call-th call raises (on a rank of 2 with K = 8: the first of step 1's four)."""
+
+    def __init__(self, model, fail_call=None):
+        self.model, self.fail_call, self.calls = model, fail_call, 0
+        self.x, noise = _noise_data(12, 32)
+        self.y = 2 * self.x[:, :3] + 0.1 * noise  # a signal to learn: |G|² > 0, so bSimple is a number
+
+    def __call__(self, i):
+        self.calls += 1
+        if self.calls == self.fail_call:
+            raise RuntimeError("noise probe fails on purpose")
+        return nn.functional.mse_loss(self.model(self.x[4 * i:4 * i + 4]), self.y[4 * i:4 * i + 4])
+
+
+def _noise_run(model, wrapped, out, batch_size, fail_call=None):
+    """NOISE_STEPS steps of DynMuon with the noise (K = 8) every step, on the same training batch on every
+    rank: DDP's mean of identical gradients is the gradient itself (×1/2, then a sum, both exact), so the
+    weights are one process's bit for bit and the noise is measured at the same weights."""
+    x, y = _noise_data(11, 16)
+    opt = DynMuon(model.parameters(), total_steps=NOISE_STEPS, lr=0.02, schedule={"type": "constant", "p": 0.25})
+    run = muonscope.watch(wrapped, opt, total_steps=NOISE_STEPS, name="noise", host=False, out=out,
+                          noise_probe=_NoiseProbe(model, fail_call), microbatch_size=4, batch_size=batch_size,
+                          config={"diagnostics": {"every": 1, "adaptive": False, "curvature": False, "microbatches": 8}})
+    with run:
+        for _ in range(NOISE_STEPS):
+            loss = nn.functional.mse_loss(wrapped(x), y)
+            opt.zero_grad()
+            loss.backward()
+            run.log(loss=loss)
+            opt.step()
+
+
+def _noise_worker(rank, init, out, fail_rank):
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    try:
+        model = _wide_mlp()
+        _noise_run(model, DDP(model), out, 16, fail_call=5 if rank == fail_rank else None)
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawned_run(tmp_path, fail_rank=None):
+    """The records of a 2-rank gloo run of _noise_run; fails when the ranks do not end in time (a hang)."""
+    procs = mp.start_processes(_noise_worker, args=((tmp_path / "pg").as_uri(), str(tmp_path / "ddp"), fail_rank),
+                               nprocs=WORLD, join=False, start_method="spawn")
+    deadline = time.monotonic() + 90
+    try:
+        while not procs.join(timeout=0.5):
+            assert time.monotonic() < deadline, "the ranks did not end"
+    finally:
+        for p in procs.processes:
+            if p.is_alive():
+                p.terminate()
+    (run_dir,) = [d for d in (tmp_path / "ddp").iterdir() if d.is_dir()]
+    records = read_log(run_dir)
+    assert protocol_issues(records) == []
+    return records
+
+
+def _micro_noise(records, step):
+    # The microbatch estimate's records (the ranks' own estimate, ddp_noise.py, carries `estimator`).
+    return [r for r in records if r["kind"] == "noise" and r["step"] == step and "estimator" not in r]
+
+
+def test_the_ranks_share_the_microbatch_noise_and_rank_0_writes_what_one_process_would(tmp_path):
+    records = _spawned_run(tmp_path)
+    assert not [r for r in records if r["kind"] == "alert"], [r for r in records if r["kind"] == "alert"]
+    model = _wide_mlp()
+    _noise_run(model, model, str(tmp_path / "one"), 32)  # batchSize 32 = 2 ranks × 16, as under DDP
+    (one_dir,) = [d for d in (tmp_path / "one").iterdir() if d.is_dir()]
+    single = read_log(one_dir)
+    for step in range(NOISE_STEPS):
+        got, expected = _micro_noise(records, step), _micro_noise(single, step)
+        assert [r["layer"] for r in got] == [None, "0.weight", "2.weight", "4.weight"]
+        assert [r["layer"] for r in expected] == [r["layer"] for r in got]
+        for a, b in zip(got, expected):
+            assert set(a) == set(b), "the same fields: no rank, nothing new"
+            for key, value in b.items():
+                if key in ("seq", "t"):  # the log's own: the DDP run has the ranks' noise records too
+                    continue
+                if isinstance(value, float):
+                    # float64 sums of the same float32 gradients, added in another order
+                    assert a[key] == pytest.approx(value, rel=1e-9), (step, a["layer"], key)
+                else:
+                    assert a[key] == value, (step, a["layer"], key)
+        assert got[0]["microbatches"] == 8 and got[0]["batchSize"] == 32 and got[0]["windowCount"] == step + 1
+        assert all(r["bSimple"] is not None and r["bSimple"] > 0 for r in got)
+
+
+def test_a_rank_whose_noise_share_fails_is_one_alert_and_no_noise_record_at_that_step(tmp_path):
+    records = _spawned_run(tmp_path, fail_rank=1)  # rank 1's probe raises at step 1; no rank waits for it
+    alerts = [r for r in records if r["kind"] == "alert"]
+    assert [(a["step"], a["code"]) for a in alerts] == [(1, "OBSERVER_FAILED")], alerts
+    assert alerts[0]["message"].startswith("noise diagnostics failed at step 1 on rank 1 (training goes on)")
+    assert "noise probe fails on purpose" in alerts[0]["message"]
+    # Step 1's sum would lack rank 1's microbatches: no record. The other steps' are whole.
+    assert [len(_micro_noise(records, step)) for step in range(NOISE_STEPS)] == [4, 0, 4]
+    assert [r["windowCount"] for r in _micro_noise(records, 2)] == [2] * 4
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(range(NOISE_STEPS))
+
+
+def test_more_ranks_than_microbatches_the_idle_ranks_add_zeros(tmp_path):
+    """R = 3 > K = 2, the ranks as threads of one process with stand-in collectives (the observer takes its
+    gather and all-reduce from split): rank 2 has no microbatch, takes part in the all-reduce with zeros,
+    and rank 0 writes what one process does."""
+    import threading
+
+    from muonscope.matrices import classify
+    from muonscope.observer import Observer
+
+    world, settings = 3, {"every": 1, "adaptive": False, "budgetPct": 10.0, "curvature": False}
+    barrier, slots = threading.Barrier(world), [None] * world
+
+    def collectives(rank):
+        def exchange(x):
+            slots[rank] = x
+            barrier.wait()
+            every = list(slots)
+            barrier.wait()  # every rank has read the slots before any writes the next
+            return every
+
+        def all_reduce(t):
+            t.copy_(sum(x.clone() for x in exchange(t.clone())))
+
+        return (lambda obj: exchange(obj) if rank == 0 else (exchange(obj), None)[1]), all_reduce
+
+    def observe(rank, split, model):
+        records = []
+        calls = []
+        probe = _NoiseProbe(model)
+        obs = Observer(classify(model), [DynMuon(model.parameters(), total_steps=1)], records.append, settings,
+                       noise_probe=lambda i: (calls.append(i), probe(i))[1], microbatches=2, microbatch_size=4)
+        if split:
+            obs.split(rank, world, *collectives(rank))
+        obs.before_step(0, due=["noise"])
+        obs.after_step(0, 1.0)
+        return [r for r in records if r["kind"] in ("noise", "alert")], calls
+
+    results = [None] * world
+    models = [_wide_mlp() for _ in range(world)]  # here: _wide_mlp seeds the global generator, which threads share
+    threads = [threading.Thread(target=lambda r=r: results.__setitem__(r, observe(r, True, models[r]))) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), "a rank waits for another"
+    assert [calls for _, calls in results] == [[0], [1], []]
+    assert [len(records) for records, _ in results] == [4, 0, 0]  # rank 0 writes, the others nothing
+    single, _ = observe(0, False, _wide_mlp())
+    assert [r["layer"] for r in single] == [r["layer"] for r in results[0][0]] == [None, "0.weight", "2.weight", "4.weight"]
+    for a, b in zip(results[0][0], single):
+        assert a.keys() == b.keys()
+        for key in ("gradSq", "traceSigma", "bSimple"):
+            assert a[key] == pytest.approx(b[key], rel=1e-12), (a["layer"], key)
