@@ -21,7 +21,7 @@ import torch
 import torch.optim._muon as torch_muon
 
 from fixtures import load_array, load_index
-from muonscope import DynMuon, MuonscopeValueError
+from muonscope import DynMuon, MuonscopeValueError, linalg
 from muonscope.shaping import cached_shaping_fit, gain_bounded_damping, max_shaping_gain
 
 SET = "optim"
@@ -180,7 +180,8 @@ def one_step_direction(x: torch.Tensor, p: float, **options) -> torch.Tensor:
 
 @pytest.mark.parametrize("p", [0.5, 0.0, -0.25, -0.5])
 @pytest.mark.parametrize("normalization", ["frobenius", "spectral", "none"])
-@pytest.mark.parametrize("rows,cols", [(128, 96), (96, 160)])
+# (96, 240) and (240, 96) are long enough for the Gram-side evaluation (linalg.GRAM_SIDE_MIN_ASPECT).
+@pytest.mark.parametrize("rows,cols", [(128, 96), (96, 160), (96, 240), (240, 96)])
 def test_matmul_shaping_matches_exact_to_its_fitted_bound(p, normalization, rows, cols):
     """The fitted bound (max relative error per singular value on [1e-3, 1]·σ_max) bounds the relative
     Frobenius error of the whole direction when every σ lies in that range; `auto` picks matmul here."""
@@ -198,6 +199,33 @@ def test_matmul_shaping_matches_exact_to_its_fitted_bound(p, normalization, rows
         # Not vacuous: at p = 0 Muon's Newton–Schulz (S' ≈ 0.7…1.2) is further from the polar factor.
         muon_like, _, _ = one_step_direction(x, 0.0, mode="lrOnly")
         assert rel(muon_like / muon_like.norm(), exact / exact.norm()) > 5 * e
+
+
+@pytest.mark.parametrize("rows,cols", [(40, 120), (120, 40), (40, 60)])
+def test_ns_combination_is_the_sum_of_the_iterates_on_either_side(rows, cols):
+    """Finishing on the Gram side (long matrices) is the same Σ_k w_k·X_k as iterating X itself: in float64
+    to 1e-11; in float32 against that, measured 2.8e-5 on the Gram side (2.3e-3 if it took over from step 0,
+    why it does not) and 5.4e-6 on the X side; the bounds leave ×3."""
+    fit = cached_shaping_fit(-0.25, 1e-3)
+    steps = [fit.step] * fit.steps
+    x = spectrum_matrix(rows, cols, seed=11).double()
+    xs = x if rows <= cols else x.T
+    s = linalg.power_sigma_max(x, 200) * 1.02
+    xk = xs / s
+    want = xk * fit.weights[0]
+    for k, step in enumerate(steps):
+        xk = linalg.ns_step(xk, step)
+        want = want + fit.weights[k + 1] * xk
+    want = want if rows <= cols else want.T
+    got, s_found = linalg.ns_combination(x, steps, fit.weights, 1.02, 200)
+    assert abs(float(s_found / s) - 1) < 1e-12
+    assert rel(got, want) < 1e-11, rel(got, want)
+    gram_side = max(rows, cols) >= linalg.GRAM_SIDE_MIN_ASPECT * min(rows, cols)
+    assert gram_side == ((rows, cols) != (40, 60))
+    got32, _ = linalg.ns_combination(x.float(), steps, fit.weights, 1.02, 200)
+    e32 = rel(got32, want)
+    note(f"ns_combination float32 vs float64 ({'Gram side' if gram_side else 'X side'})", e32)
+    assert e32 < (1e-4 if gram_side else 1.6e-5), e32
 
 
 # ---- the gain bound -------------------------------------------------------------------------------
