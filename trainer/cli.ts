@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { isMuonscopeError, MuonscopeError } from '../common/errors.js';
 import { optimizerLabel } from '../common/optimizer-label.js';
 import { formatConfigIssues, validateRunConfig, type RunConfig } from './run/config.js';
-import { withDefaultDiagnosticsEvery } from './run/config-defaults.js';
+import { TORCH_DIAGNOSTICS_BUDGET_PCT, withDefaultDiagnosticsBudget, withDefaultDiagnosticsEvery } from './run/config-defaults.js';
 import { inspectRun } from './run/inspect.js';
 import { ProgressPrinter } from './run/progress.js';
 import { readRunConfigFile, runDirOf } from '../common/run-folder/layout.js';
@@ -138,6 +138,8 @@ async function run(argv: string[]): Promise<number> {
   if (attach !== undefined && (command || !/^[1-9]\d*$/.test(attach))) throw new UsageError(command ? '--attach-pid takes no command after --' : `--attach-pid must be a process id, got "${attach}"`);
   if (positionals.length > 1) throw new UsageError(`run takes one config file before --, got ${positionals.length}`);
   const { raw, label } = loadConfig(positionals[0], undefined);
+  // A config that is not an object is the validator's to report, untouched.
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) withDefaultDiagnosticsBudget(raw as Record<string, unknown>, TORCH_DIAGNOSTICS_BUDGET_PCT);
   const result = validateRunConfig(raw);
   if (!result.ok) {
     console.error(formatConfigIssues(label, result.issues));

@@ -1,9 +1,12 @@
 // `npm run bench:torch`: what Muonscope costs a PyTorch run. A benchmark, not a test.
 //
-// (a) watch's overhead at its default cadence (diagnostics every 100 steps within a 10% budget, curvature
+// (a) watch's overhead at its default cadence (diagnostics every 100 steps within a 4% budget, curvature
 //     and noise probes on) on examples/torch/train.py: the same run with and without muonscope.watch, in
 //     `--pairs N` pairs of alternating order (default 3), each in a fresh Python process
-//     (test/bench/torch_watch_bench.py); the ratio watched/plain per pair and its median.
+//     (test/bench/torch_watch_bench.py); the ratio watched/plain per pair and its median. And, from each
+//     watched run, the time inside watch's own code over the rest of the run (`own`): the same overhead
+//     without the pairs' run-to-run spread (±10% on a 2-core machine), leaving out only any slowing of the
+//     training's own work by watch's memory and caches.
 // (b) DynMuon's torch step (method "matmul", p = −0.25) against torch.optim.Muon with float32 Newton–Schulz
 //     at 1024×1024 and 1024×4096, in the same process, median of `--repeats N` (default 20) each
 //     (test/bench/torch_dynmuon_bench.py).
@@ -69,8 +72,9 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-interface WatchRun { mode: 'watch' | 'plain'; wall_s: number; torch: string; threads: number; cuda: string | null }
-interface WatchOverhead { device: string; steps: number; pairs: Array<{ first: string; plainS: number; watchS: number; ratio: number }>; medianRatio: number; overheadPct: number }
+interface WatchRun { mode: 'watch' | 'plain'; wall_s: number; own_s: number | null; torch: string; threads: number; cuda: string | null }
+interface WatchPair { first: string; plainS: number; watchS: number; ratio: number; ownS: number; ownPct: number }
+interface WatchOverhead { device: string; steps: number; pairs: WatchPair[]; medianRatio: number; overheadPct: number; medianOwnPct: number }
 interface OptimRow { m: number; n: number; repeats: number; muon_fp32_ms: number; dynmuon_matmul_ms: number; ratio: number }
 interface OptimResult { torch: string; threads: number; device: string; cuda: string | null; results: OptimRow[] }
 
@@ -84,21 +88,22 @@ function watchOverhead(device: 'cpu' | 'cuda'): WatchOverhead {
     for (let i = 0; i < PAIRS; i++) {
       const order: Array<'watch' | 'plain'> = i % 2 === 0 ? ['plain', 'watch'] : ['watch', 'plain'];
       const runs = Object.fromEntries(order.map((mode) => [mode, once(mode)])) as Record<'watch' | 'plain', WatchRun>;
-      const pair = { first: order[0], plainS: runs.plain.wall_s, watchS: runs.watch.wall_s, ratio: runs.watch.wall_s / runs.plain.wall_s };
-      console.log(`  ${device} pair ${i + 1}/${PAIRS} (${pair.first} first): plain ${pair.plainS.toFixed(1)} s, watched ${pair.watchS.toFixed(1)} s, ratio ${pair.ratio.toFixed(3)}`);
+      const ownS = runs.watch.own_s ?? NaN;
+      const pair: WatchPair = { first: order[0], plainS: runs.plain.wall_s, watchS: runs.watch.wall_s, ratio: runs.watch.wall_s / runs.plain.wall_s, ownS, ownPct: (100 * ownS) / (runs.watch.wall_s - ownS) };
+      console.log(`  ${device} pair ${i + 1}/${PAIRS} (${pair.first} first): plain ${pair.plainS.toFixed(1)} s, watched ${pair.watchS.toFixed(1)} s, ratio ${pair.ratio.toFixed(3)}; watch's own time ${pair.ownS.toFixed(2)} s = ${pair.ownPct.toFixed(2)}% of the rest`);
       pairs.push(pair);
     }
     const medianRatio = median(pairs.map((p) => p.ratio));
-    return { device, steps: STEPS, pairs, medianRatio, overheadPct: (medianRatio - 1) * 100 };
+    return { device, steps: STEPS, pairs, medianRatio, overheadPct: (medianRatio - 1) * 100, medianOwnPct: median(pairs.map((p) => p.ownPct)) };
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
 }
 
-interface DdpRun { world: number; mode: 'plain' | 'watch' | 'diag'; steps: number; wall_s: number }
+interface DdpRun { world: number; mode: 'plain' | 'watch' | 'diag'; steps: number; wall_s: number; own_s: number[] | null }
 interface DdpResult {
   steps: number;
-  overhead: { pairs: Array<{ first: string; plainS: number; watchS: number; ratio: number }>; medianRatio: number; overheadPct: number };
+  overhead: { pairs: Array<{ first: string; plainS: number; watchS: number; ratio: number; ownS: number[]; ownPct: number }>; medianRatio: number; overheadPct: number; medianOwnPct: number };
   diagnostics: Array<{ world: number; plainS: number; diagS: number; msPerStep: number }>;
   perRankRatio: number;
 }
@@ -110,11 +115,14 @@ function dataParallel(): DdpResult {
   for (let i = 0; i < PAIRS; i++) {
     const order: Array<'plain' | 'watch'> = i % 2 === 0 ? ['plain', 'watch'] : ['watch', 'plain'];
     const runs = Object.fromEntries(order.map((mode) => [mode, once(2, mode)])) as Record<'plain' | 'watch', DdpRun>;
-    const pair = { first: order[0], plainS: runs.plain.wall_s, watchS: runs.watch.wall_s, ratio: runs.watch.wall_s / runs.plain.wall_s };
-    console.log(`  ddp overhead pair ${i + 1}/${PAIRS} (${pair.first} first): plain ${pair.plainS.toFixed(1)} s, watched ${pair.watchS.toFixed(1)} s, ratio ${pair.ratio.toFixed(3)}`);
+    const ownS = runs.watch.own_s ?? [];
+    const slowest = Math.max(...ownS);
+    const pair = { first: order[0], plainS: runs.plain.wall_s, watchS: runs.watch.wall_s, ratio: runs.watch.wall_s / runs.plain.wall_s, ownS, ownPct: (100 * slowest) / (runs.watch.wall_s - slowest) };
+    console.log(`  ddp overhead pair ${i + 1}/${PAIRS} (${pair.first} first): plain ${pair.plainS.toFixed(1)} s, watched ${pair.watchS.toFixed(1)} s, ratio ${pair.ratio.toFixed(3)}; watch's own time per rank ${ownS.map((o) => o.toFixed(2)).join(', ')} s, the largest ${pair.ownPct.toFixed(2)}% of the rest`);
     pairs.push(pair);
   }
   const medianRatio = median(pairs.map((p) => p.ratio));
+  const medianOwnPct = median(pairs.map((p) => p.ownPct));
   const diagnostics = [1, 2].map((world) => {
     const plain = once(world, 'plain');
     const diag = once(world, 'diag');
@@ -122,7 +130,7 @@ function dataParallel(): DdpResult {
     console.log(`  diagnostics, ${world} rank(s): plain ${row.plainS.toFixed(1)} s, every 10 steps ${row.diagS.toFixed(1)} s: ${row.msPerStep.toFixed(1)} ms/step per rank`);
     return row;
   });
-  return { steps: DDP_STEPS, overhead: { pairs, medianRatio, overheadPct: (medianRatio - 1) * 100 }, diagnostics, perRankRatio: diagnostics[1].msPerStep / diagnostics[0].msPerStep };
+  return { steps: DDP_STEPS, overhead: { pairs, medianRatio, overheadPct: (medianRatio - 1) * 100, medianOwnPct }, diagnostics, perRankRatio: diagnostics[1].msPerStep / diagnostics[0].msPerStep };
 }
 
 /** (b): DynMuon matmul against torch.optim.Muon fp32 in one process. */
@@ -156,13 +164,16 @@ function main(): void {
   console.log('|---|---|---|---|---|');
   for (const device of ['cpu', 'cuda'] as const) {
     const w = watch[device];
-    if (w) console.log(`| watch overhead, ${w.steps} steps (median of ${w.pairs.length}) | ${device} | ${median(w.pairs.map((p) => p.watchS)).toFixed(1)} s | ${median(w.pairs.map((p) => p.plainS)).toFixed(1)} s | ${w.medianRatio.toFixed(3)} (${w.overheadPct >= 0 ? '+' : ''}${w.overheadPct.toFixed(1)}%) |`);
-    else console.log(`| watch overhead | ${device} | not measured (torch sees no CUDA device) | | |`);
+    if (w) {
+      console.log(`| watch overhead, ${w.steps} steps (median of ${w.pairs.length} pairs) | ${device} | ${median(w.pairs.map((p) => p.watchS)).toFixed(1)} s | ${median(w.pairs.map((p) => p.plainS)).toFixed(1)} s | ${w.medianRatio.toFixed(3)} (${w.overheadPct >= 0 ? '+' : ''}${w.overheadPct.toFixed(1)}%) |`);
+      console.log(`| watch's own time over the rest of the run (median of ${w.pairs.length}) | ${device} | ${median(w.pairs.map((p) => p.ownS)).toFixed(2)} s | | ${w.medianOwnPct.toFixed(2)}% |`);
+    } else console.log(`| watch overhead | ${device} | not measured (torch sees no CUDA device) | | |`);
     const o = optim[device];
     if (o) for (const r of o.results) console.log(`| optimizer step ${r.m}×${r.n} (median of ${r.repeats}) | ${device} | ${r.dynmuon_matmul_ms.toFixed(2)} ms | ${r.muon_fp32_ms.toFixed(2)} ms | ${r.ratio.toFixed(2)} |`);
     else console.log(`| optimizer step | ${device} | not measured (torch sees no CUDA device) | | |`);
   }
   console.log(`| watch overhead, 2-rank DDP, ${ddp.steps} steps (median of ${ddp.overhead.pairs.length}) | cpu | ${median(ddp.overhead.pairs.map((p) => p.watchS)).toFixed(1)} s | ${median(ddp.overhead.pairs.map((p) => p.plainS)).toFixed(1)} s | ${ddp.overhead.medianRatio.toFixed(3)} (${ddp.overhead.overheadPct >= 0 ? '+' : ''}${ddp.overhead.overheadPct.toFixed(1)}%) |`);
+  console.log(`| watch's own time, 2-rank DDP, the slower rank (median of ${ddp.overhead.pairs.length}) | cpu | | | ${ddp.overhead.medianOwnPct.toFixed(2)}% |`);
   console.log(`| diagnostics per rank, 2 ranks vs 1 (every 10 steps) | cpu | ${ddp.diagnostics[1].msPerStep.toFixed(1)} ms/step | ${ddp.diagnostics[0].msPerStep.toFixed(1)} ms/step | ${ddp.perRankRatio.toFixed(2)} |`);
   console.log(`load average ${meta.loadStart} at start, ${meta.loadEnd} at end`);
 

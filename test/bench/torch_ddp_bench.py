@@ -12,7 +12,9 @@ each rank its own batches (DDP). MODE:
   runs at different WORLD do the same diagnostics work: (wall(diag) − wall(plain)) per step is what the
   diagnostics cost each rank (the ranks wait for one another at each all-reduce).
 `wall_s` is rank 0's wall time of the training loop (model built, watch started, every step), the slowest
-rank's being the same within the last step's all-reduce. Records go to a run folder (no host).
+rank's being the same within the last step's all-reduce. Records go to a run folder (no host). A watched run
+also reports `own_s`, each rank's time inside watch's own code (torch_watch_bench.time_watch_methods); the
+ranks wait for one another at every all-reduce, so the largest is a lower bound of what watch adds.
 """
 import json
 import os
@@ -60,6 +62,10 @@ def _rank(rank: int, world: int, mode: str, steps: int, init: str, out: str, res
             return train.loss_of(model, nx[i * 8:(i + 1) * 8], ny[i * 8:(i + 1) * 8])
 
         diag = {"every": 10, "adaptive": False} if mode == "diag" else {}
+        own = [0.0]
+        if mode != "plain":
+            from torch_watch_bench import time_watch_methods
+            time_watch_methods(own)
         started = time.perf_counter()
         run = None
         if mode != "plain":
@@ -80,8 +86,7 @@ def _rank(rank: int, world: int, mode: str, steps: int, init: str, out: str, res
             run.close()
         dist.barrier()
         wall = time.perf_counter() - started
-        if rank == 0:
-            result.put(wall)
+        result.put((rank, wall, own[0]))
     finally:
         dist.destroy_process_group()
 
@@ -95,8 +100,10 @@ def main() -> None:
         result = ctx.Queue()
         init = (Path(tmp) / "pg").as_uri()
         mp.start_processes(_rank, args=(world, mode, steps, init, str(Path(tmp) / "runs"), result), nprocs=world, start_method="spawn")
-        wall = result.get(timeout=5)
-    print(json.dumps({"world": world, "mode": mode, "steps": steps, "wall_s": wall, "torch": torch.__version__}))
+        per_rank = sorted(result.get(timeout=5) for _ in range(world))
+    wall = per_rank[0][1]
+    own = [o for _, _, o in per_rank] if mode != "plain" else None
+    print(json.dumps({"world": world, "mode": mode, "steps": steps, "wall_s": wall, "own_s": own, "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

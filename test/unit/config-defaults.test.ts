@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { withDefaultDiagnosticsEvery } from '../../trainer/run/config-defaults.js';
+import { TORCH_DIAGNOSTICS_BUDGET_PCT, withDefaultDiagnosticsBudget, withDefaultDiagnosticsEvery } from '../../trainer/run/config-defaults.js';
 
 test('the default cadence fills diagnostics.every only where the config leaves it out', () => {
   const empty: Record<string, unknown> = {};
@@ -20,6 +20,22 @@ test('the default cadence fills diagnostics.every only where the config leaves i
   const bad: Record<string, unknown> = { diagnostics: 'often' };
   withDefaultDiagnosticsEvery(bad, 7);
   assert.deepEqual(bad, { diagnostics: 'often' }, 'left for the validator to report with its path');
+});
+
+test('a hosted PyTorch run gets the lower budget only where its config sets none', () => {
+  assert.equal(TORCH_DIAGNOSTICS_BUDGET_PCT, 4);
+  const empty: Record<string, unknown> = {};
+  withDefaultDiagnosticsBudget(empty, TORCH_DIAGNOSTICS_BUDGET_PCT);
+  assert.deepEqual(empty, { diagnostics: { budgetPct: 4 } });
+  const partial: Record<string, unknown> = { diagnostics: { every: 7 } };
+  withDefaultDiagnosticsBudget(partial, 4);
+  assert.deepEqual(partial, { diagnostics: { every: 7, budgetPct: 4 } });
+  const own: Record<string, unknown> = { diagnostics: { budgetPct: 25 } };
+  withDefaultDiagnosticsBudget(own, 4);
+  assert.deepEqual(own, { diagnostics: { budgetPct: 25 } }, "the config's own value wins");
+  const bad: Record<string, unknown> = { diagnostics: [] };
+  withDefaultDiagnosticsBudget(bad, 4);
+  assert.deepEqual(bad, { diagnostics: [] }, 'left for the validator to report with its path');
 });
 
 test('muonscope train --default-diagnostics-every: in config.json and run_started, no control record', { timeout: 120_000 }, () => {

@@ -11,3 +11,19 @@ export function withDefaultDiagnosticsEvery(raw: Record<string, unknown>, every:
   if ((diagnostics as Record<string, unknown> | undefined)?.every !== undefined) return;
   raw.diagnostics = { ...(diagnostics as object | undefined), every };
 }
+
+/**
+ * The diagnostics budget of a PyTorch run hosted by `muonscope run` when its config sets none: lower than
+ * the built-in trainer's 10% because watch() adds to someone else's training loop, and its speed goal is
+ * 5% of that loop's time all told (the probes' first costs and the hooks come on top of the budget). The
+ * Python package's own default (muonscope/watch.py DIAGNOSTICS_DEFAULTS) is the same number, tested.
+ */
+export const TORCH_DIAGNOSTICS_BUDGET_PCT = 4;
+
+/** Fills `diagnostics.budgetPct` where the config leaves it out, before validation (as above). */
+export function withDefaultDiagnosticsBudget(raw: Record<string, unknown>, budgetPct: number): void {
+  const diagnostics = raw.diagnostics;
+  if (diagnostics !== undefined && (typeof diagnostics !== 'object' || diagnostics === null || Array.isArray(diagnostics))) return;
+  if ((diagnostics as Record<string, unknown> | undefined)?.budgetPct !== undefined) return;
+  raw.diagnostics = { ...(diagnostics as object | undefined), budgetPct };
+}

@@ -178,26 +178,36 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # ---------- curvature ----------
 
-def directional_curvature(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], direction: Sequence[torch.Tensor]) -> Tuple[float, float, float]:
-    """gᵀd, dᵀHd and dᵀd of `loss_fn()` at the params' current values, along `direction` (one tensor per
-    param, zeros where the direction has no component), by double backward: one gradient with its graph,
-    then the gradient of gᵀd, which is H·d. Exact for the loss as torch differentiates it.
+def directional_curvatures(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor],
+                           directions: Sequence[Sequence[torch.Tensor]]) -> List[Tuple[float, float, float]]:
+    """gᵀd, dᵀHd and dᵀd of `loss_fn()` at the params' current values, for each direction d (one tensor per
+    param, zeros where d has no component), by double backward: one gradient with its graph, then for each
+    d the gradient of gᵀd, which is H·d. Exact for the loss as torch differentiates it. Why several at once:
+    the forward pass and the first backward (about half of one probe's cost) serve every direction.
     """
     params = list(params)
     loss = loss_fn()
     grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-    gd = None
-    for g, d in zip(grads, direction):
-        if g is None:
-            continue
-        term = torch.sum(g * d.to(g.dtype))
-        gd = term if gd is None else gd + term
-    if gd is None:
-        raise ValueError("directional_curvature: the loss does not depend on any of the parameters")
-    hd = torch.autograd.grad(gd, params, allow_unused=True)
-    dhd = sum(float(torch.sum(h.detach().to(torch.float64) * d.to(torch.float64))) for h, d in zip(hd, direction) if h is not None)
-    dd = sum(float(torch.sum(d.to(torch.float64) ** 2)) for d in direction)
-    return float(gd.detach()), dhd, dd
+    out = []
+    for n, direction in enumerate(directions):
+        gd = None
+        for g, d in zip(grads, direction):
+            if g is None:
+                continue
+            term = torch.sum(g * d.to(g.dtype))
+            gd = term if gd is None else gd + term
+        if gd is None:
+            raise ValueError("directional_curvature: the loss does not depend on any of the parameters")
+        hd = torch.autograd.grad(gd, params, allow_unused=True, retain_graph=n + 1 < len(directions))
+        dhd = sum(float(torch.sum(h.detach().to(torch.float64) * d.to(torch.float64))) for h, d in zip(hd, direction) if h is not None)
+        dd = sum(float(torch.sum(d.to(torch.float64) ** 2)) for d in direction)
+        out.append((float(gd.detach()), dhd, dd))
+    return out
+
+
+def directional_curvature(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], direction: Sequence[torch.Tensor]) -> Tuple[float, float, float]:
+    """directional_curvatures for one direction."""
+    return directional_curvatures(loss_fn, params, [direction])[0]
 
 
 def step_stability(gd: float, dhd: float, dd: float, eta: float) -> Dict[str, Optional[float]]:

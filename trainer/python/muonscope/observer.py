@@ -275,11 +275,13 @@ class Observer:
             with torch.no_grad():
                 for p in params:
                     p.copy_(before["weights"][id(p)])
-            if whole_here:
-                whole = dg.directional_curvature(self.probe, params, d)
+            # Both on one rank (one process): one probe forward and first backward serve the two.
+            directions = [d] if whole_here else []
             if layer is not None and layer_here:
-                d_layer = [x if q is layer.param else torch.zeros_like(x) for q, x in zip(params, d)]
-                one = dg.directional_curvature(self.probe, params, d_layer)
+                directions.append([x if q is layer.param else torch.zeros_like(x) for q, x in zip(params, d)])
+            found = dg.directional_curvatures(self.probe, params, directions)
+            whole = found[0] if whole_here else None
+            one = found[-1] if layer is not None and layer_here else None
         finally:
             with torch.no_grad():
                 for p, a in zip(params, after):

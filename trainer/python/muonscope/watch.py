@@ -67,7 +67,7 @@ import sys
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
@@ -84,8 +84,11 @@ from .records import PROTOCOL_VERSION, alert_record, checkpoint_record, eval_rec
 from .runfolder import LogWriter, atomic_write, create_run_dir, how_to_open
 from .scheduler import check_settings
 
-# The TS trainer's defaults (trainer/run/config.ts): diagnostics every 100 steps within a 10% budget.
-DIAGNOSTICS_DEFAULTS = {"every": 100, "adaptive": True, "budgetPct": 10.0, "curvature": True, "noise": True,
+# The TS trainer's defaults (trainer/run/config.ts), diagnostics every 100 steps, but within a 4% budget
+# rather than its 10%: watch adds to someone else's training loop, and its goal is 5% of that loop's time
+# all told (first cost probes and hooks on top of the budget). `muonscope run` hosts a run with the same 4%
+# (trainer/run/config-defaults.ts TORCH_DIAGNOSTICS_BUDGET_PCT, checked equal by test_watch.py).
+DIAGNOSTICS_DEFAULTS = {"every": 100, "adaptive": True, "budgetPct": 4.0, "curvature": True, "noise": True,
                         "microbatches": 8, "noiseWindowSteps": 1000}
 
 
@@ -459,12 +462,24 @@ class Run:
                     p.grad = None
 
     def _non_finite_layer(self) -> Optional[str]:
+        """The first parameter whose gradient has a non-finite element, or None. Every step, so it is made
+        cheap: one fused 2-norm per device and dtype, read back once. A NaN or ±inf anywhere makes its
+        tensor's norm non-finite; finite values do only by overflow (|g| ≳ 1e19 in float32), and then the
+        one-by-one look that names the layer finds nothing and the step goes on. A per-tensor
+        isfinite().all() cost 0.85 ms a step on the example's 35 tensors, the fused 2-norms 0.25 ms (the
+        fused ∞-norm, which never overflows, 0.74 ms)."""
         with_grad = [p for p in self.params if p.param.grad is not None]
         if not with_grad:
             return None
-        ok = torch.stack([torch.isfinite(p.param.grad).all() for p in with_grad]).cpu()
-        for p, fine in zip(with_grad, ok.tolist()):
-            if not fine:
+        groups: Dict[tuple, List[torch.Tensor]] = {}
+        for p in with_grad:
+            g = p.param.grad
+            groups.setdefault((g.device, g.dtype), []).append(g)
+        norms = [torch.stack(torch._foreach_norm(gs, 2)).isfinite().all() for gs in groups.values()]
+        if bool(torch.stack([n.cpu() for n in norms]).all()):
+            return None
+        for p in with_grad:
+            if not bool(torch.isfinite(p.param.grad).all()):
                 return p.name
         return None
 

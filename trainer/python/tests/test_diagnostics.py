@@ -159,6 +159,15 @@ def test_hvp_curvature_equals_the_exact_hessian():
     assert dd == pytest.approx(float(dflat @ dflat), rel=1e-12)
     # The parameters' own gradients are untouched.
     assert all(p.grad is None for p in params)
+    # Several directions on one graph (the whole model's and one layer's, as the observer asks): each
+    # against the exact Hessian too, so sharing the first backward changes nothing.
+    d_layer = [t if i == 0 else torch.zeros_like(t) for i, t in enumerate(d)]
+    lflat = torch.cat([t.reshape(-1) for t in d_layer])
+    both = dg.directional_curvatures(lambda: torch.nn.functional.mse_loss(model(x), y), params, [d, d_layer])
+    assert both[0] == pytest.approx((gd, dhd, dd), rel=1e-12)
+    assert both[1][1] == pytest.approx(float(lflat @ hessian @ lflat), rel=1e-10)
+    assert both[1][0] == pytest.approx(float(grad @ lflat), rel=1e-10)
+    assert all(p.grad is None for p in params)
 
 
 def test_step_stability_from_the_definitions():

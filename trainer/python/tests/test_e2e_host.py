@@ -145,6 +145,9 @@ def test_conv_kernels_are_matrices_adamw_refuses_a_schedule_and_non_finite_value
 
     # The conv kernel (6, 2, 3, 3) is the 6 × 18 matrix Muon sees, in run_started and in the spectra.
     started = next(r for r in records if r["kind"] == "run_started")
+    # No config file, none in the script: the host's config for a PyTorch run and watch agree on the 4% budget.
+    assert started["config"]["diagnostics"]["budgetPct"] == 4
+    assert json.loads((host.run_dir / "config.json").read_text())["diagnostics"]["budgetPct"] == 4
     params = {p["name"]: p for p in started["params"]}
     assert params["0.weight"] == {"name": "0.weight", "shape": [6, 18], "route": "matrix"}
     assert params["3.weight"] == {"name": "3.weight", "shape": [4, 96], "route": "matrix"}

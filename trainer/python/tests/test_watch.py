@@ -511,7 +511,7 @@ def test_set_diagnostics_changes_the_cadence_from_the_acked_step(host):
     host.finish(run)
     assert sorted({r["step"] for r in host.records("spectra")}) == [0, 2, 4]
     (c,) = host.records("control")
-    assert (c["step"], c["old"]["every"], c["new"]) == (1, 100, {"every": 2, "adaptive": False, "budgetPct": 10.0})
+    assert (c["step"], c["old"]["every"], c["new"]) == (1, 100, {"every": 2, "adaptive": False, "budgetPct": 4.0})
     run.close()
 
 
@@ -786,3 +786,34 @@ def test_watching_with_every_diagnostic_does_not_change_the_training(tmp_path):
     plain, plain_rng = train(False)
     watched, watched_rng = train(True)
     assert all(torch.equal(a, b) for a, b in zip(plain, watched)) and torch.equal(plain_rng, watched_rng)
+
+
+def test_the_default_budget_is_the_hosts_for_a_torch_run():
+    """watch's own default and the one `muonscope run` fills into a config without one are one number."""
+    from muonscope.watch import DIAGNOSTICS_DEFAULTS
+    host = run_ts("trainer/run/config-defaults.ts", ["TORCH_DIAGNOSTICS_BUDGET_PCT"],
+                  "console.log(JSON.stringify(TORCH_DIAGNOSTICS_BUDGET_PCT));\n", None)
+    assert DIAGNOSTICS_DEFAULTS["budgetPct"] == host == 4
+
+
+def test_the_fused_gradient_check_finds_every_non_finite_value_and_nothing_else(tmp_path):
+    """The per-step check reads one infinity norm per device and dtype: NaN, +inf and −inf in any tensor of
+    any dtype are found and named, and huge finite gradients (whose 2-norm overflows) are not."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    model[2].to(torch.bfloat16)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with muonscope.watch(model, opt, total_steps=1, out=str(tmp_path)) as run:
+        names = [n for n, _ in model.named_parameters()]
+        for p in model.parameters():
+            p.grad = torch.full_like(p, 3e38 if p.dtype == torch.float32 else 1e38)
+        assert run._non_finite_layer() is None
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            for name, p in model.named_parameters():
+                keep = p.grad.clone()
+                p.grad.view(-1)[-1] = bad
+                assert run._non_finite_layer() == name, (bad, name)
+                p.grad = keep
+        model[0].weight.grad = None  # a parameter without a gradient is skipped
+        assert run._non_finite_layer() is None
+        assert names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+        opt.zero_grad(set_to_none=True)
