@@ -13,8 +13,10 @@
 // (c) both again on CUDA when torch sees a GPU; otherwise rows that say they were not measured.
 // (d) data parallel, CPU, gloo, one thread per rank (test/bench/torch_ddp_bench.py): watch's overhead on a
 //     2-rank DDP run at the default cadence (`--pairs` pairs of `--ddp-steps` steps, default 200, alternating
-//     order), and the diagnostics' cost per rank with 1 and with 2 ranks: (wall with every due diagnostic
-//     run every 10 steps − wall without watch) per step, on the same model and per-rank batch, and its ratio.
+//     order), and the diagnostics' cost per rank with 1 and with 2 ranks, every due diagnostic run every 10
+//     steps on the same model and per-rank batch: (wall − wall without watch) per step, and the time inside
+//     the diagnostics on the slower rank per step (no subtraction of a separate run, whose own spread on
+//     this machine is ±10%), and their ratios.
 //
 // Python is .venv/bin/python (`bash test/python/venv.sh`; `--python PATH` for another). Writes
 // test/bench/results/torch.json. `--smoke` checks the harness end to end with tiny sizes (6 steps, one
@@ -100,12 +102,13 @@ function watchOverhead(device: 'cpu' | 'cuda'): WatchOverhead {
   }
 }
 
-interface DdpRun { world: number; mode: 'plain' | 'watch' | 'diag'; steps: number; wall_s: number; own_s: number[] | null }
+interface DdpRun { world: number; mode: 'plain' | 'watch' | 'diag'; steps: number; wall_s: number; own_s: number[] | null; diag_s: number[] | null }
 interface DdpResult {
   steps: number;
   overhead: { pairs: Array<{ first: string; plainS: number; watchS: number; ratio: number; ownS: number[]; ownPct: number }>; medianRatio: number; overheadPct: number; medianOwnPct: number };
-  diagnostics: Array<{ world: number; plainS: number; diagS: number; msPerStep: number }>;
+  diagnostics: Array<{ world: number; plainS: number; diagS: number; msPerStep: number; insideS: number[]; insideMsPerStep: number }>;
   perRankRatio: number;
+  perRankInsideRatio: number;
 }
 
 /** (d): DDP runs, each a fresh set of processes. */
@@ -126,11 +129,15 @@ function dataParallel(): DdpResult {
   const diagnostics = [1, 2].map((world) => {
     const plain = once(world, 'plain');
     const diag = once(world, 'diag');
-    const row = { world, plainS: plain.wall_s, diagS: diag.wall_s, msPerStep: ((diag.wall_s - plain.wall_s) * 1000) / DDP_STEPS };
-    console.log(`  diagnostics, ${world} rank(s): plain ${row.plainS.toFixed(1)} s, every 10 steps ${row.diagS.toFixed(1)} s: ${row.msPerStep.toFixed(1)} ms/step per rank`);
+    const insideS = diag.diag_s ?? [];
+    const row = { world, plainS: plain.wall_s, diagS: diag.wall_s, msPerStep: ((diag.wall_s - plain.wall_s) * 1000) / DDP_STEPS, insideS, insideMsPerStep: (Math.max(...insideS) * 1000) / DDP_STEPS };
+    console.log(`  diagnostics, ${world} rank(s): plain ${row.plainS.toFixed(1)} s, every 10 steps ${row.diagS.toFixed(1)} s: ${row.msPerStep.toFixed(1)} ms/step per rank by difference; inside the diagnostics ${insideS.map((x) => x.toFixed(2)).join(', ')} s: ${row.insideMsPerStep.toFixed(1)} ms/step on the slower rank`);
     return row;
   });
-  return { steps: DDP_STEPS, overhead: { pairs, medianRatio, overheadPct: (medianRatio - 1) * 100, medianOwnPct }, diagnostics, perRankRatio: diagnostics[1].msPerStep / diagnostics[0].msPerStep };
+  return {
+    steps: DDP_STEPS, overhead: { pairs, medianRatio, overheadPct: (medianRatio - 1) * 100, medianOwnPct }, diagnostics,
+    perRankRatio: diagnostics[1].msPerStep / diagnostics[0].msPerStep, perRankInsideRatio: diagnostics[1].insideMsPerStep / diagnostics[0].insideMsPerStep,
+  };
 }
 
 /** (b): DynMuon matmul against torch.optim.Muon fp32 in one process. */
@@ -174,7 +181,8 @@ function main(): void {
   }
   console.log(`| watch overhead, 2-rank DDP, ${ddp.steps} steps (median of ${ddp.overhead.pairs.length}) | cpu | ${median(ddp.overhead.pairs.map((p) => p.watchS)).toFixed(1)} s | ${median(ddp.overhead.pairs.map((p) => p.plainS)).toFixed(1)} s | ${ddp.overhead.medianRatio.toFixed(3)} (${ddp.overhead.overheadPct >= 0 ? '+' : ''}${ddp.overhead.overheadPct.toFixed(1)}%) |`);
   console.log(`| watch's own time, 2-rank DDP, the slower rank (median of ${ddp.overhead.pairs.length}) | cpu | | | ${ddp.overhead.medianOwnPct.toFixed(2)}% |`);
-  console.log(`| diagnostics per rank, 2 ranks vs 1 (every 10 steps) | cpu | ${ddp.diagnostics[1].msPerStep.toFixed(1)} ms/step | ${ddp.diagnostics[0].msPerStep.toFixed(1)} ms/step | ${ddp.perRankRatio.toFixed(2)} |`);
+  console.log(`| diagnostics per rank, 2 ranks vs 1, wall difference (every 10 steps) | cpu | ${ddp.diagnostics[1].msPerStep.toFixed(1)} ms/step | ${ddp.diagnostics[0].msPerStep.toFixed(1)} ms/step | ${ddp.perRankRatio.toFixed(2)} |`);
+  console.log(`| diagnostics per rank, 2 ranks vs 1, time inside them (slower rank) | cpu | ${ddp.diagnostics[1].insideMsPerStep.toFixed(1)} ms/step | ${ddp.diagnostics[0].insideMsPerStep.toFixed(1)} ms/step | ${ddp.perRankInsideRatio.toFixed(2)} |`);
   console.log(`load average ${meta.loadStart} at start, ${meta.loadEnd} at end`);
 
   const data = { meta, watchOverhead: watch, optimizerStep: optim, dataParallel: ddp };

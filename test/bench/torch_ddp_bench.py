@@ -13,8 +13,9 @@ each rank its own batches (DDP). MODE:
   diagnostics cost each rank (the ranks wait for one another at each all-reduce).
 `wall_s` is rank 0's wall time of the training loop (model built, watch started, every step), the slowest
 rank's being the same within the last step's all-reduce. Records go to a run folder (no host). A watched run
-also reports `own_s`, each rank's time inside watch's own code (torch_watch_bench.time_watch_methods); the
-ranks wait for one another at every all-reduce, so the largest is a lower bound of what watch adds.
+also reports `own_s`, each rank's time inside watch's own code (torch_watch_bench.time_watch_methods; it
+includes the waits in watch's per-step collectives, which without watch would fall in DDP's all-reduce),
+and `diag_s`, each rank's time inside the diagnostics (time_diagnostics).
 """
 import json
 import os
@@ -62,10 +63,11 @@ def _rank(rank: int, world: int, mode: str, steps: int, init: str, out: str, res
             return train.loss_of(model, nx[i * 8:(i + 1) * 8], ny[i * 8:(i + 1) * 8])
 
         diag = {"every": 10, "adaptive": False} if mode == "diag" else {}
-        own = [0.0]
+        own, diag_s = [0.0], [0.0]
         if mode != "plain":
             from torch_watch_bench import time_watch_methods
             time_watch_methods(own)
+            time_diagnostics(diag_s)
         started = time.perf_counter()
         run = None
         if mode != "plain":
@@ -86,9 +88,25 @@ def _rank(rank: int, world: int, mode: str, steps: int, init: str, out: str, res
             run.close()
         dist.barrier()
         wall = time.perf_counter() - started
-        result.put((rank, wall, own[0]))
+        result.put((rank, wall, own[0], diag_s[0]))
     finally:
         dist.destroy_process_group()
+
+
+def time_diagnostics(total: list) -> None:
+    """Adds this rank's wall time inside the observer's after_step (every due diagnostic: this rank's share,
+    the gather of the shares and the noise all-reduce, rank 0's writing) to total[0]: the diagnostics' wall
+    time per rank measured where it is spent, which needs no run without watch to subtract."""
+    from muonscope.observer import Observer
+    inner = Observer.after_step
+
+    def timed(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return inner(self, *args, **kwargs)
+        finally:
+            total[0] += time.perf_counter() - started
+    Observer.after_step = timed
 
 
 def main() -> None:
@@ -102,8 +120,9 @@ def main() -> None:
         mp.start_processes(_rank, args=(world, mode, steps, init, str(Path(tmp) / "runs"), result), nprocs=world, start_method="spawn")
         per_rank = sorted(result.get(timeout=5) for _ in range(world))
     wall = per_rank[0][1]
-    own = [o for _, _, o in per_rank] if mode != "plain" else None
-    print(json.dumps({"world": world, "mode": mode, "steps": steps, "wall_s": wall, "own_s": own, "torch": torch.__version__}))
+    own = [r[2] for r in per_rank] if mode != "plain" else None
+    diag = [r[3] for r in per_rank] if mode != "plain" else None
+    print(json.dumps({"world": world, "mode": mode, "steps": steps, "wall_s": wall, "own_s": own, "diag_s": diag, "torch": torch.__version__}))
 
 
 if __name__ == "__main__":
