@@ -150,11 +150,14 @@ def _noise_worker(rank, init, tmp):
             net.weight.copy_((W_STAR + DELTA).unsqueeze(0))
         model = DDP(net)
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        drawn = [0]
+        at = [0]
 
-        def noise_probe(i):  # fresh held-out examples each call, on the underlying module (docs/python.md)
-            drawn[0] += 1
-            x, y = _regression(10 ** 7 + drawn[0], MICRO)
+        def noise_probe(i):
+            # Fresh held-out examples at every step, on the underlying module (docs/python.md). Microbatch i
+            # is drawn from (step, i) alone: the ranks share the microbatches (rank r computes i ≡ r mod R),
+            # so a draw that depended on how often this process had called would repeat rank 0's draws on
+            # rank 1 and bias the estimate (it did: 12.7 against 17).
+            x, y = _regression(10 ** 7 + K * at[0] + i, MICRO)
             return 0.5 * ((net(x).squeeze(1) - y) ** 2).mean()
 
         run = muonscope.watch(model, opt, total_steps=STEPS, name="noise", host=False, out=str(Path(tmp) / "runs"),
@@ -162,6 +165,7 @@ def _noise_worker(rank, init, tmp):
                               config={"diagnostics": {"every": 1, "adaptive": False, "microbatches": K, "noiseWindowSteps": 100000}})
         with run:
             for step in range(STEPS):
+                at[0] = step
                 x, y = _regression(_rank_seed(step, rank), B_RANK)
                 loss = 0.5 * ((model(x).squeeze(1) - y) ** 2).mean()
                 opt.zero_grad()
