@@ -9,8 +9,6 @@ not initialized or has one process, so a single-process run never calls a collec
 """
 from __future__ import annotations
 
-import copy
-import pickle
 from typing import Any, List, Optional
 
 import torch
@@ -46,51 +44,14 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-class _Broadcaster:
-    """Rank 0's payload on every rank, as cheaply as a step boundary needs. Almost every step's payload is
-    the one before it (no commands, running, nothing due), so a one-number header says "the same again"
-    and nothing else moves: one broadcast of a 1-element tensor (0.3 ms on gloo here) instead of
-    broadcast_object_list's two broadcasts and a pickle (0.7 ms). A changed payload follows the header as
-    pickled bytes. Each rank keeps the last payload it sent or received; all take part in every call, in
-    the same order, so they never disagree on what "the same" is."""
-
-    SAME = -1.0
-
-    def __init__(self) -> None:
-        self.last_bytes: Optional[bytes] = None
-        self.last_payload: Any = None
-
-    def __call__(self, payload: Any) -> Any:
-        device = _device()
-        if is_leader():
-            data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-            same = data == self.last_bytes
-            header = torch.tensor([self.SAME if same else float(len(data))], dtype=torch.float64, device=device)
-            dist.broadcast(header, src=0)
-            if not same:
-                dist.broadcast(torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device), src=0)
-                self.last_bytes = data
-            return payload
-        header = torch.empty(1, dtype=torch.float64, device=device)
-        dist.broadcast(header, src=0)
-        size = header.item()
-        if size != self.SAME:
-            buf = torch.empty(int(size), dtype=torch.uint8, device=device)
-            dist.broadcast(buf, src=0)
-            self.last_payload = pickle.loads(bytes(buf.cpu().tolist()))  # noqa: S301 - rank 0 of this job
-        # A fresh copy each time: the caller may change what it gets.
-        return copy.deepcopy(self.last_payload)
-
-
-_broadcaster = _Broadcaster()
-
-
 def broadcast(payload: Any = None) -> Any:
     """Rank 0's `payload` on every rank (picklable; the others pass None). Used at each step boundary
     for the commands that apply there, so every rank applies the same ones at the same step."""
     if not is_distributed():
         return payload
-    return _broadcaster(payload)
+    box: List[Any] = [payload if is_leader() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def gather_step_ms(step_ms: float) -> Optional[List[float]]:
