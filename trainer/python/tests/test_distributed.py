@@ -230,6 +230,11 @@ def _diag_run(model, wrapped, out, steps, x, y, vx, vy):
     run = muonscope.watch(wrapped, opt, total_steps=steps, name="shared", host=False, out=out,
                           probe=lambda: nn.functional.mse_loss(model(vx), vy),
                           config={"diagnostics": {"every": 1, "adaptive": False, "noise": False}})
+    _train(run, wrapped, opt, x, y, steps)
+
+
+def _train(run, wrapped, opt, x, y, steps):
+    """`steps` watched steps on one batch: the loop every run here shares."""
     with run:
         for _ in range(steps):
             loss = nn.functional.mse_loss(wrapped(x), y)
@@ -330,13 +335,7 @@ def _noise_run(model, wrapped, out, batch_size, fail_call=None):
     run = muonscope.watch(wrapped, opt, total_steps=NOISE_STEPS, name="noise", host=False, out=out,
                           noise_probe=_NoiseProbe(model, fail_call), microbatch_size=4, batch_size=batch_size,
                           config={"diagnostics": {"every": 1, "adaptive": False, "curvature": False, "microbatches": 8}})
-    with run:
-        for _ in range(NOISE_STEPS):
-            loss = nn.functional.mse_loss(wrapped(x), y)
-            opt.zero_grad()
-            loss.backward()
-            run.log(loss=loss)
-            opt.step()
+    _train(run, wrapped, opt, x, y, NOISE_STEPS)
 
 
 def _noise_worker(rank, init, out, fail_rank):
