@@ -7,13 +7,14 @@ McCandlish et al.'s estimator (diagnostics.two_batch_estimate), with no held-out
 
 A DDP communication hook sees each bucket's local gradients before the all-reduce and the averaged ones
 after it. On a measured step it adds up, over the buckets, the local squared norm (read before the
-reduction) and the reduced one (read after); every other step it is the plain average all-reduce and
-nothing more. The reduction itself is never changed, so every rank ends with exactly the gradient DDP gives
+reduction) and the reduced one (read after); every other step it is the plain average all-reduce and,
+on rank 0, the reduced norm alone, which stands in for watch's per-step non-finite check of the
+gradients (one norm per bucket, against one per parameter). The reduction itself is never changed, so every rank ends with exactly the gradient DDP gives
 without a hook (it multiplies by 1/R as DDP's built-in reduction does; torch's allreduce_hook divides by R,
 which differs in the last bits when R is not a power of two): the local sums are not put into the bucket (a longer tensor can move a ring all-reduce's
 chunk boundaries, and with it the order in which some elements are summed, for R > 2) but ride on the
-per-step all_gather of step times that watch does anyway (distributed.gather_step), so a measured step
-costs two norms per bucket and no extra collective.
+next step boundary's exchange that watch does anyway (distributed.exchange), so a measured step costs
+two norms per bucket and no extra collective.
 
 Which steps are measured is decided on every rank alike (``arm``: the diagnostics' K-step points, from the
 step count and settings every rank shares), since a rank's local sum must be there when the others gather it.
@@ -46,7 +47,7 @@ def _sq(x: torch.Tensor) -> torch.Tensor:
 class RankNoise:
     """The hook's state and the window of measurements (every rank keeps one; rank 0's is the one logged)."""
 
-    def __init__(self, world: int, batch_size: int, window_steps: int, process_group=None):
+    def __init__(self, world: int, batch_size: int, window_steps: int, process_group=None, check_finite: bool = False):
         if not (isinstance(world, int) and world >= 2):
             raise ValueError(f"RankNoise: needs at least 2 ranks, got {world!r}")
         if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -56,27 +57,32 @@ class RankNoise:
         self.process_group = process_group
         self.window = dg.NoiseWindow(window_steps)
         self.armed = False
-        # bucket index → (local |g_r|², reduced |mean g|²); by index, so a bucket reduced twice in a step
-        # (two backwards without no_sync) counts once, with its last gradient.
-        self.buckets: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}
+        # Bucket index → local |g_r|² (measured steps) and reduced |mean g|² (measured steps, and every step
+        # where the reduced norms stand in for watch's non-finite check); by index, so a bucket reduced
+        # twice in a step (two backwards without no_sync) counts once, with its last gradient.
+        self.local: Dict[int, torch.Tensor] = {}
+        self.reduced: Dict[int, torch.Tensor] = {}
+        self.check_finite = bool(check_finite)
 
     # ---- the hook (runs inside the backward, on every rank) ----
 
     def hook(self, state, bucket):  # unannotated: DDP checks annotations against real types, not strings
         buf = bucket.buffer()
         group = self.process_group if self.process_group is not None else dist.group.WORLD
-        local = _sq(buf) if self.armed else None
+        armed = self.armed
+        index = bucket.index()
+        if armed:
+            self.local[index] = _sq(buf)
         # DDP's built-in reduction, bit for bit: ×(1/R) (as the reducer scales each gradient into its bucket),
         # then a sum all-reduce. Python's 1/R is cast to the buffer's type, as the reducer's wrapped scalar is.
         buf.mul_(1.0 / group.size())
         fut = dist.all_reduce(buf, group=group, async_op=True).get_future()
-        if local is None:
+        if not (armed or self.check_finite):
             return fut.then(lambda f: f.value()[0])
-        index = bucket.index()
 
         def done(f):
             out = f.value()[0]
-            self.buckets[index] = (local, _sq(out))
+            self.reduced[index] = _sq(out)
             return out
 
         return fut.then(done)
@@ -86,25 +92,34 @@ class RankNoise:
     def arm(self, on: bool) -> None:
         """Whether the next backward is measured; every rank must be given the same answer."""
         self.armed = bool(on)
-        if not self.armed:
-            self.buckets.clear()
 
-    def local_sum(self) -> float:
-        """This rank's Σ over buckets of |g_r|² for the measured step (0 when none), for the all_gather."""
-        return float(sum(float(v[0]) for v in self.buckets.values())) if self.buckets else 0.0
+    def reduced_finite(self) -> Optional[bool]:
+        """At the step boundary: whether every bucket DDP reduced in this step's backward is finite, from
+        the reduced squared norms (float64: a float32 gradient's cannot overflow); None when no bucket was
+        reduced (a backward without DDP's sync), and the caller checks the gradients themselves."""
+        if not self.reduced:
+            return None
+        return bool(torch.isfinite(torch.stack(list(self.reduced.values()))).all())
 
     def discard(self) -> None:
-        self.buckets.clear()
+        self.local.clear()
+        self.reduced.clear()
 
-    def finish(self, step: int, locals_: Optional[List[float]]) -> Optional[Dict[str, object]]:
-        """After the all_gather: the measurement of `step` into the window and its `noise` record (rank 0,
-        which has every rank's local sum); None when the step was not measured or no bucket was reduced."""
-        buckets, self.buckets = self.buckets, {}
-        if not buckets or locals_ is None:
+    def take(self) -> Optional[Tuple[float, float]]:
+        """After the update: the measured step's sums over its buckets, (Σ local |g_r|², Σ reduced |mean g|²),
+        or None when it was not measured; the buckets are emptied for the next step. The local sum rides
+        on the next step boundary's exchange (distributed.py), where rank 0 gets every rank's."""
+        local, reduced = self.local, self.reduced
+        self.local, self.reduced = {}, {}
+        if not local:
             return None
+        return (float(sum(float(v) for v in local.values())), float(sum(float(reduced[i]) for i in local)))
+
+    def finish(self, step: int, reduced_sq: float, locals_: List[float]) -> Dict[str, object]:
+        """Rank 0, after the exchange: the measurement of `step` (its reduced sum from take, every rank's
+        local sum) into the window, and its `noise` record."""
         small_sq = sum(locals_) / len(locals_)
-        big_sq = float(sum(float(v[1]) for v in buckets.values()))
-        sample = dg.two_batch_estimate(small_sq, self.batch_size, big_sq, self.world * self.batch_size)
+        sample = dg.two_batch_estimate(small_sq, self.batch_size, reduced_sq, self.world * self.batch_size)
         self.window.add(step, sample)
         avg = self.window.average()
         return {"kind": "noise", "step": step, "layer": None, "estimator": "ranks", "ranks": self.world,
@@ -114,9 +129,11 @@ class RankNoise:
 
 
 def attach(model: object, world: int, batch_size: Optional[int], window_steps: int,
-           warn: Callable[[str, str], None]) -> Optional[RankNoise]:
+           warn: Callable[[str, str], None], check_finite: bool = False) -> Optional[RankNoise]:
     """Registers the estimator's comm hook on a DDP `model` with R = `world` ≥ 2 ranks and returns its state;
-    None (with a warning through `warn(code, message)` where the user would want to know) when it cannot run."""
+    None (with a warning through `warn(code, message)` where the user would want to know) when it cannot run.
+    `check_finite`: the hook also takes each reduced bucket's norm at every step (RankNoise.reduced_finite),
+    for rank 0's non-finite check."""
     if not is_ddp(model) or world < 2:
         return None
     if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1):
@@ -127,7 +144,7 @@ def attach(model: object, world: int, batch_size: Optional[int], window_steps: i
         warn("DDP_NOISE_HOOK_TAKEN", "the DDP model already has a communication hook (DDP allows one); "
              "gradient noise from the ranks is not measured")
         return None
-    state = RankNoise(world, batch_size, window_steps, getattr(model, "process_group", None))
+    state = RankNoise(world, batch_size, window_steps, getattr(model, "process_group", None), check_finite)
     try:
         model.register_comm_hook(None, state.hook)
     except RuntimeError as e:  # a builtin hook, or one registered on the reducer directly

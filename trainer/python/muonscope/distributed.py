@@ -2,14 +2,17 @@
 asks it who we are and moves the little that watch needs between ranks (docs/python.md, "Data parallel").
 
 Rank 0 is the run: it alone talks to the host or writes the run folder, takes the commands and computes
-the records. The other ranks follow it at every step boundary: rank 0 broadcasts the commands it applies
-there (``broadcast``), every rank applies the same ones, and each rank's step time is gathered to rank 0
-for the step record (``gather_step_ms``). Every function here is a no-op answer when torch.distributed is
+the records. The other ranks follow it at every step boundary, in one collective (``exchange``): rank 0's
+commands and state go to every rank, which applies the same ones, and every rank's wall time of the step
+before comes back with it for that step's record. Every function here is a no-op answer when torch.distributed is
 not initialized or has one process, so a single-process run never calls a collective.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional
+import math
+import pickle
+import struct
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -54,34 +57,60 @@ def broadcast(payload: Any = None) -> Any:
     return box[0]
 
 
-def gather_step_ms(step_ms: float) -> Optional[List[float]]:
-    """Every rank's step wall time (ms), in rank order, on rank 0 (None elsewhere).
+# The one collective of a step boundary (`exchange`): every rank's slot holds the previous step's wall time
+# and one float riding with it, this rank's flags, and (rank 0's) the commands and state, pickled.
+_HEADER = struct.Struct("<ddBI")  # step ms (NaN: none), extra, flags, payload bytes
+# Room for rank 0's payload inside the all_gather. The usual one (no command, state unchanged) is ~150
+# bytes and a set_schedule ~400; a longer one follows in a broadcast that every rank joins.
+PAYLOAD_ROOM = 1024
+LOSS_NOT_FINITE = 1  # flags: this rank's logged loss (before the update) is not finite
+HELD_LOSS_NOT_FINITE = 2  # rank 0's: the loss logged after the previous update is not finite
 
-    One all_gather of a one-element float64 tensor per step: next to DDP's gradient all-reduce of every
-    parameter each step it is noise, and on CUDA the sync it forces is one run.log(loss=…) already makes
-    (it reads the loss as a float), so there is no need for a cadence. all_gather rather than gather:
-    every backend has it (gather is missing from NCCL in older torch)."""
-    every = gather_step(step_ms)
-    return [ms for ms, _ in every] if every is not None else None
+
+class Slot(NamedTuple):
+    """One rank's part of an exchange: the previous step's wall time (None when there was none), the
+    float riding with it, and its flags."""
+    step_ms: Optional[float]
+    extra: float
+    flags: int
 
 
-def gather_step(step_ms: float, extra: float = 0.0) -> Optional[List[tuple]]:
-    """gather_step_ms with one more float per rank riding on the same all_gather: (step ms, extra) per
-    rank, in rank order, on rank 0 (None elsewhere). The extra is this rank's local gradient squared norm
-    on a step the DDP noise estimator measures (ddp_noise.py), 0 otherwise: two floats every step, so the
-    tensors' shapes never depend on which steps are measured."""
+def exchange(step_ms: Optional[float], extra: float = 0.0, flags: int = 0, payload: Any = None) -> Tuple[List[Slot], Any]:
+    """Every rank's Slot, in rank order, and rank 0's `payload` (picklable; the others pass None), on
+    every rank: the step boundary's one collective (watch.py).
+
+    It replaces a broadcast of the commands at the boundary (broadcast_object_list, two collectives) and
+    an all_gather of the step times after the update: each collective is a point where the ranks wait
+    for the slowest, and the one after the update waited out the optimizer's skew between ranks, which
+    DDP's all-reduce in the next backward absorbs anyway. The step times are therefore the previous
+    step's, and its record is written one boundary later. One all_gather of a fixed-size byte tensor,
+    with every rank's slot: every backend has all_gather (gather is missing from NCCL in older torch),
+    and every rank sees every rank's flags, so a decision made from them is the same on every rank."""
     if not is_distributed():
-        return [(float(step_ms), float(extra))]
-    mine = torch.tensor([float(step_ms), float(extra)], dtype=torch.float64, device=_device())
-    every = [torch.empty_like(mine) for _ in range(world_size())]
-    dist.all_gather(every, mine)
-    return [tuple(float(v) for v in t.tolist()) for t in every] if is_leader() else None
+        return [Slot(step_ms, float(extra), int(flags))], payload
+    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL) if is_leader() else b""
+    mine = bytearray(_HEADER.size + PAYLOAD_ROOM)
+    mine[:_HEADER.size] = _HEADER.pack(math.nan if step_ms is None else float(step_ms), float(extra), int(flags), len(body))
+    if len(body) <= PAYLOAD_ROOM:
+        mine[_HEADER.size:_HEADER.size + len(body)] = body
+    device = _device()
+    tensor = torch.frombuffer(mine, dtype=torch.uint8).to(device)
+    every = [torch.empty_like(tensor) for _ in range(world_size())]
+    dist.all_gather(every, tensor)
+    heads = [_HEADER.unpack(bytes(t[:_HEADER.size].cpu().tolist())) for t in every]
+    slots = [Slot(None if math.isnan(ms) else ms, ex, fl) for ms, ex, fl, _ in heads]
+    length = heads[0][3]
+    if length > PAYLOAD_ROOM:  # rank 0's payload did not fit: every rank saw its length, every rank joins
+        return slots, broadcast(payload)
+    if is_leader():
+        return slots, payload
+    return slots, pickle.loads(bytes(every[0][_HEADER.size:_HEADER.size + length].cpu().tolist()))
 
 
 def gather_objects(obj: Any) -> Optional[List[Any]]:
     """Every rank's `obj` (picklable), in rank order, on rank 0 (None elsewhere): the diagnostics' shares
     (observer.py), a few records per rank on a diagnostics step. all_gather_object rather than
-    gather_object, for the reason gather_step gives."""
+    gather_object, for the reason exchange gives."""
     if not is_distributed():
         return [obj]
     every: List[Any] = [None] * world_size()

@@ -67,7 +67,7 @@ import sys
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import torch
 
@@ -159,7 +159,8 @@ class Run:
         self._closed = False
         self._skip = False
         self._pending: Dict[str, float] = {}   # loss/tokens logged since the last step
-        self._held: Optional[Dict[str, Any]] = None  # a step record waiting for its loss
+        self._held: Optional[Dict[str, Any]] = None  # a step record waiting for its loss (data parallel: and the ranks' times)
+        self._sent: Optional[_Sent] = None  # data parallel: what the next step boundary's exchange sends of the step before
         self._warned_no_loss = False
         self._mark = time.perf_counter()
         self._own_ms = 0.0
@@ -229,7 +230,8 @@ class Run:
         self._rank_noise = None
         if self._dist and diag.get("noise", True):
             self._rank_noise = ddp_noise.attach(model, self._world, batch_size, int(diag["noiseWindowSteps"]),
-                                                lambda code, msg: self.emit(alert_record(self.steps_done, "warning", code, msg)))
+                                                lambda code, msg: self.emit(alert_record(self.steps_done, "warning", code, msg)),
+                                                check_finite=self._leader)
             if self._rank_noise is not None:
                 self._rank_noise.arm(self._rank_noise_due(self.steps_done))
         self._hooks = [h for o in optimizers for h in (o.register_step_pre_hook(_weak(self, Run._pre_hook)),
@@ -280,11 +282,14 @@ class Run:
         if loss is None:
             return
         value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
-        if self._held is not None:
+        # A held record without a loss is the step just taken (logged after its update). Data parallel
+        # holds one with its loss until the next boundary: a loss logged then is the next step's.
+        if self._held is not None and "loss" not in self._held:
             self._held["loss"] = value
             if self._held.get("tokens") is None:  # tokens logged with the loss, after the step
                 self._held["tokens"] = self._pending.pop("tokens", None)
-            self._write_held()
+            if not self._dist:  # data parallel: written once the ranks' times come, at the next boundary
+                self._write_held()
         else:
             self._pending["loss"] = value
 
@@ -295,8 +300,10 @@ class Run:
             self._non_finite(f"loss is {held['loss']} at step {held['step']}", None, skip=False)
             return
         record = step_record(held["step"], held["loss"], held["lr"], held["p"], held["stepMs"], held.get("tokens"))
-        if "rankStepMs" in held:  # data parallel (distributed.py)
-            record.update(worldSize=self._world, rankStepMs=held["rankStepMs"])
+        if self._dist:  # data parallel (distributed.py); the last step's record has no ranks' times
+            record["worldSize"] = self._world
+            if "rankStepMs" in held:
+                record["rankStepMs"] = held["rankStepMs"]
         self.emit(record)
 
     # ---- diagnostics settings ----
@@ -417,14 +424,11 @@ class Run:
         started = time.perf_counter()
         if self._closed:
             return
-        if self._held is not None:  # the previous step's loss never came
-            self._held = None
-            if not self._warned_no_loss:
-                self._warned_no_loss = True
-                self.emit(alert_record(self.steps_done, "warning", "NO_LOSS", "no loss was logged for a step (call run.log(loss=…) before or after optimizer.step()); steps without one get no step record"))
         if self._dist:
             self._pre_step_distributed(started)
             return
+        if self._held is not None:  # the previous step's loss never came
+            self._no_loss()
         self._drain(block=False)
         self._skip = self._non_finite_step()
         paused_at = time.perf_counter()
@@ -440,6 +444,13 @@ class Run:
             self.observer.before_step(self.steps_done)
         self._own_ms += (time.perf_counter() - started) * 1000 - paused_ms
         self._mark += paused_ms / 1000  # paused time is not step time
+
+    def _no_loss(self) -> None:
+        """The held step record's loss never came: the record is dropped, with one warning per run."""
+        self._held = None
+        if not self._warned_no_loss:
+            self._warned_no_loss = True
+            self.emit(alert_record(self.steps_done, "warning", "NO_LOSS", "no loss was logged for a step (call run.log(loss=…) before or after optimizer.step()); steps without one get no step record"))
 
     def _non_finite_step(self) -> bool:
         """A non-finite logged loss or gradient: paused with an alert, and True (the update is skipped)."""
@@ -471,17 +482,26 @@ class Run:
         with_grad = [p for p in self.params if p.param.grad is not None]
         if not with_grad:
             return None
-        groups: Dict[tuple, List[torch.Tensor]] = {}
-        for p in with_grad:
-            g = p.param.grad
-            groups.setdefault((g.device, g.dtype), []).append(g)
-        norms = [torch.stack(torch._foreach_norm(gs, 2)).isfinite().all() for gs in groups.values()]
-        if bool(torch.stack([n.cpu() for n in norms]).all()):
+        # Data parallel with the noise estimator's comm hook: the norms of the buckets DDP reduced say it
+        # (every watched parameter is the DDP model's, so in a bucket).
+        reduced_finite = self._rank_noise.reduced_finite() if self._rank_noise is not None else None
+        if reduced_finite is True:
+            return None
+        if reduced_finite is None and self._gradients_finite(with_grad):
             return None
         for p in with_grad:
             if not bool(torch.isfinite(p.param.grad).all()):
                 return p.name
         return None
+
+    @staticmethod
+    def _gradients_finite(with_grad) -> bool:
+        groups: Dict[tuple, List[torch.Tensor]] = {}
+        for p in with_grad:
+            g = p.param.grad
+            groups.setdefault((g.device, g.dtype), []).append(g)
+        norms = [torch.stack(torch._foreach_norm(gs, 2)).isfinite().all() for gs in groups.values()]
+        return bool(torch.stack([n.cpu() for n in norms]).all())
 
     # ---- data parallel (distributed.py): rank 0 decides at each step boundary, every rank follows ----
 
@@ -491,20 +511,44 @@ class Run:
     PAUSE_POLL_S = 0.2
 
     def _pre_step_distributed(self, started: float) -> None:
-        """The step boundary of _pre_step for every rank of a data-parallel run: rank 0 takes the commands
-        as a single process does and broadcasts them with its verdict (skip the update, paused, stopping);
-        the other ranks apply the same commands and take rank 0's state, so lr, p schedule, pauses and
-        stops are the same on every rank at the same step."""
+        """The step boundary of _pre_step for every rank of a data-parallel run, in one collective
+        (distributed.exchange). Rank 0 sends the commands it took and its state, and whether the gradients
+        (all-reduced, so the same on every rank) are finite; every rank sends the previous step's wall time
+        (with its local gradient norm for the noise estimate) and whether its own logged loss is finite.
+        The other ranks apply rank 0's commands and take its state, so lr, p schedule, pauses and stops
+        are the same on every rank at the same step; a non-finite loss on any rank skips the update on
+        all; rank 0 writes the previous step's record."""
+        flags = 0
+        loss = self._pending.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self._pending.pop("loss")
+            flags |= ddp.LOSS_NOT_FINITE
         payload = None
         if self._leader:
+            held = self._held
+            if held is not None and not math.isfinite(held.get("loss", 0.0)):
+                flags |= ddp.HELD_LOSS_NOT_FINITE  # writing it pauses: the state changes after the exchange
             taken = self._take(block=False)
-            self._skip = self._non_finite_step()  # rank 0's loss; the gradients are all-reduced
+            bad_layer = self._non_finite_layer()
             # What diagnostics are due is rank 0's decision (its scheduler and budget), for every rank.
-            due = [] if self._skip else self.observer.plan(self.steps_done)
-            payload = {"msgs": taken, "skip": self._skip, "due": due, **self._verdict()}
-        payload = self._follow(ddp.broadcast(payload))
-        self._skip = payload["skip"]
-        due = payload["due"]
+            payload = {"msgs": taken, "badLayer": bad_layer, "due": [] if bad_layer else self.observer.plan(self.steps_done),
+                       **self._verdict()}
+        sent, self._sent = self._sent, None
+        slots, payload = ddp.exchange(sent.step_ms if sent else None, sent.local_sq if sent else 0.0, flags, payload)
+        payload = self._follow(payload)
+        self._complete_step(sent, slots)
+        bad_ranks = [r for r, slot in enumerate(slots) if slot.flags & ddp.LOSS_NOT_FINITE]
+        self._skip = bool(bad_ranks) or payload["badLayer"] is not None
+        due = [] if self._skip else payload["due"]
+        if self._skip or slots[0].flags & ddp.HELD_LOSS_NOT_FINITE:
+            if self._leader and self._skip:
+                if bad_ranks:
+                    self._non_finite(f"loss is not finite on rank {', '.join(map(str, bad_ranks))} at step {self.steps_done}", None, skip=True)
+                else:
+                    self._non_finite(f"gradient of {payload['badLayer']} is not finite at step {self.steps_done}", payload["badLayer"], skip=True)
+            # Rank 0 paused (or not) after its state was sent; every rank knows from the flags that it
+            # must hear the state once more.
+            payload = self._follow(ddp.broadcast({"msgs": [], **self._verdict()} if self._leader else None))
         paused_at = time.perf_counter()
         while payload["paused"]:
             payload = None
@@ -524,6 +568,24 @@ class Run:
             self.observer.before_step(self.steps_done, due)
         self._own_ms += (time.perf_counter() - started) * 1000 - paused_ms
         self._mark += paused_ms / 1000
+
+    def _complete_step(self, sent: Optional["_Sent"], slots: List[ddp.Slot]) -> None:
+        """After an exchange: the step before it gets every rank's wall time, and rank 0 writes its record
+        (when its loss came) and the ranks' noise record of it (when it was measured)."""
+        held, self._held = self._held, None
+        if sent is None or not self._leader:
+            return
+        times = [slot.step_ms for slot in slots]
+        if held is not None:
+            if all(t is not None for t in times):
+                held["rankStepMs"] = times
+            self._held = held
+            if "loss" in held:
+                self._write_held()
+            else:
+                self._no_loss()
+        if sent.reduced_sq is not None and self._rank_noise is not None:
+            self.emit(self._rank_noise.finish(sent.step, sent.reduced_sq, [slot.extra for slot in slots]))
 
     def _verdict(self) -> Dict[str, Any]:
         """Rank 0's state after the commands it applied, for the other ranks to take."""
@@ -576,22 +638,20 @@ class Run:
         step_ms = max(0.0, (now - self._mark) * 1000 - self._own_ms)
         held = {"step": step, "lr": optinfo.run_lr(optimizer), "p": self._p, "stepMs": step_ms,
                 "tokens": self._pending.pop("tokens", None)}
-        noise_record = None
-        if self._dist:  # every rank takes part; rank 0 gets the times (distributed.py says why every step)
-            # The ranks' local gradient norms (ddp_noise.py) ride on the same all_gather.
+        if self._dist:
+            # Its record waits for every rank's time, which comes with the next boundary's exchange; so
+            # does this rank's local gradient norm when DDP's all-reduce was measured (ddp_noise.py).
             rn = self._rank_noise
-            gathered = ddp.gather_step(step_ms, rn.local_sum() if rn is not None else 0.0)
-            held["rankStepMs"] = [ms for ms, _ in gathered] if gathered is not None else None
+            measured = rn.take() if rn is not None else None
             if rn is not None:
-                noise_record = rn.finish(step, [x for _, x in gathered] if gathered is not None else None)
                 rn.arm(self._rank_noise_due(self.steps_done))
-        if "loss" in self._pending:
+            self._sent = _Sent(step, step_ms, measured[0] if measured else 0.0, measured[1] if measured else None)
+            self._held = {**held, "loss": self._pending.pop("loss")} if "loss" in self._pending else held
+        elif "loss" in self._pending:
             self._held = {**held, "loss": self._pending.pop("loss")}
             self._write_held()
         else:
             self._held = held
-        if noise_record is not None:
-            self.emit(noise_record)
         # Every rank measures its share; rank 0 gathers and writes (observer.py).
         self.observer.after_step(step, step_ms)
         if self.steps_before_pause is not None:
@@ -609,6 +669,13 @@ class Run:
         or crashed with the error) and closes the log or the channel. Safe to call twice."""
         if self._closed:
             return
+        if self._sent is not None and error is None and ddp.is_distributed():
+            # The last step's times, in one more exchange: every rank closes after the same step (the same
+            # loop, or StopTraining at the same boundary), so every rank has a step to send. A rank closing
+            # on an error sends nothing; its last record goes without the ranks' times.
+            sent, self._sent = self._sent, None
+            slots, _ = ddp.exchange(sent.step_ms, sent.local_sq, 0, {"msgs": []} if self._leader else None)
+            self._complete_step(sent, slots)
         if self._held is not None and "loss" in self._held:
             self._write_held()
         if error is None and self.state not in ("stopped", "finished", "crashed"):
@@ -647,10 +714,22 @@ class Run:
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             # Ctrl-C (or the host forwarding SIGINT): a stop, as the TS trainer takes it — final checkpoint, `stopped`.
             self.stop_reason = self.stop_reason or "interrupted (SIGINT)"
+            # The ranks are interrupted wherever they are: no last exchange, which one of them could miss.
+            self._sent = None
             self.close()
             return False
         self.close(exc if exc_type is not None and not issubclass(exc_type, GeneratorExit) else None)
         return False
+
+
+class _Sent(NamedTuple):
+    """What a data-parallel step sends at the next step boundary (Run._pre_step_distributed): its index and
+    this rank's wall time of it, and, when DDP's all-reduce was measured for the noise estimate
+    (ddp_noise.py), this rank's local squared gradient norm and the reduced one (None when not)."""
+    step: int
+    step_ms: float
+    local_sq: float
+    reduced_sq: Optional[float]
 
 
 def _host_timeout_s() -> float:

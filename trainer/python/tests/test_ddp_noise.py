@@ -67,7 +67,7 @@ def _identity_worker(rank, init, tmp, every):
                 opt.zero_grad()
                 loss.backward()
                 grads.append([p.grad.detach().clone() for p in model.parameters()])
-                buckets.append(len(run._rank_noise.buckets) if run is not None else 0)
+                buckets.append(len(run._rank_noise.local) if run is not None else 0)
                 if run is not None:
                     run.log(loss=loss)
                 opt.step()

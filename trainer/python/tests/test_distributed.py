@@ -22,24 +22,36 @@ pytestmark = [pytest.mark.skipif(not dist.is_available(), reason="torch without 
 WORLD = 2
 
 
-def _worker(rank, init, out, address, reports, steps, pace_s):
+def _worker(rank, init, out, address, reports, steps, pace_s, nan_at, nan_grad):
     """One rank: a DDP MLP trained with DynMuon under watch; after each step it reports what a test compares
-    between ranks (steps_done, lr, p, state), and at the end how it ended."""
+    between ranks (steps_done, lr, p, state, the weights' sum), and at the end how it ended. Rank 1 logs a
+    NaN loss (its gradients stay finite) in the first iteration that starts with `nan_at` steps done, or,
+    with `nan_grad`, keeps its loss finite and makes its gradients NaN (and watch gets a batch_size, so
+    the noise estimator's comm hook is on and its reduced norms are the non-finite check)."""
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
     try:
         model = DDP(mlp())
         opt = DynMuon(model.parameters(), total_steps=steps, lr=0.02, schedule={"type": "constant", "p": 0.5})
         x, y = batch(seed=rank + 1)  # each rank its own data, as data parallel has it
         kw = {"host": False, "out": out} if address is None else {"channel": address, "out": out}
+        if nan_grad:
+            kw["batch_size"] = len(x)
         run = muonscope.watch(model, opt, total_steps=steps, name="ddp", **kw)
+        fired = set()
         with run:
             for _ in range(steps):
-                loss = nn.functional.mse_loss(model(x), y)
+                poisoned = rank == 1 and run.steps_done == nan_at and nan_at not in fired
+                fired.add(run.steps_done)
+                out_ = model(x)
+                if poisoned and nan_grad:
+                    out_.register_hook(lambda g: torch.full_like(g, float("nan")))
+                loss = nn.functional.mse_loss(out_, y)
                 opt.zero_grad()
                 loss.backward()
-                run.log(loss=loss)
+                run.log(loss=torch.tensor(float("nan")) if poisoned and not nan_grad else loss)
                 opt.step()
-                reports.put((rank, "step", run.steps_done, opt.param_groups[0]["lr"], opt.current_p(), run.state))
+                total = float(sum(p.detach().double().sum() for p in model.parameters()))
+                reports.put((rank, "step", run.steps_done, opt.param_groups[0]["lr"], opt.current_p(), run.state, total))
                 if pace_s:
                     time.sleep(pace_s)
         reports.put((rank, "end", run.steps_done, run.should_stop, run.state))
@@ -50,12 +62,12 @@ def _worker(rank, init, out, address, reports, steps, pace_s):
 class Ranks:
     """The spawned ranks and what they report; every process is gone when it closes."""
 
-    def __init__(self, tmp_path, address=None, steps=4, pace_s=0.0):
+    def __init__(self, tmp_path, address=None, steps=4, pace_s=0.0, nan_at=None, nan_grad=False):
         ctx = mp.get_context("spawn")
         self.reports_q = ctx.Queue()
         self.out = str(tmp_path / "runs")
         init = (tmp_path / "pg-init").as_uri()
-        self.procs = mp.start_processes(_worker, args=(init, self.out, address, self.reports_q, steps, pace_s),
+        self.procs = mp.start_processes(_worker, args=(init, self.out, address, self.reports_q, steps, pace_s, nan_at, nan_grad),
                                         nprocs=WORLD, join=False, start_method="spawn")
         self.seen = []
 
@@ -168,6 +180,80 @@ def test_commands_apply_at_the_same_step_on_every_rank(tmp_path, host):
     # The final checkpoint is rank 0's: one file.
     (ck,) = host.records("checkpoint")
     assert ck["step"] == stopped_at and len(list((Path(host.run_dir) / "checkpoints").iterdir())) == 1
+
+
+@pytest.mark.parametrize("nan_grad", [False, True], ids=["loss", "gradient"])
+def test_a_nan_on_one_rank_skips_the_update_on_every_rank_and_is_named(tmp_path, nan_grad):
+    """No host: an alert naming rank 1 (a NaN loss) or the layer (NaN gradients, all-reduced to every rank),
+    no update on either rank (their weights stay equal and unchanged), no record for the skipped step, and
+    training goes on."""
+    ranks = Ranks(tmp_path, steps=5, nan_at=2, nan_grad=nan_grad)
+    try:
+        assert ranks.join() == [0, 0]
+    finally:
+        ranks.close()
+    (run_dir,) = [d for d in Path(ranks.out).iterdir() if d.is_dir()]
+    records = read_log(run_dir)
+    (alert,) = [r for r in records if r["kind"] == "alert" and r["level"] == "error"]
+    if nan_grad:
+        (started,) = [r for r in records if r["kind"] == "run_started"]
+        assert alert["code"] == "NON_FINITE_GRADIENT" and alert["step"] == 2
+        assert alert["layer"] == started["params"][0]["name"]
+        assert alert["message"].startswith(f"gradient of {alert['layer']} is not finite at step 2; the update was skipped")
+    else:
+        assert alert["code"] == "NON_FINITE_LOSS" and alert["step"] == 2
+        assert alert["message"].startswith("loss is not finite on rank 1 at step 2; the update was skipped")
+    assert [r["step"] for r in records if r["kind"] == "step"] == [0, 1, 2, 3]  # 5 iterations, 4 updates
+    for rank in range(WORLD):
+        sums = [r[6] for r in ranks.seen if r[0] == rank and r[1] == "step"]
+        assert [r[2] for r in ranks.seen if r[0] == rank and r[1] == "step"] == [1, 2, 2, 3, 4]
+        assert sums[1] == sums[2] and sums[2] != sums[3]  # the skipped iteration changed nothing
+    assert [r[6] for r in ranks.seen if r[0] == 0 and r[1] == "step"] == [r[6] for r in ranks.seen if r[0] == 1 and r[1] == "step"]
+    assert protocol_issues(records) == []
+
+
+def test_a_nan_loss_on_one_rank_pauses_every_rank_under_a_host(tmp_path, host):
+    ranks = Ranks(tmp_path, address=host.address, steps=100000, pace_s=0.03, nan_at=3)
+    try:
+        assert host.wait_for(lambda: any(r["code"] == "NON_FINITE_LOSS" for r in host.records("alert")), timeout=45)
+        time.sleep(1.0)  # the ranks would take ~30 steps in this time
+        ranks.drain()
+        assert ranks.done(0) == ranks.done(1) == 3  # both held before step 3, which was skipped
+        assert host.records("state")[-1]["state"] == "paused"
+        host._send({"type": "command", "id": "go", "command": {"kind": "resume"}, "source": "test"})
+        assert ranks.wait_for(lambda: min(ranks.done(0), ranks.done(1)) >= 5)
+        host._send({"type": "command", "id": "st", "command": {"kind": "stop"}, "source": "test"})
+        assert ranks.join() == [0, 0]
+    finally:
+        ranks.close()
+    (alert,) = [r for r in host.records("alert") if r["code"] == "NON_FINITE_LOSS"]
+    assert "on rank 1 at step 3; the update was skipped; paused" in alert["message"]
+
+
+def _exchange_worker(rank, init, reports, big):
+    """Three exchanges: the first step's (no time yet), one with flags, one whose payload is too long for
+    the all_gather's room and comes by broadcast."""
+    from muonscope import distributed as ddp
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    try:
+        out = [ddp.exchange(None, 0.0, 0, {"msgs": []} if rank == 0 else None)]
+        out.append(ddp.exchange(10.0 + rank, 0.5 * rank, rank, {"msgs": ["a"]} if rank == 0 else None))
+        out.append(ddp.exchange(1.0, 2.0, 0, {"msgs": [big]} if rank == 0 else None))
+        reports.put((rank, [([tuple(s) for s in slots], payload) for slots, payload in out]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_step_boundary_exchange_gives_every_rank_every_slot_and_rank_0s_payload(tmp_path):
+    from muonscope import distributed as ddp
+    big = "x" * (2 * ddp.PAYLOAD_ROOM)
+    q = mp.get_context("spawn").Queue()
+    mp.start_processes(_exchange_worker, args=((tmp_path / "pg").as_uri(), q, big), nprocs=WORLD, start_method="spawn")
+    seen = dict(q.get(timeout=5) for _ in range(WORLD))
+    expected = [([(None, 0.0, 0)] * 2, {"msgs": []}),
+                ([(10.0, 0.0, 0), (11.0, 0.5, 1)], {"msgs": ["a"]}),
+                ([(1.0, 2.0, 0)] * 2, {"msgs": [big]})]
+    assert seen[0] == seen[1] == expected
 
 
 # ---------- under the host, launched by torchrun ----------
