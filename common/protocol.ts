@@ -277,9 +277,17 @@ export const LogRecordSchema = Type.Union([
     p: Type.Union([Finite(), Type.Null()]),
     stepMs: Finite(),
     tokensPerS: Type.Optional(Finite()),
-    /** Data parallel only (docs/python.md): the number of ranks and each rank's step wall time (ms), in rank order. */
+    /** Data parallel, logs written before `rank_times` (docs/protocol.md): the ranks and each one's step wall time (ms). */
     worldSize: Type.Optional(Int({ minimum: 1 })),
     rankStepMs: Type.Optional(Type.Array(Finite())),
+  }),
+  /** Data parallel (docs/python.md): each rank's wall time (ms) of step `step`, in rank order, written at the next step boundary. */
+  Type.Object({
+    ...RecordBase,
+    kind: Type.Literal('rank_times'),
+    step: Int(),
+    worldSize: Int({ minimum: 2 }),
+    rankStepMs: Type.Array(Finite({ minimum: 0 })),
   }),
   Type.Object({ ...RecordBase, kind: Type.Literal('eval'), step: Int(), valLoss: Finite() }),
   Type.Object({ ...RecordBase, kind: Type.Literal('layer_stats'), step: Int(), layers: Type.Array(LayerStatsSchema) }),
@@ -303,6 +311,8 @@ export const LogRecordSchema = Type.Union([
     /** null: the whole model. */
     layer: Type.Union([Str(), Type.Null()]),
     rank: MeasuredByRank,
+    /** Data parallel with a probe of parts (docs/python.md): every one of these ranks measured its part of the probe's batch. */
+    ranks: Type.Optional(Int({ minimum: 2 })),
     /**
      * κ_d = dᵀHd/‖d‖² along the applied update d (per unit lr); since the Muon-units correction measured at
      * θ_before on a held-out batch (absent when only other probes ran at this step).

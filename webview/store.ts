@@ -282,6 +282,9 @@ export class RunStore {
         this.stepMs.push(r.step, r.stepMs);
         if (r.worldSize !== undefined && r.rankStepMs !== undefined) this.ranks = { step: r.step, worldSize: r.worldSize, rankStepMs: r.rankStepMs };
         return;
+      case 'rank_times':
+        this.ranks = { step: r.step, worldSize: r.worldSize, rankStepMs: r.rankStepMs };
+        return;
       case 'eval':
         this.valLoss.push(r.step, r.valLoss);
         return;

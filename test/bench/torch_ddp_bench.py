@@ -5,7 +5,8 @@ Usage: python test/bench/torch_ddp_bench.py WORLD MODE STEPS  → one JSON line 
 
 WORLD ranks (torch.multiprocessing, gloo on the CPU, one thread each so that ranks do not share cores) train
 examples/torch/train.py's GPT (its default size) with DynMuon on the hidden matrices and AdamW on the rest,
-each rank its own batches (DDP). MODE:
+each rank its own batches (DDP), the curvature probe a probe of parts (`probe(part, parts)`, docs/python.md:
+with R ranks each measures on 1/R of the held-out batch). MODE:
 - `plain`: no watch;
 - `watch`: watch at its default cadence (diagnostics every 100 steps within a 10% budget);
 - `diag`: watch with the diagnostics every 10 steps and the budget off (every due diagnostic runs), so that
@@ -56,8 +57,8 @@ def _rank(rank: int, world: int, mode: str, steps: int, init: str, out: str, res
         vx, vy = data.batch(data.val, 32, val_gen)
         nx, ny = data.batch(data.val, 64, val_gen)
 
-        def probe():  # the underlying module, not the DDP wrapper (docs/python.md, "Data parallel")
-            return train.loss_of(model, vx, vy)
+        def probe(part, parts):  # the underlying module, not the DDP wrapper (docs/python.md, "Data parallel")
+            return train.loss_of(model, vx[part::parts], vy[part::parts])
 
         def noise_probe(i):
             return train.loss_of(model, nx[i * 8:(i + 1) * 8], ny[i * 8:(i + 1) * 8])

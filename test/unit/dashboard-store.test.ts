@@ -246,6 +246,14 @@ test('a data-parallel run: the store keeps the last per-rank step times and the 
   assert.equal(ranksText(r.ranks, 3), '3 · slowest rank 1: 55.5 ms/step (fastest rank 2: 38 ms) at step 2');
   assert.ok(validateLogRecord({ ...step(4, 3), worldSize: 2, rankStepMs: [1, 2] }).ok, 'the protocol takes the fields');
   assert.ok(!validateLogRecord({ ...step(4, 3), worldSize: 0, rankStepMs: [1] }).ok, 'a world of 0 ranks is refused');
+  // Logs written since: the times come in a rank_times record of their own, a boundary after the step's.
+  r.apply([step(5, 3), { seq: 6, t: 1, kind: 'rank_times', step: 3, worldSize: 2, rankStepMs: [12, 20.25] } as LogRecord]);
+  assert.deepEqual(r.ranks, { step: 3, worldSize: 2, rankStepMs: [12, 20.25] });
+  assert.equal(ranksText(r.ranks, 2), '2 · slowest rank 1: 20.25 ms/step (fastest rank 0: 12 ms) at step 4');
+  const times = { seq: 7, t: 1, kind: 'rank_times', step: 4, worldSize: 2, rankStepMs: [1, 2] };
+  assert.ok(validateLogRecord(times).ok, 'the protocol takes rank_times');
+  assert.ok(!validateLogRecord({ ...times, worldSize: 1 }).ok, 'one process has no rank_times');
+  assert.ok(!validateLogRecord({ ...times, rankStepMs: [1, -2] }).ok, 'a negative time is refused');
 });
 
 test('a data-parallel run with both noise estimators: the chart shows the ranks estimate until the microbatch one comes, then only that', () => {

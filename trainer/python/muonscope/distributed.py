@@ -4,7 +4,7 @@ asks it who we are and moves the little that watch needs between ranks (docs/pyt
 Rank 0 is the run: it alone talks to the host or writes the run folder, takes the commands and computes
 the records. The other ranks follow it at every step boundary, in one collective (``exchange``): rank 0's
 commands and state go to every rank, which applies the same ones, and every rank's wall time of the step
-before comes back with it for that step's record. Every function here is a no-op answer when torch.distributed is
+before comes back with it for that step's `rank_times` record. Every function here is a no-op answer when torch.distributed is
 not initialized or has one process, so a single-process run never calls a collective.
 """
 from __future__ import annotations
@@ -64,7 +64,6 @@ _HEADER = struct.Struct("<ddBI")  # step ms (NaN: none), extra, flags, payload b
 # bytes and a set_schedule ~400; a longer one follows in a broadcast that every rank joins.
 PAYLOAD_ROOM = 1024
 LOSS_NOT_FINITE = 1  # flags: this rank's logged loss (before the update) is not finite
-HELD_LOSS_NOT_FINITE = 2  # rank 0's: the loss logged after the previous update is not finite
 
 
 class Slot(NamedTuple):
@@ -83,7 +82,7 @@ def exchange(step_ms: Optional[float], extra: float = 0.0, flags: int = 0, paylo
     an all_gather of the step times after the update: each collective is a point where the ranks wait
     for the slowest, and the one after the update waited out the optimizer's skew between ranks, which
     DDP's all-reduce in the next backward absorbs anyway. The step times are therefore the previous
-    step's, and its record is written one boundary later. One all_gather of a fixed-size byte tensor,
+    step's (watch writes them as a `rank_times` record at the next boundary). One all_gather of a fixed-size byte tensor,
     with every rank's slot: every backend has all_gather (gather is missing from NCCL in older torch),
     and every rank sees every rank's flags, so a decision made from them is the same on every rank."""
     if not is_distributed():

@@ -16,12 +16,15 @@ they are due, as the TS trainer's diagnostics runner does (trainer/run/diagnosti
 Data parallel (``split``): every rank holds the same weights, gradients (all-reduced) and momentum, so the
 ranks share the work. Rank 0 decides what is due and says so at the step boundary (watch.py broadcasts it);
 each rank then measures the spectra and layer stats of the matrix layers i with i mod R = its rank, and of
-the curvature probe rank 0 takes the whole model and rank 1 the layer in turn; the shares are gathered to
+the curvature probe rank 0 takes the whole model and rank 1 the layer in turn (or, with a probe of its
+batch's parts, ``probe(part, parts)``, every rank both on its part, and one all-reduce of six numbers
+gives rank 0 the mean, the whole batch's value); the shares are gathered to
 rank 0, which writes the records in layer order, each saying which rank measured it (``rank``). Of the
 gradient noise each rank takes the microbatches i with i mod R = its rank and keeps per parameter only
 the sum of their gradients and of their squared norms: B_simple needs nothing else, and sums add up over
 ranks, so one all-reduce of one float64 vector (the size of the model, once per noise step) gives rank 0
-the whole and it writes the records as one process would. A share that fails is an alert from rank 0 (and
+the whole and it writes the records as one process would. One gather per diagnostics step brings every
+rank's records of every diagnostic to rank 0. A share that fails is an alert from rank 0 (and
 no noise record at that step, its sum being incomplete), and every rank still takes part in the gather and
 the all-reduce, so none waits for another.
 
@@ -34,6 +37,7 @@ evaluate such models in eval mode.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -51,6 +55,23 @@ def _all_reduce_sum(t: torch.Tensor) -> None:
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
+def _takes_parts(probe: Callable) -> bool:
+    """Whether a curvature probe is `probe(part, parts)` (the loss of part `part` of `parts` equal parts of
+    its held-out batch) rather than `probe()`; anything else is refused with the reason."""
+    try:
+        sig = inspect.signature(probe)
+    except (TypeError, ValueError):  # a builtin without a signature: taken as probe()
+        return False
+    required = [p for p in sig.parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(required) == 0:
+        return False
+    if len(required) == 2:
+        return True
+    raise ValueError(f"probe must take no argument (the loss of its held-out batch) or two, probe(part, parts) "
+                     f"(the loss of part `part` of `parts` equal parts of it); it takes {len(required)}")
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -58,7 +79,7 @@ def _sync(device: torch.device) -> None:
 
 class Observer:
     def __init__(self, params: List[ParamInfo], optimizers: List[torch.optim.Optimizer], append: Callable[[dict], None],
-                 settings: Dict[str, object], probe: Optional[Callable[[], torch.Tensor]] = None,
+                 settings: Dict[str, object], probe: Optional[Callable[..., torch.Tensor]] = None,
                  noise_probe: Optional[Callable[[int], torch.Tensor]] = None, microbatches: int = 8,
                  microbatch_size: Optional[int] = None, batch_size: Optional[int] = None):
         self.params = params
@@ -68,7 +89,11 @@ class Observer:
         self.optimizer = self.optimizers[0]
         self.owner = {id(q): opt for opt in self.optimizers for g in opt.param_groups for q in g["params"]}
         self.append = append
-        self.probe = probe
+        # probe(part, parts) splits the curvature probe's batch across ranks; everything else (the curvature
+        # in one process, the mode probe, race) calls self.probe() for the whole batch, probe(0, 1).
+        self.probe_parts = probe is not None and _takes_parts(probe)
+        self.part_probe = probe if self.probe_parts else None
+        self.probe = (lambda: probe(0, 1)) if self.probe_parts else probe
         self.noise_probe = noise_probe
         if noise_probe is not None:
             if not (isinstance(microbatches, int) and microbatches >= 2):
@@ -130,6 +155,7 @@ class Observer:
         before, self.before = self.before, None
         if before is None:
             return
+        mine = []  # (records, failure) of each due diagnostic, in order: one gather for them all
         for name in self.due:
             device = self.params[0].param.device if self.params else torch.device("cpu")
             started = time.perf_counter()
@@ -141,6 +167,8 @@ class Observer:
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                     if name == "noise":
                         share = self._noise_share()
+                    elif name == "curvature" and self._curvature_by_batch():
+                        share = self._curvature_share(before)
                     else:
                         records = {"spectra": self._spectra, "curvature": self._curvature}[name](step, before)
             except Exception as e:  # diagnostics must never take the run down
@@ -151,9 +179,13 @@ class Observer:
             if name == "noise":
                 # Outside the timing, as the gather below is: the all-reduce waits for the slowest rank.
                 records, failure = self._noise(step, share if failure is None else None, failure)
-            shares = self.gather((records, failure)) if self.world > 1 else [(records, failure)]
-            if shares is not None:
-                self._write(step, name, shares)
+            elif name == "curvature" and self._curvature_by_batch():
+                records, failure = self._curvature_reduce(step, share if failure is None else None, failure)
+            mine.append((records, failure))
+        every = self.gather(mine) if self.world > 1 else [mine]
+        if every is not None:
+            for i, name in enumerate(self.due):
+                self._write(step, name, [rank_mine[i] for rank_mine in every])
         self.append({"kind": "diagnostics_cost", "step": step, **self.scheduler.cost_summary()})
 
     def _write(self, step: int, name: str, shares) -> None:
@@ -252,13 +284,10 @@ class Observer:
 
     # ---- curvature along the update ----
 
-    def _curvature(self, step: int, before) -> List[dict]:
-        """The whole model's curvature along the update and one matrix layer's in turn; with several ranks,
-        rank 0 measures the first and rank 1 the second, at the same time."""
-        whole_here = self.rank == 0
-        layer_here = self.rank == (1 if self.world > 1 else 0)
+    def _curvature_setup(self, before):
+        """The update per unit lr, d = (θ_before − θ_after)/lr, for every trainable parameter, the weights
+        after the step (to restore), and this step's layer: the turn advances on every rank, so all agree."""
         params = [p.param for p in self.params if p.param.requires_grad]
-        run_lr = optinfo.run_lr(self.optimizer)
         with torch.no_grad():
             after = [p.detach().clone() for p in params]
             lr_of = {id(q): float(g["lr"]) for opt in self.optimizers for g in opt.param_groups for q in g["params"]}
@@ -267,31 +296,85 @@ class Observer:
                 lr = lr_of.get(id(p), 0.0)  # a parameter the optimizer does not update has no component
                 d.append((before["weights"][id(p)] - a) / lr if lr > 0 else torch.zeros_like(a))
         layer = self.matrices[self.turn % len(self.matrices)] if self.matrices else None
-        self.turn += 1  # on every rank, so that all agree on the layer
-        if not (whole_here or (layer_here and layer is not None)):
-            return []
-        whole = one = None
+        self.turn += 1
+        return params, after, d, layer
+
+    @staticmethod
+    def _layer_direction(params, d, layer) -> List[torch.Tensor]:
+        return [x if q is layer.param else torch.zeros_like(x) for q, x in zip(params, d)]
+
+    def _curvatures_at_before(self, params, after, before, directions, loss_fn):
+        """directional_curvatures at the weights before the step, which are restored exactly afterwards.
+        One probe forward and first backward serve every direction."""
         try:
             with torch.no_grad():
                 for p in params:
                     p.copy_(before["weights"][id(p)])
-            # Both on one rank (one process): one probe forward and first backward serve the two.
-            directions = [d] if whole_here else []
-            if layer is not None and layer_here:
-                directions.append([x if q is layer.param else torch.zeros_like(x) for q, x in zip(params, d)])
-            found = dg.directional_curvatures(self.probe, params, directions)
-            whole = found[0] if whole_here else None
-            one = found[-1] if layer is not None and layer_here else None
+            return dg.directional_curvatures(loss_fn, params, directions)
         finally:
             with torch.no_grad():
                 for p, a in zip(params, after):
                     p.copy_(a)
+
+    def _curvature_records(self, step: int, whole, layer, one, tag: dict) -> List[dict]:
+        run_lr = optinfo.run_lr(self.optimizer)
         out = []
         if whole is not None:
-            out.append(self._tag({"kind": "curvature", "step": step, "layer": None, "etaActual": run_lr, **dg.step_stability(*whole, run_lr)}))
+            out.append({"kind": "curvature", "step": step, "layer": None, "etaActual": run_lr, **dg.step_stability(*whole, run_lr), **tag})
         if one is not None:
-            out.append(self._tag({"kind": "curvature", "step": step, "layer": layer.name, "etaActual": run_lr, **dg.step_stability(*one, run_lr)}))
+            out.append({"kind": "curvature", "step": step, "layer": layer.name, "etaActual": run_lr, **dg.step_stability(*one, run_lr), **tag})
         return out
+
+    def _curvature_by_batch(self) -> bool:
+        """Data parallel with a probe of the parts of its batch, probe(part, parts): every rank measures both
+        directions on its part and the parts' mean is the whole batch's (_curvature_share)."""
+        return self.world > 1 and self.probe_parts
+
+    def _curvature(self, step: int, before) -> List[dict]:
+        """The whole model's curvature along the update and one matrix layer's in turn; with several ranks
+        and a probe of the whole batch, rank 0 measures the first and rank 1 the second, at the same time."""
+        whole_here = self.rank == 0
+        layer_here = self.rank == (1 if self.world > 1 else 0)
+        params, after, d, layer = self._curvature_setup(before)
+        if not (whole_here or (layer_here and layer is not None)):
+            return []
+        directions = [d] if whole_here else []
+        if layer is not None and layer_here:
+            directions.append(self._layer_direction(params, d, layer))
+        found = self._curvatures_at_before(params, after, before, directions, self.probe)
+        whole = found[0] if whole_here else None
+        one = found[-1] if layer is not None and layer_here else None
+        return [self._tag(r) for r in self._curvature_records(step, whole, layer, one, {})]
+
+    def _curvature_share(self, before):
+        """This rank's part of the probe's batch, both directions: (the layer, [(gᵀd, dᵀHd, dᵀd) per
+        direction]). gᵀd and dᵀHd are linear in the loss, so with equal parts the mean over the ranks is
+        the whole batch's value: the cost per rank falls as 1/R."""
+        params, after, d, layer = self._curvature_setup(before)
+        directions = [d] + ([self._layer_direction(params, d, layer)] if layer is not None else [])
+        found = self._curvatures_at_before(params, after, before, directions, lambda: self.part_probe(self.rank, self.world))
+        return layer, found
+
+    def _curvature_reduce(self, step: int, share, failure: Optional[str]):
+        """Every rank: one all-reduce (sum) of a float64 vector, 3 numbers for each of the two directions
+        and a failure count, the same length on every rank (a rank whose share failed sends zeros and a 1),
+        so none waits for another. Rank 0 writes the mean, none when a rank failed. (records, failure)."""
+        params = [p.param for p in self.params if p.param.requires_grad]
+        device = params[0].device if params else torch.device("cpu")
+        flat = torch.zeros(7, dtype=torch.float64, device=device)
+        layer = None
+        if share is None:
+            flat[6] = 1.0
+        else:
+            layer, found = share
+            for i, values in enumerate(found):
+                flat[3 * i:3 * i + 3] = torch.tensor(values, dtype=torch.float64)
+        self.all_reduce(flat)
+        if self.rank != 0 or share is None or float(flat[6]) > 0:
+            return [], failure
+        mean = (flat[:6] / self.world).tolist()
+        one = tuple(mean[3:6]) if layer is not None else None
+        return self._curvature_records(step, tuple(mean[0:3]), layer, one, {"ranks": self.world}), failure
 
     # ---- gradient noise ----
 

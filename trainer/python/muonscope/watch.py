@@ -112,12 +112,14 @@ class StopTraining(Exception):
 
 
 def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int, name: str = "run",
-          config: Optional[Dict[str, Any]] = None, probe: Optional[Callable[[], torch.Tensor]] = None,
+          config: Optional[Dict[str, Any]] = None, probe: Optional[Callable[..., torch.Tensor]] = None,
           noise_probe: Optional[Callable[[int], torch.Tensor]] = None, microbatch_size: Optional[int] = None,
           batch_size: Optional[int] = None, out: str = "runs", channel: Optional[str] = None,
           resume: Optional[str] = None, host: Optional[bool] = None) -> "Run":
     """Starts watching: see the module's docs. `probe()` returns a held-out loss (differentiable) for the
-    curvature along the update; `noise_probe(i)` the loss of the i-th of K = diagnostics.microbatches
+    curvature along the update, or `probe(part, parts)` the loss of part `part` of `parts` equal parts of
+    that batch (under DDP every rank then measures on its part, at 1/R the cost; elsewhere probe(0, 1) is
+    the whole); `noise_probe(i)` the loss of the i-th of K = diagnostics.microbatches
     microbatches of `microbatch_size` held-out examples, for B_simple. `batch_size` is the training batch
     (under DDP each rank's, which also lets ddp_noise.py estimate B_simple from the ranks' gradients).
     `channel` (HOST:PORT) overrides
@@ -159,7 +161,7 @@ class Run:
         self._closed = False
         self._skip = False
         self._pending: Dict[str, float] = {}   # loss/tokens logged since the last step
-        self._held: Optional[Dict[str, Any]] = None  # a step record waiting for its loss (data parallel: and the ranks' times)
+        self._held: Optional[Dict[str, Any]] = None  # a step record waiting for its loss
         self._sent: Optional[_Sent] = None  # data parallel: what the next step boundary's exchange sends of the step before
         self._warned_no_loss = False
         self._mark = time.perf_counter()
@@ -282,14 +284,11 @@ class Run:
         if loss is None:
             return
         value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
-        # A held record without a loss is the step just taken (logged after its update). Data parallel
-        # holds one with its loss until the next boundary: a loss logged then is the next step's.
-        if self._held is not None and "loss" not in self._held:
+        if self._held is not None:
             self._held["loss"] = value
             if self._held.get("tokens") is None:  # tokens logged with the loss, after the step
                 self._held["tokens"] = self._pending.pop("tokens", None)
-            if not self._dist:  # data parallel: written once the ranks' times come, at the next boundary
-                self._write_held()
+            self._write_held()
         else:
             self._pending["loss"] = value
 
@@ -299,12 +298,7 @@ class Run:
             # The update was taken before the loss was known: pause now (at the next step boundary).
             self._non_finite(f"loss is {held['loss']} at step {held['step']}", None, skip=False)
             return
-        record = step_record(held["step"], held["loss"], held["lr"], held["p"], held["stepMs"], held.get("tokens"))
-        if self._dist:  # data parallel (distributed.py); the last step's record has no ranks' times
-            record["worldSize"] = self._world
-            if "rankStepMs" in held:
-                record["rankStepMs"] = held["rankStepMs"]
-        self.emit(record)
+        self.emit(step_record(held["step"], held["loss"], held["lr"], held["p"], held["stepMs"], held.get("tokens")))
 
     # ---- diagnostics settings ----
 
@@ -424,11 +418,11 @@ class Run:
         started = time.perf_counter()
         if self._closed:
             return
+        if self._held is not None:  # the previous step's loss never came
+            self._no_loss()
         if self._dist:
             self._pre_step_distributed(started)
             return
-        if self._held is not None:  # the previous step's loss never came
-            self._no_loss()
         self._drain(block=False)
         self._skip = self._non_finite_step()
         paused_at = time.perf_counter()
@@ -517,7 +511,7 @@ class Run:
         (with its local gradient norm for the noise estimate) and whether its own logged loss is finite.
         The other ranks apply rank 0's commands and take its state, so lr, p schedule, pauses and stops
         are the same on every rank at the same step; a non-finite loss on any rank skips the update on
-        all; rank 0 writes the previous step's record."""
+        all; rank 0 writes the previous step's `rank_times`."""
         flags = 0
         loss = self._pending.get("loss")
         if loss is not None and not math.isfinite(loss):
@@ -525,9 +519,6 @@ class Run:
             flags |= ddp.LOSS_NOT_FINITE
         payload = None
         if self._leader:
-            held = self._held
-            if held is not None and not math.isfinite(held.get("loss", 0.0)):
-                flags |= ddp.HELD_LOSS_NOT_FINITE  # writing it pauses: the state changes after the exchange
             taken = self._take(block=False)
             bad_layer = self._non_finite_layer()
             # What diagnostics are due is rank 0's decision (its scheduler and budget), for every rank.
@@ -540,13 +531,13 @@ class Run:
         bad_ranks = [r for r, slot in enumerate(slots) if slot.flags & ddp.LOSS_NOT_FINITE]
         self._skip = bool(bad_ranks) or payload["badLayer"] is not None
         due = [] if self._skip else payload["due"]
-        if self._skip or slots[0].flags & ddp.HELD_LOSS_NOT_FINITE:
-            if self._leader and self._skip:
+        if self._skip:
+            if self._leader:
                 if bad_ranks:
                     self._non_finite(f"loss is not finite on rank {', '.join(map(str, bad_ranks))} at step {self.steps_done}", None, skip=True)
                 else:
                     self._non_finite(f"gradient of {payload['badLayer']} is not finite at step {self.steps_done}", payload["badLayer"], skip=True)
-            # Rank 0 paused (or not) after its state was sent; every rank knows from the flags that it
+            # Rank 0 paused (or not) after its state was sent; every rank knows from the exchange that it
             # must hear the state once more.
             payload = self._follow(ddp.broadcast({"msgs": [], **self._verdict()} if self._leader else None))
         paused_at = time.perf_counter()
@@ -570,20 +561,13 @@ class Run:
         self._mark += paused_ms / 1000
 
     def _complete_step(self, sent: Optional["_Sent"], slots: List[ddp.Slot]) -> None:
-        """After an exchange: the step before it gets every rank's wall time, and rank 0 writes its record
-        (when its loss came) and the ranks' noise record of it (when it was measured)."""
-        held, self._held = self._held, None
+        """After an exchange, rank 0: the step before it in every rank's wall time (a `rank_times` record:
+        its `step` record went out without waiting), and the ranks' noise record of it when it was measured."""
         if sent is None or not self._leader:
             return
         times = [slot.step_ms for slot in slots]
-        if held is not None:
-            if all(t is not None for t in times):
-                held["rankStepMs"] = times
-            self._held = held
-            if "loss" in held:
-                self._write_held()
-            else:
-                self._no_loss()
+        if all(t is not None for t in times):
+            self.emit({"kind": "rank_times", "step": sent.step, "worldSize": self._world, "rankStepMs": times})
         if sent.reduced_sq is not None and self._rank_noise is not None:
             self.emit(self._rank_noise.finish(sent.step, sent.reduced_sq, [slot.extra for slot in slots]))
 
@@ -646,8 +630,7 @@ class Run:
             if rn is not None:
                 rn.arm(self._rank_noise_due(self.steps_done))
             self._sent = _Sent(step, step_ms, measured[0] if measured else 0.0, measured[1] if measured else None)
-            self._held = {**held, "loss": self._pending.pop("loss")} if "loss" in self._pending else held
-        elif "loss" in self._pending:
+        if "loss" in self._pending:
             self._held = {**held, "loss": self._pending.pop("loss")}
             self._write_held()
         else:
@@ -669,15 +652,15 @@ class Run:
         or crashed with the error) and closes the log or the channel. Safe to call twice."""
         if self._closed:
             return
+        if self._held is not None and "loss" in self._held:
+            self._write_held()
         if self._sent is not None and error is None and ddp.is_distributed():
             # The last step's times, in one more exchange: every rank closes after the same step (the same
             # loop, or StopTraining at the same boundary), so every rank has a step to send. A rank closing
-            # on an error sends nothing; its last record goes without the ranks' times.
+            # on an error sends nothing, and the last step has no `rank_times`.
             sent, self._sent = self._sent, None
             slots, _ = ddp.exchange(sent.step_ms, sent.local_sq, 0, {"msgs": []} if self._leader else None)
             self._complete_step(sent, slots)
-        if self._held is not None and "loss" in self._held:
-            self._write_held()
         if error is None and self.state not in ("stopped", "finished", "crashed"):
             self._drain(block=False)  # commands that arrived after the last step (a stop the loop broke on)
         self._closed = True

@@ -38,6 +38,7 @@ def main() -> None:
                 run.log(loss=loss)
                 for o in optimizers:
                     o.step()
+        dist.barrier()  # every rank done with every collective before any tears the group down (test_distributed._settle)
     finally:
         dist.destroy_process_group()
 
