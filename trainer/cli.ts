@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { isMuonscopeError, MuonscopeError } from '../common/errors.js';
 import { optimizerLabel } from '../common/optimizer-label.js';
 import { formatConfigIssues, validateRunConfig, type RunConfig } from './run/config.js';
-import { TORCH_DIAGNOSTICS_BUDGET_PCT, withDefaultDiagnosticsBudget, withDefaultDiagnosticsEvery } from './run/config-defaults.js';
+import { TORCH_DIAGNOSTICS_BUDGET_PCT, withDefaultDiagnostic } from './run/config-defaults.js';
 import { inspectRun } from './run/inspect.js';
 import { ProgressPrinter } from './run/progress.js';
 import { readRunConfigFile, runDirOf } from '../common/run-folder/layout.js';
@@ -89,7 +89,7 @@ async function train(argv: string[]): Promise<number> {
   const defaultEvery = values['default-diagnostics-every'];
   if (defaultEvery !== undefined) {
     if (!/^[1-9]\d*$/.test(defaultEvery)) throw new UsageError(`--default-diagnostics-every must be a positive integer, got "${defaultEvery}"`);
-    withDefaultDiagnosticsEvery(overrides, Number(defaultEvery));
+    withDefaultDiagnostic(overrides, 'every', Number(defaultEvery));
   }
   if (values.backend || values.kernels) overrides.compute = { ...(overrides.compute as object), ...(values.backend ? { backend: values.backend } : {}), ...(values.kernels ? { kernels: values.kernels } : {}) };
   const result = validateRunConfig(overrides);
@@ -139,7 +139,7 @@ async function run(argv: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError(`run takes one config file before --, got ${positionals.length}`);
   const { raw, label } = loadConfig(positionals[0], undefined);
   // A config that is not an object is the validator's to report, untouched.
-  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) withDefaultDiagnosticsBudget(raw as Record<string, unknown>, TORCH_DIAGNOSTICS_BUDGET_PCT);
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) withDefaultDiagnostic(raw as Record<string, unknown>, 'budgetPct', TORCH_DIAGNOSTICS_BUDGET_PCT);
   const result = validateRunConfig(raw);
   if (!result.ok) {
     console.error(formatConfigIssues(label, result.issues));

@@ -1,42 +1,31 @@
-// The extension's diagnostics cadence setting reaches the run as part of its config, never as a command.
+// Defaults from outside the config file (the extension's cadence setting, a hosted PyTorch run's budget)
+// reach the run as part of its config, never as a command.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { TORCH_DIAGNOSTICS_BUDGET_PCT, withDefaultDiagnosticsBudget, withDefaultDiagnosticsEvery } from '../../trainer/run/config-defaults.js';
+import { TORCH_DIAGNOSTICS_BUDGET_PCT, withDefaultDiagnostic } from '../../trainer/run/config-defaults.js';
 
-test('the default cadence fills diagnostics.every only where the config leaves it out', () => {
-  const empty: Record<string, unknown> = {};
-  withDefaultDiagnosticsEvery(empty, 7);
-  assert.deepEqual(empty, { diagnostics: { every: 7 } });
-  const partial: Record<string, unknown> = { diagnostics: { budgetPct: 5 } };
-  withDefaultDiagnosticsEvery(partial, 7);
-  assert.deepEqual(partial, { diagnostics: { budgetPct: 5, every: 7 } });
-  const own: Record<string, unknown> = { diagnostics: { every: 3 } };
-  withDefaultDiagnosticsEvery(own, 7);
-  assert.deepEqual(own, { diagnostics: { every: 3 } }, "the config's own value wins");
-  const bad: Record<string, unknown> = { diagnostics: 'often' };
-  withDefaultDiagnosticsEvery(bad, 7);
-  assert.deepEqual(bad, { diagnostics: 'often' }, 'left for the validator to report with its path');
-});
-
-test('a hosted PyTorch run gets the lower budget only where its config sets none', () => {
-  assert.equal(TORCH_DIAGNOSTICS_BUDGET_PCT, 4);
-  const empty: Record<string, unknown> = {};
-  withDefaultDiagnosticsBudget(empty, TORCH_DIAGNOSTICS_BUDGET_PCT);
-  assert.deepEqual(empty, { diagnostics: { budgetPct: 4 } });
-  const partial: Record<string, unknown> = { diagnostics: { every: 7 } };
-  withDefaultDiagnosticsBudget(partial, 4);
-  assert.deepEqual(partial, { diagnostics: { every: 7, budgetPct: 4 } });
-  const own: Record<string, unknown> = { diagnostics: { budgetPct: 25 } };
-  withDefaultDiagnosticsBudget(own, 4);
-  assert.deepEqual(own, { diagnostics: { budgetPct: 25 } }, "the config's own value wins");
-  const bad: Record<string, unknown> = { diagnostics: [] };
-  withDefaultDiagnosticsBudget(bad, 4);
-  assert.deepEqual(bad, { diagnostics: [] }, 'left for the validator to report with its path');
-});
+for (const [key, value, other] of [['every', 7, 'budgetPct'], ['budgetPct', TORCH_DIAGNOSTICS_BUDGET_PCT, 'every']] as const) {
+  test(`a default diagnostics.${key} fills it only where the config leaves it out`, () => {
+    const empty: Record<string, unknown> = {};
+    withDefaultDiagnostic(empty, key, value);
+    assert.deepEqual(empty, { diagnostics: { [key]: value } });
+    const partial: Record<string, unknown> = { diagnostics: { [other]: 5 } };
+    withDefaultDiagnostic(partial, key, value);
+    assert.deepEqual(partial, { diagnostics: { [other]: 5, [key]: value } });
+    const own: Record<string, unknown> = { diagnostics: { [key]: 3 } };
+    withDefaultDiagnostic(own, key, value);
+    assert.deepEqual(own, { diagnostics: { [key]: 3 } }, "the config's own value wins");
+    for (const bad of ['often', [], null]) {
+      const raw: Record<string, unknown> = { diagnostics: bad };
+      withDefaultDiagnostic(raw, key, value);
+      assert.deepEqual(raw, { diagnostics: bad }, 'left for the validator to report with its path');
+    }
+  });
+}
 
 test('muonscope train --default-diagnostics-every: in config.json and run_started, no control record', { timeout: 120_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'muonscope-cfgdef-'));

@@ -1,15 +1,16 @@
 /**
- * Defaults that come from outside the config file: the extension's muonscope.diagnosticsEvery setting,
- * passed as `muonscope train --default-diagnostics-every N`. It fills `diagnostics.every` only where the
- * config leaves it out, before validation, so it is part of the config as run (config.json, run_started)
- * rather than a change in the audit trail that nobody made.
+ * Defaults that come from outside the config file, filled into `diagnostics` only where the config leaves
+ * a key out, before validation, so that they are part of the config as run (config.json, run_started)
+ * rather than a change in the audit trail that nobody made:
+ * - `every`: the extension's muonscope.diagnosticsEvery setting (`muonscope train --default-diagnostics-every N`);
+ * - `budgetPct`: TORCH_DIAGNOSTICS_BUDGET_PCT for a PyTorch run hosted by `muonscope run`.
  */
-export function withDefaultDiagnosticsEvery(raw: Record<string, unknown>, every: number): void {
+export function withDefaultDiagnostic(raw: Record<string, unknown>, key: 'every' | 'budgetPct', value: number): void {
   const diagnostics = raw.diagnostics;
   // Anything but an object is the validator's to report, with its JSON path.
   if (diagnostics !== undefined && (typeof diagnostics !== 'object' || diagnostics === null || Array.isArray(diagnostics))) return;
-  if ((diagnostics as Record<string, unknown> | undefined)?.every !== undefined) return;
-  raw.diagnostics = { ...(diagnostics as object | undefined), every };
+  if ((diagnostics as Record<string, unknown> | undefined)?.[key] !== undefined) return;
+  raw.diagnostics = { ...(diagnostics as object | undefined), [key]: value };
 }
 
 /**
@@ -19,11 +20,3 @@ export function withDefaultDiagnosticsEvery(raw: Record<string, unknown>, every:
  * Python package's own default (muonscope/watch.py DIAGNOSTICS_DEFAULTS) is the same number, tested.
  */
 export const TORCH_DIAGNOSTICS_BUDGET_PCT = 4;
-
-/** Fills `diagnostics.budgetPct` where the config leaves it out, before validation (as above). */
-export function withDefaultDiagnosticsBudget(raw: Record<string, unknown>, budgetPct: number): void {
-  const diagnostics = raw.diagnostics;
-  if (diagnostics !== undefined && (typeof diagnostics !== 'object' || diagnostics === null || Array.isArray(diagnostics))) return;
-  if ((diagnostics as Record<string, unknown> | undefined)?.budgetPct !== undefined) return;
-  raw.diagnostics = { ...(diagnostics as object | undefined), budgetPct };
-}

@@ -534,7 +534,8 @@ class Run:
         if self._skip:
             if self._leader:
                 if bad_ranks:
-                    self._non_finite(f"loss is not finite on rank {', '.join(map(str, bad_ranks))} at step {self.steps_done}", None, skip=True)
+                    who = f"rank {bad_ranks[0]}" if len(bad_ranks) == 1 else f"ranks {', '.join(map(str, bad_ranks))}"
+                    self._non_finite(f"loss is not finite on {who} at step {self.steps_done}", None, skip=True)
                 else:
                     self._non_finite(f"gradient of {payload['badLayer']} is not finite at step {self.steps_done}", payload["badLayer"], skip=True)
             # Rank 0 paused (or not) after its state was sent; every rank knows from the exchange that it
@@ -623,7 +624,7 @@ class Run:
         held = {"step": step, "lr": optinfo.run_lr(optimizer), "p": self._p, "stepMs": step_ms,
                 "tokens": self._pending.pop("tokens", None)}
         if self._dist:
-            # Its record waits for every rank's time, which comes with the next boundary's exchange; so
+            # Every rank's time of this step comes with the next boundary's exchange (its rank_times); so
             # does this rank's local gradient norm when DDP's all-reduce was measured (ddp_noise.py).
             rn = self._rank_noise
             measured = rn.take() if rn is not None else None
