@@ -96,14 +96,15 @@ def exchange(step_ms: Optional[float], extra: float = 0.0, flags: int = 0, paylo
     tensor = torch.frombuffer(mine, dtype=torch.uint8).to(device)
     every = [torch.empty_like(tensor) for _ in range(world_size())]
     dist.all_gather(every, tensor)
-    heads = [_HEADER.unpack(bytes(t[:_HEADER.size].cpu().tolist())) for t in every]
+    gathered = torch.stack(every).cpu()  # one copy to the host (one sync under NCCL)
+    heads = [_HEADER.unpack(bytes(row[:_HEADER.size].tolist())) for row in gathered]
     slots = [Slot(None if math.isnan(ms) else ms, ex, fl) for ms, ex, fl, _ in heads]
     length = heads[0][3]
     if length > PAYLOAD_ROOM:  # rank 0's payload did not fit: every rank saw its length, every rank joins
         return slots, broadcast(payload)
     if is_leader():
         return slots, payload
-    return slots, pickle.loads(bytes(every[0][_HEADER.size:_HEADER.size + length].cpu().tolist()))
+    return slots, pickle.loads(bytes(gathered[0, _HEADER.size:_HEADER.size + length].tolist()))
 
 
 def gather_objects(obj: Any) -> Optional[List[Any]]:

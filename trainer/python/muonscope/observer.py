@@ -16,9 +16,9 @@ they are due, as the TS trainer's diagnostics runner does (trainer/run/diagnosti
 Data parallel (``split``): every rank holds the same weights, gradients (all-reduced) and momentum, so the
 ranks share the work. Rank 0 decides what is due and says so at the step boundary (watch.py broadcasts it);
 each rank then measures the spectra and layer stats of the matrix layers i with i mod R = its rank, and of
-the curvature probe rank 0 takes the whole model and rank 1 the layer in turn (or, with a probe of its
-batch's parts, ``probe(part, parts)``, every rank both on its part, and one all-reduce of six numbers
-gives rank 0 the mean, the whole batch's value); the shares are gathered to
+the curvature probe rank 0 takes the whole model and rank 1 the layer in turn (or, when rank 0's probe is
+a probe of its batch's parts, ``probe(part, parts)``, every rank both on its part, and one all-reduce of
+the six numbers and a failure count gives rank 0 the mean, the whole batch's value); the shares are gathered to
 rank 0, which writes the records in layer order, each saying which rank measured it (``rank``). Of the
 gradient noise each rank takes the microbatches i with i mod R = its rank and keeps per parameter only
 the sum of their gradients and of their squared norms: B_simple needs nothing else, and sums add up over
@@ -57,19 +57,28 @@ def _all_reduce_sum(t: torch.Tensor) -> None:
 
 def _takes_parts(probe: Callable) -> bool:
     """Whether a curvature probe is `probe(part, parts)` (the loss of part `part` of `parts` equal parts of
-    its held-out batch) rather than `probe()`; anything else is refused with the reason."""
+    its held-out batch) rather than `probe()`: it is when it takes two positional arguments (with or
+    without defaults: `probe(part=0, parts=1)` too), and a probe that needs one, or more than two, or a
+    keyword-only argument without a default, is refused with the reason. `*args` and builtins without a
+    signature are taken as `probe()`."""
     try:
         sig = inspect.signature(probe)
     except (TypeError, ValueError):  # a builtin without a signature: taken as probe()
         return False
-    required = [p for p in sig.parameters.values()
-                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(required) == 0:
+    params = list(sig.parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
         return False
-    if len(required) == 2:
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    keyword_only = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if keyword_only:
+        raise ValueError(f"probe's keyword-only parameters need defaults (watch calls probe() or probe(part, parts)): {', '.join(keyword_only)}")
+    if len(required) <= 2 and len(positional) >= 2:
         return True
+    if not required:
+        return False
     raise ValueError(f"probe must take no argument (the loss of its held-out batch) or two, probe(part, parts) "
-                     f"(the loss of part `part` of `parts` equal parts of it); it takes {len(required)}")
+                     f"(the loss of part `part` of `parts` equal parts of it); it needs {len(required)}")
 
 
 def _sync(device: torch.device) -> None:
@@ -92,6 +101,7 @@ class Observer:
         # probe(part, parts) splits the curvature probe's batch across ranks; everything else (the curvature
         # in one process, the mode probe, race) calls self.probe() for the whole batch, probe(0, 1).
         self.probe_parts = probe is not None and _takes_parts(probe)
+        self.curvature_parts = self.probe_parts  # rank 0's, at each step of a data-parallel run (before_step)
         self.part_probe = probe if self.probe_parts else None
         self.probe = (lambda: probe(0, 1)) if self.probe_parts else probe
         self.noise_probe = noise_probe
@@ -138,9 +148,12 @@ class Observer:
         """What is due at this step (rank 0's scheduler decides for every rank)."""
         return self.scheduler.due(step) if (self.matrices or self.scheduler.expensive) else []
 
-    def before_step(self, step: int, due: Optional[List[str]] = None) -> None:
-        """`due`: rank 0's plan, on every rank of a data-parallel run; None: this process decides."""
+    def before_step(self, step: int, due: Optional[List[str]] = None, curvature_parts: Optional[bool] = None) -> None:
+        """`due`: rank 0's plan, on every rank of a data-parallel run; None: this process decides.
+        `curvature_parts`: whether rank 0's probe is a probe of parts, so that every rank takes the same
+        path, with the same collectives (a rank without one fails its part and still joins the all-reduce)."""
         self.due = self.plan(step) if due is None else list(due)
+        self.curvature_parts = self.probe_parts if curvature_parts is None else bool(curvature_parts)
         if not self.due:
             self.before = None
             return
@@ -156,6 +169,7 @@ class Observer:
         if before is None:
             return
         mine = []  # (records, failure) of each due diagnostic, in order: one gather for them all
+        layer = self._next_layer() if "curvature" in self.due else None
         for name in self.due:
             device = self.params[0].param.device if self.params else torch.device("cpu")
             started = time.perf_counter()
@@ -168,9 +182,11 @@ class Observer:
                     if name == "noise":
                         share = self._noise_share()
                     elif name == "curvature" and self._curvature_by_batch():
-                        share = self._curvature_share(before)
+                        share = self._curvature_share(before, layer)
+                    elif name == "curvature":
+                        records = self._curvature(step, before, layer)
                     else:
-                        records = {"spectra": self._spectra, "curvature": self._curvature}[name](step, before)
+                        records = self._spectra(step, before)
             except Exception as e:  # diagnostics must never take the run down
                 failure = self._failed(name, step, e)
             _sync(device)
@@ -284,9 +300,16 @@ class Observer:
 
     # ---- curvature along the update ----
 
+    def _next_layer(self) -> Optional[ParamInfo]:
+        """The matrix layer whose curvature this diagnostics step measures, in turn. Called on every rank
+        at every curvature step before anything that can fail, so that all ranks agree on it."""
+        layer = self.matrices[self.turn % len(self.matrices)] if self.matrices else None
+        self.turn += 1
+        return layer
+
     def _curvature_setup(self, before):
-        """The update per unit lr, d = (θ_before − θ_after)/lr, for every trainable parameter, the weights
-        after the step (to restore), and this step's layer: the turn advances on every rank, so all agree."""
+        """The update per unit lr, d = (θ_before − θ_after)/lr, for every trainable parameter, and the
+        weights after the step (to restore)."""
         params = [p.param for p in self.params if p.param.requires_grad]
         with torch.no_grad():
             after = [p.detach().clone() for p in params]
@@ -295,9 +318,7 @@ class Observer:
             for p, a in zip(params, after):
                 lr = lr_of.get(id(p), 0.0)  # a parameter the optimizer does not update has no component
                 d.append((before["weights"][id(p)] - a) / lr if lr > 0 else torch.zeros_like(a))
-        layer = self.matrices[self.turn % len(self.matrices)] if self.matrices else None
-        self.turn += 1
-        return params, after, d, layer
+        return params, after, d
 
     @staticmethod
     def _layer_direction(params, d, layer) -> List[torch.Tensor]:
@@ -328,16 +349,16 @@ class Observer:
     def _curvature_by_batch(self) -> bool:
         """Data parallel with a probe of the parts of its batch, probe(part, parts): every rank measures both
         directions on its part and the parts' mean is the whole batch's (_curvature_share)."""
-        return self.world > 1 and self.probe_parts
+        return self.world > 1 and self.curvature_parts
 
-    def _curvature(self, step: int, before) -> List[dict]:
+    def _curvature(self, step: int, before, layer) -> List[dict]:
         """The whole model's curvature along the update and one matrix layer's in turn; with several ranks
         and a probe of the whole batch, rank 0 measures the first and rank 1 the second, at the same time."""
         whole_here = self.rank == 0
         layer_here = self.rank == (1 if self.world > 1 else 0)
-        params, after, d, layer = self._curvature_setup(before)
         if not (whole_here or (layer_here and layer is not None)):
             return []
+        params, after, d = self._curvature_setup(before)
         directions = [d] if whole_here else []
         if layer is not None and layer_here:
             directions.append(self._layer_direction(params, d, layer))
@@ -346,18 +367,20 @@ class Observer:
         one = found[-1] if layer is not None and layer_here else None
         return [self._tag(r) for r in self._curvature_records(step, whole, layer, one, {})]
 
-    def _curvature_share(self, before):
+    def _curvature_share(self, before, layer):
         """This rank's part of the probe's batch, both directions: (the layer, [(gᵀd, dᵀHd, dᵀd) per
         direction]). gᵀd and dᵀHd are linear in the loss, so with equal parts the mean over the ranks is
         the whole batch's value: the cost per rank falls as 1/R."""
-        params, after, d, layer = self._curvature_setup(before)
+        if self.part_probe is None:
+            raise ValueError("rank 0's probe takes parts, probe(part, parts), and this rank's does not: every rank needs the same kind of probe")
+        params, after, d = self._curvature_setup(before)
         directions = [d] + ([self._layer_direction(params, d, layer)] if layer is not None else [])
         found = self._curvatures_at_before(params, after, before, directions, lambda: self.part_probe(self.rank, self.world))
         return layer, found
 
     def _curvature_reduce(self, step: int, share, failure: Optional[str]):
-        """Every rank: one all-reduce (sum) of a float64 vector, 3 numbers for each of the two directions
-        and a failure count, the same length on every rank (a rank whose share failed sends zeros and a 1),
+        """Every rank: one all-reduce (sum) of a float64 vector, gᵀd, dᵀHd and dᵀd for each of the two
+        directions and a failure count, the same length on every rank (a rank whose share failed sends zeros and a 1),
         so none waits for another. Rank 0 writes the mean, none when a rank failed. (records, failure)."""
         params = [p.param for p in self.params if p.param.requires_grad]
         device = params[0].device if params else torch.device("cpu")

@@ -523,7 +523,7 @@ class Run:
             bad_layer = self._non_finite_layer()
             # What diagnostics are due is rank 0's decision (its scheduler and budget), for every rank.
             payload = {"msgs": taken, "badLayer": bad_layer, "due": [] if bad_layer else self.observer.plan(self.steps_done),
-                       **self._verdict()}
+                       "curvatureParts": self.observer.probe_parts, **self._verdict()}
         sent, self._sent = self._sent, None
         slots, payload = ddp.exchange(sent.step_ms if sent else None, sent.local_sq if sent else 0.0, flags, payload)
         payload = self._follow(payload)
@@ -531,6 +531,7 @@ class Run:
         bad_ranks = [r for r, slot in enumerate(slots) if slot.flags & ddp.LOSS_NOT_FINITE]
         self._skip = bool(bad_ranks) or payload["badLayer"] is not None
         due = [] if self._skip else payload["due"]
+        curvature_parts = payload["curvatureParts"]  # rank 0's probe decides how the curvature is split
         if self._skip:
             if self._leader:
                 if bad_ranks:
@@ -557,7 +558,7 @@ class Run:
             self._drop_grads()
         else:
             self._p = optinfo.current_p(self.optimizer)
-            self.observer.before_step(self.steps_done, due)
+            self.observer.before_step(self.steps_done, due, curvature_parts=curvature_parts)
         self._own_ms += (time.perf_counter() - started) * 1000 - paused_ms
         self._mark += paused_ms / 1000
 
@@ -655,10 +656,11 @@ class Run:
             return
         if self._held is not None and "loss" in self._held:
             self._write_held()
-        if self._sent is not None and error is None and ddp.is_distributed():
+        if self._sent is not None and error is None and sys.exc_info()[1] is None and ddp.is_distributed():
             # The last step's times, in one more exchange: every rank closes after the same step (the same
             # loop, or StopTraining at the same boundary), so every rank has a step to send. A rank closing
-            # on an error sends nothing, and the last step has no `rank_times`.
+            # on an error (passed, or being handled: close() in a `finally`) sends nothing, as the others
+            # may be in DDP's all-reduce, and the last step has no `rank_times`.
             sent, self._sent = self._sent, None
             slots, _ = ddp.exchange(sent.step_ms, sent.local_sq, 0, {"msgs": []} if self._leader else None)
             self._complete_step(sent, slots)
@@ -669,6 +671,7 @@ class Run:
             h.remove()
         if self._rank_noise is not None:  # DDP keeps the comm hook: from now on a plain all-reduce
             self._rank_noise.arm(False)
+            self._rank_noise.check_finite = False
         if error is not None:
             self.emit(alert_record(self.steps_done, "error", "CRASH", f"{type(error).__name__}: {error}"))
             self.set_state("crashed", f"{type(error).__name__}: {error}")
@@ -687,6 +690,8 @@ class Run:
             self.writer.close()
 
     def _at_exit(self) -> None:
+        # A run left open: at exit the ranks may be anywhere (one of them raised), so no last exchange.
+        self._sent = None
         self.close()
 
     def __enter__(self) -> "Run":

@@ -2,6 +2,7 @@
 DynMuon. Rank 0 alone writes the run (a run folder, or the fake host of test_watch.py over the channel);
 commands apply at the same step on both ranks; a rank_times record after each step gives each rank's step time."""
 import queue
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +45,10 @@ def _worker(rank, init, out, address, reports, steps, pace_s, nan_at, nan_grad):
         kw = {"host": False, "out": out} if address is None else {"channel": address, "out": out}
         if nan_grad:
             kw["batch_size"] = len(x)
+            if rank == 0:  # the reduced bucket norms must be what finds it, not the per-parameter norms
+                def no_fallback(with_grad):
+                    raise AssertionError("the per-parameter finite check ran: the reduced bucket norms were not used")
+                sys.modules["muonscope.watch"].Run._gradients_finite = staticmethod(no_fallback)
         run = muonscope.watch(model, opt, total_steps=steps, name="ddp", **kw)
         fired = set()
         with run:
@@ -245,14 +250,18 @@ def test_a_nan_loss_on_one_rank_pauses_every_rank_under_a_host(tmp_path, host):
 
 def _exchange_worker(rank, init, reports, big):
     """Three exchanges: the first step's (no time yet), one with flags, one whose payload is too long for
-    the all_gather's room and comes by broadcast."""
+    the all_gather's room and comes by broadcast (the broadcasts are counted: only that one)."""
     from muonscope import distributed as ddp
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    broadcasts = []
+    inner = ddp.broadcast
+    ddp.broadcast = lambda payload=None: (broadcasts.append(len(out)), inner(payload))[1]
     try:
-        out = [ddp.exchange(None, 0.0, 0, {"msgs": []} if rank == 0 else None)]
+        out = []
+        out.append(ddp.exchange(None, 0.0, 0, {"msgs": []} if rank == 0 else None))
         out.append(ddp.exchange(10.0 + rank, 0.5 * rank, rank, {"msgs": ["a"]} if rank == 0 else None))
         out.append(ddp.exchange(1.0, 2.0, 0, {"msgs": [big]} if rank == 0 else None))
-        reports.put((rank, [([tuple(s) for s in slots], payload) for slots, payload in out]))
+        reports.put((rank, ([([tuple(s) for s in slots], payload) for slots, payload in out], broadcasts)))
         _settle()
     finally:
         dist.destroy_process_group()
@@ -267,7 +276,7 @@ def test_the_step_boundary_exchange_gives_every_rank_every_slot_and_rank_0s_payl
     expected = [([(None, 0.0, 0)] * 2, {"msgs": []}),
                 ([(10.0, 0.0, 0), (11.0, 0.5, 1)], {"msgs": ["a"]}),
                 ([(1.0, 2.0, 0)] * 2, {"msgs": [big]})]
-    assert seen[0] == seen[1] == expected
+    assert seen[0] == seen[1] == (expected, [2]), "a broadcast for the third payload only (it is past the room)"
 
 
 # ---------- under the host, launched by torchrun ----------
@@ -549,9 +558,11 @@ def _thread_collectives(world):
     return collectives
 
 
-def test_a_rank_whose_part_of_the_curvature_probe_fails_is_one_alert_and_no_curvature_record():
-    """probe(part, parts) failing on rank 1 of 2 (threads): rank 0 still takes part in the all-reduce and
-    writes no curvature record (half a batch is not the batch's value) but rank 1's alert; nobody waits."""
+@pytest.mark.parametrize("rank1", ["fails", "plain"])
+def test_a_rank_whose_part_of_the_curvature_probe_fails_is_one_alert_and_no_curvature_record(rank1):
+    """probe(part, parts) failing on rank 1 of 2 (threads), or rank 1 given a plain probe() while rank 0's
+    takes parts (rank 0 decides the path): rank 1 still takes part in the all-reduce, and rank 0 writes no
+    curvature record (half a batch is not the batch's value) but rank 1's alert; nobody waits."""
     import threading
 
     from muonscope.matrices import classify
@@ -569,11 +580,14 @@ def test_a_rank_whose_part_of_the_curvature_probe_fails_is_one_alert_and_no_curv
                 raise RuntimeError("no held-out data on this rank")
             return nn.functional.mse_loss(model(vx[part::parts]), vy[part::parts])
 
+        def plain():
+            return nn.functional.mse_loss(model(vx), vy)
+
         opt = DynMuon(model.parameters(), total_steps=1, lr=0.02)
-        obs = Observer(classify(model), [opt], records.append, settings, probe=probe)
+        obs = Observer(classify(model), [opt], records.append, settings, probe=plain if rank == 1 and rank1 == "plain" else probe)
         obs.split(rank, world, *collectives(rank))
         nn.functional.mse_loss(model(vx), vy).backward()
-        obs.before_step(0, due=["curvature"])
+        obs.before_step(0, due=["curvature"], curvature_parts=True)  # rank 0's decision, on every rank
         opt.step()
         obs.after_step(0, 1.0)
         return [r for r in records if r["kind"] in ("curvature", "alert")]
@@ -588,13 +602,84 @@ def test_a_rank_whose_part_of_the_curvature_probe_fails_is_one_alert_and_no_curv
     assert not any(t.is_alive() for t in threads), "a rank waits for another"
     assert results[1] == []
     (alert,) = results[0]
-    assert alert["code"] == "OBSERVER_FAILED" and "on rank 1" in alert["message"] and "no held-out data" in alert["message"]
+    reason = "no held-out data" if rank1 == "fails" else "every rank needs the same kind of probe"
+    assert alert["code"] == "OBSERVER_FAILED" and "on rank 1" in alert["message"] and reason in alert["message"], alert
 
 
 def test_a_probe_must_take_no_argument_or_part_and_parts():
     model = _wide_mlp()
-    with pytest.raises(ValueError, match=r"probe must take no argument .* or two, probe\(part, parts\).*it takes 1"):
+    with pytest.raises(ValueError, match=r"probe must take no argument .* or two, probe\(part, parts\).*it needs 1"):
         muonscope.watch(model, DynMuon(model.parameters(), total_steps=1), total_steps=1, host=False, probe=lambda x: x)
+
+
+def test_the_last_exchange_happens_only_on_a_clean_close(tmp_path, monkeypatch):
+    """close() after the loop joins one more exchange (the last step's rank_times); close() while an
+    exception is being handled (a `finally`), or at exit for a run left open, does not: the other ranks may
+    be in DDP's all-reduce, and a collective they never join would hang the job. One process here, with
+    the distributed answers stood in."""
+    from muonscope import distributed as ddp
+    from muonscope.watch import _Sent
+    def started(name):
+        model = mlp()
+        run = muonscope.watch(model, DynMuon(model.parameters(), total_steps=3), total_steps=3, name=name, host=False, out=str(tmp_path))
+        run._sent = _Sent(2, 5.0, 0.0, None)  # as after a data-parallel step
+        return run
+
+    runs = {name: started(name) for name in ("finally", "exit", "clean")}
+    calls = []
+    monkeypatch.setattr(ddp, "is_distributed", lambda: True)
+    monkeypatch.setattr(ddp, "exchange", lambda *a: (calls.append(a), ([ddp.Slot(a[0], a[1], 0)] * 2, None))[1])
+    try:
+        raise RuntimeError("a rank's own failure")
+    except RuntimeError:
+        runs["finally"].close()
+    runs["exit"]._at_exit()
+    assert calls == []
+    runs["clean"].close()
+    assert calls == [(5.0, 0.0, 0, {"msgs": []})]
+
+
+def _logged(f):
+    import functools
+
+    @functools.wraps(f)
+    def call(*args, **kwargs):  # a decorator's *args: the signature is the wrapped function's
+        return f(*args, **kwargs)
+    return call
+
+
+@_logged
+def _decorated(part, parts):
+    return part
+
+
+def test_which_probes_are_probes_of_parts():
+    import functools
+
+    from muonscope.observer import _takes_parts
+
+    class Probe:
+        def __call__(self, part, parts):
+            return part
+
+        def whole(self):
+            return 0
+
+    def with_defaults(part=0, parts=1):
+        return part
+
+    def one_default(part, parts=1):
+        return part
+
+    def three(model, part, parts):
+        return part
+
+    assert [_takes_parts(f) for f in (lambda: 0, Probe().whole, lambda *a: 0, lambda batch=None: 0)] == [False] * 4
+    assert [_takes_parts(f) for f in (lambda part, parts: 0, with_defaults, one_default, Probe(),
+                                      functools.partial(three, None), _decorated)] == [True] * 6
+    for bad, why in ((three, "it needs 3"), (lambda x: x, "it needs 1"), (lambda *, k: 0, "keyword-only parameters need defaults.*: k")):
+        with pytest.raises(ValueError, match=why):
+            _takes_parts(bad)
 
 
 def test_more_ranks_than_microbatches_the_idle_ranks_add_zeros(tmp_path):
