@@ -2,9 +2,10 @@
 asks it who we are and moves the little that watch needs between ranks (docs/python.md, "Data parallel").
 
 Rank 0 is the run: it alone talks to the host or writes the run folder, takes the commands and computes
-the records. The other ranks follow it at every step boundary, in one collective (``exchange``): rank 0's
-commands and state go to every rank, which applies the same ones, and every rank's wall time of the step
-before comes back with it for that step's `rank_times` record. Every function here is a no-op answer when torch.distributed is
+the records. The other ranks follow it at every step boundary, through one collective started after each
+step and waited for at the next boundary (``start_exchange``): rank 0's commands and plan go to every
+rank, which applies the same ones, and every rank's wall time of the step comes back with it for that
+step's `rank_times` record. Every function here is a no-op answer when torch.distributed is
 not initialized or has one process, so a single-process run never calls a collective.
 """
 from __future__ import annotations
@@ -74,37 +75,57 @@ class Slot(NamedTuple):
     flags: int
 
 
-def exchange(step_ms: Optional[float], extra: float = 0.0, flags: int = 0, payload: Any = None) -> Tuple[List[Slot], Any]:
-    """Every rank's Slot, in rank order, and rank 0's `payload` (picklable; the others pass None), on
-    every rank: the step boundary's one collective (watch.py).
+class PendingExchange:
+    """An exchange under way (start_exchange); `wait()` gives what `exchange` gives."""
 
-    It replaces a broadcast of the commands at the boundary (broadcast_object_list, two collectives) and
-    an all_gather of the step times after the update: each collective is a point where the ranks wait
-    for the slowest, and the one after the update waited out the optimizer's skew between ranks, which
-    DDP's all-reduce in the next backward absorbs anyway. The step times are therefore the previous
-    step's (watch writes them as a `rank_times` record at the next boundary). One all_gather of a fixed-size byte tensor,
-    with every rank's slot: every backend has all_gather (gather is missing from NCCL in older torch),
-    and every rank sees every rank's flags, so a decision made from them is the same on every rank."""
+    def __init__(self, work, every: List[torch.Tensor], payload: Any, done: Optional[Tuple[List[Slot], Any]] = None):
+        self._work, self._every, self._payload, self._done = work, every, payload, done
+
+    def wait(self) -> Tuple[List[Slot], Any]:
+        if self._done is not None:
+            return self._done
+        self._work.wait()
+        gathered = torch.stack(self._every).cpu()  # one copy to the host (one sync under NCCL)
+        heads = [_HEADER.unpack(bytes(row[:_HEADER.size].tolist())) for row in gathered]
+        slots = [Slot(None if math.isnan(ms) else ms, ex, fl) for ms, ex, fl, _ in heads]
+        length = heads[0][3]
+        if length > PAYLOAD_ROOM:  # rank 0's payload did not fit: every rank saw its length, every rank joins
+            self._done = (slots, broadcast(self._payload))
+        elif is_leader():
+            self._done = (slots, self._payload)
+        else:
+            self._done = (slots, pickle.loads(bytes(gathered[0, _HEADER.size:_HEADER.size + length].tolist())))
+        return self._done
+
+
+def start_exchange(step_ms: Optional[float], extra: float = 0.0, flags: int = 0, payload: Any = None) -> PendingExchange:
+    """Every rank's Slot, in rank order, and rank 0's `payload` (picklable; the others pass None), on every
+    rank, once `wait()`ed: the one collective of watch's step boundary (watch.py).
+
+    Started after a step's update and waited for before the next one's, so that it travels while the next
+    forward and backward run: watch then has no collective of its own that the ranks wait in. It replaced
+    a broadcast of the commands at the boundary (broadcast_object_list, two collectives) and an all_gather
+    of the step times after the update, which cost ~1.4 ms of gloo latency a step here and made the ranks
+    wait out the optimizer's skew. One all_gather of a fixed-size byte tensor, with every rank's slot:
+    every backend has all_gather (gather is missing from NCCL in older torch), and every rank sees every
+    rank's flags, so a decision made from them is the same on every rank. Every rank must start it at the
+    same point and wait for it (collectives are matched in the order they are issued)."""
     if not is_distributed():
-        return [Slot(step_ms, float(extra), int(flags))], payload
+        return PendingExchange(None, [], payload, ([Slot(step_ms, float(extra), int(flags))], payload))
     body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL) if is_leader() else b""
     mine = bytearray(_HEADER.size + PAYLOAD_ROOM)
     mine[:_HEADER.size] = _HEADER.pack(math.nan if step_ms is None else float(step_ms), float(extra), int(flags), len(body))
     if len(body) <= PAYLOAD_ROOM:
         mine[_HEADER.size:_HEADER.size + len(body)] = body
-    device = _device()
-    tensor = torch.frombuffer(mine, dtype=torch.uint8).to(device)
+    tensor = torch.frombuffer(mine, dtype=torch.uint8).to(_device())
     every = [torch.empty_like(tensor) for _ in range(world_size())]
-    dist.all_gather(every, tensor)
-    gathered = torch.stack(every).cpu()  # one copy to the host (one sync under NCCL)
-    heads = [_HEADER.unpack(bytes(row[:_HEADER.size].tolist())) for row in gathered]
-    slots = [Slot(None if math.isnan(ms) else ms, ex, fl) for ms, ex, fl, _ in heads]
-    length = heads[0][3]
-    if length > PAYLOAD_ROOM:  # rank 0's payload did not fit: every rank saw its length, every rank joins
-        return slots, broadcast(payload)
-    if is_leader():
-        return slots, payload
-    return slots, pickle.loads(bytes(gathered[0, _HEADER.size:_HEADER.size + length].tolist()))
+    work = dist.all_gather(every, tensor, async_op=True)
+    return PendingExchange(work, every, payload if is_leader() else None)
+
+
+def exchange(step_ms: Optional[float], extra: float = 0.0, flags: int = 0, payload: Any = None) -> Tuple[List[Slot], Any]:
+    """start_exchange and wait for it."""
+    return start_exchange(step_ms, extra, flags, payload).wait()
 
 
 def gather_objects(obj: Any) -> Optional[List[Any]]:

@@ -14,7 +14,7 @@ they are due, as the TS trainer's diagnostics runner does (trainer/run/diagnosti
 - a ``diagnostics_cost`` record after every step that ran any.
 
 Data parallel (``split``): every rank holds the same weights, gradients (all-reduced) and momentum, so the
-ranks share the work. Rank 0 decides what is due and says so at the step boundary (watch.py broadcasts it);
+ranks share the work. Rank 0 decides what is due and says so before the step (watch.py's exchange);
 each rank then measures the spectra and layer stats of the matrix layers i with i mod R = its rank, and of
 the curvature probe rank 0 takes the whole model and rank 1 the layer in turn (or, when rank 0's probe is
 a probe of its batch's parts, ``probe(part, parts)``, every rank both on its part, and one all-reduce of

@@ -162,7 +162,12 @@ class Run:
         self._skip = False
         self._pending: Dict[str, float] = {}   # loss/tokens logged since the last step
         self._held: Optional[Dict[str, Any]] = None  # a step record waiting for its loss
-        self._sent: Optional[_Sent] = None  # data parallel: what the next step boundary's exchange sends of the step before
+        # Data parallel: the exchange under way (started after a step, waited for before the next), the step
+        # it carries, this rank's loss flags for the next one, and rank 0's pauses for the ranks to take.
+        self._inflight: Optional[ddp.PendingExchange] = None
+        self._inflight_sent: Optional[_Sent] = None
+        self._loss_flags = 0
+        self._events: List[List[str]] = []
         self._warned_no_loss = False
         self._mark = time.perf_counter()
         self._own_ms = 0.0
@@ -233,12 +238,14 @@ class Run:
         if self._dist and diag.get("noise", True):
             self._rank_noise = ddp_noise.attach(model, self._world, batch_size, int(diag["noiseWindowSteps"]),
                                                 lambda code, msg: self.emit(alert_record(self.steps_done, "warning", code, msg)),
-                                                check_finite=self._leader)
+                                                check_finite=True)
             if self._rank_noise is not None:
                 self._rank_noise.arm(self._rank_noise_due(self.steps_done))
         self._hooks = [h for o in optimizers for h in (o.register_step_pre_hook(_weak(self, Run._pre_hook)),
                                                        o.register_step_post_hook(_weak(self, Run._post_hook)))]
         atexit.register(_weak(self, Run._at_exit))
+        if self._dist:  # the first step's commands and plan (every rank calls watch at the same point)
+            self._launch(None)
 
     # ---- records ----
 
@@ -386,15 +393,24 @@ class Run:
 
     # ---- the hooks ----
 
-    def _non_finite(self, message: str, layer: Optional[str], skip: bool) -> None:
-        can_pause = self.channel is not None
+    def _non_finite(self, message: str, layer: Optional[str], skip: bool, can_pause: Optional[bool] = None,
+                    at_boundary: bool = False) -> None:
+        """The alert (rank 0) and the pause where a host can resume it. Data parallel: at a step boundary
+        every rank calls it alike (`at_boundary`, with rank 0's `can_pause`); elsewhere (a loss logged after
+        its update) the pause is rank 0's alone and reaches the ranks with the next exchange, to be taken
+        by all at a boundary."""
+        can_pause = self.channel is not None if can_pause is None else can_pause
         tail = "; the update was skipped" if skip else ""
         tail += "; paused (resume to go on)" if can_pause else "; no host to resume the run, so training goes on"
         code = "NON_FINITE_GRADIENT" if layer is not None else "NON_FINITE_LOSS"
         self.emit(alert_record(self.steps_done, "error", code, message + tail, layer))
-        if can_pause:
-            self.steps_before_pause = None
-            self.set_state("paused", message)
+        if not can_pause:
+            return
+        if self._dist and not at_boundary:
+            self._events.append(["pause", message])
+            return
+        self.steps_before_pause = None
+        self.set_state("paused", message)
 
     def _pre_hook(self, optimizer, args, kwargs) -> None:
         if self.racing:  # a race branch's step (race.py): not the run's, restored afterwards
@@ -505,50 +521,49 @@ class Run:
     PAUSE_POLL_S = 0.2
 
     def _pre_step_distributed(self, started: float) -> None:
-        """The step boundary of _pre_step for every rank of a data-parallel run, in one collective
-        (distributed.exchange). Rank 0 sends the commands it took and its state, and whether the gradients
-        (all-reduced, so the same on every rank) are finite; every rank sends the previous step's wall time
-        (with its local gradient norm for the noise estimate) and whether its own logged loss is finite.
-        The other ranks apply rank 0's commands and take its state, so lr, p schedule, pauses and stops
-        are the same on every rank at the same step; a non-finite loss on any rank skips the update on
-        all; rank 0 writes the previous step's `rank_times`."""
-        flags = 0
+        """The step boundary of _pre_step for every rank of a data-parallel run. The exchange started after
+        the last step (_launch) has travelled during this step's forward and backward; every rank now takes
+        from it rank 0's commands, pauses and plan and applies them, so lr, p schedule, pauses and stops are
+        the same on every rank at the same step, and rank 0 writes the last step's `rank_times`. Whether
+        this step's update is skipped every rank decides alike from the all-reduced gradients. A
+        non-finite loss whose gradients are finite is seen at the next boundary (in the flags), where it
+        pauses every rank: its update was taken, as no rank can skip alone."""
         loss = self._pending.get("loss")
         if loss is not None and not math.isfinite(loss):
-            self._pending.pop("loss")
-            flags |= ddp.LOSS_NOT_FINITE
-        payload = None
-        if self._leader:
-            taken = self._take(block=False)
-            bad_layer = self._non_finite_layer()
-            # What diagnostics are due is rank 0's decision (its scheduler and budget), for every rank.
-            payload = {"msgs": taken, "badLayer": bad_layer, "due": [] if bad_layer else self.observer.plan(self.steps_done),
-                       "curvatureParts": self.observer.probe_parts, **self._verdict()}
-        sent, self._sent = self._sent, None
-        slots, payload = ddp.exchange(sent.step_ms if sent else None, sent.local_sq if sent else 0.0, flags, payload)
-        payload = self._follow(payload)
-        self._complete_step(sent, slots)
+            self._pending.pop("loss")  # no step record with it: the alert says why
+            self._loss_flags |= ddp.LOSS_NOT_FINITE
+        bad_layer = self._non_finite_layer()  # all-reduced gradients: the same answer on every rank
+        pending, self._inflight = self._inflight, None
+        slots, payload = pending.wait()
+        self._complete_step(self._inflight_sent, slots)
+        for msg in payload["msgs"]:
+            self._apply(msg)  # rank 0 acks: the step it took effect at is this one, on every rank
+        for kind, reason in payload["events"]:
+            if kind == "pause" and self.stop_reason is None:
+                self.steps_before_pause = None
+                self.set_state("paused", reason)
+        can_pause = payload["canPause"]
         bad_ranks = [r for r, slot in enumerate(slots) if slot.flags & ddp.LOSS_NOT_FINITE]
-        self._skip = bool(bad_ranks) or payload["badLayer"] is not None
+        if bad_ranks and self._inflight_sent is not None:
+            who = f"rank {bad_ranks[0]}" if len(bad_ranks) == 1 else f"ranks {', '.join(map(str, bad_ranks))}"
+            message = f"loss is not finite on {who} at step {self._inflight_sent.step} (its gradients were finite, so every rank took the update)"
+            self._non_finite(message, None, skip=False, can_pause=can_pause, at_boundary=True)
+        self._skip = bad_layer is not None
+        if self._skip:
+            self._loss_flags = 0  # the gradient's alert says it
+            self._non_finite(f"gradient of {bad_layer} is not finite at step {self.steps_done}", bad_layer, skip=True,
+                             can_pause=can_pause, at_boundary=True)
         due = [] if self._skip else payload["due"]
         curvature_parts = payload["curvatureParts"]  # rank 0's probe decides how the curvature is split
-        if self._skip:
-            if self._leader:
-                if bad_ranks:
-                    who = f"rank {bad_ranks[0]}" if len(bad_ranks) == 1 else f"ranks {', '.join(map(str, bad_ranks))}"
-                    self._non_finite(f"loss is not finite on {who} at step {self.steps_done}", None, skip=True)
-                else:
-                    self._non_finite(f"gradient of {payload['badLayer']} is not finite at step {self.steps_done}", payload["badLayer"], skip=True)
-            # Rank 0 paused (or not) after its state was sent; every rank knows from the exchange that it
-            # must hear the state once more.
-            payload = self._follow(ddp.broadcast({"msgs": [], **self._verdict()} if self._leader else None))
         paused_at = time.perf_counter()
-        while payload["paused"]:
+        paused = self.state == "paused" and self.stop_reason is None  # the same on every rank
+        while paused:
             payload = None
             if self._leader:
                 taken = self._take(block=True, timeout=self.PAUSE_POLL_S)
                 payload = {"msgs": taken, **self._verdict()}
             payload = self._follow(ddp.broadcast(payload))
+            paused = payload["paused"]
         paused_ms = (time.perf_counter() - paused_at) * 1000
         if self.stop_reason is not None:
             self._stop_now()
@@ -561,6 +576,21 @@ class Run:
             self.observer.before_step(self.steps_done, due, curvature_parts=curvature_parts)
         self._own_ms += (time.perf_counter() - started) * 1000 - paused_ms
         self._mark += paused_ms / 1000
+
+    def _launch(self, sent: Optional["_Sent"]) -> None:
+        """After a step (or a skipped one, or at the start): starts the exchange the next boundary takes.
+        Rank 0's part: the commands that came since the last one (measures are answered now, by rank 0
+        alone), what diagnostics the next step runs (its scheduler and budget decide for every rank), its
+        probe's kind, whether a host can resume a pause, and its pauses."""
+        payload = None
+        if self._leader:
+            payload = {"msgs": self._take(block=False, apply=False), "due": self.observer.plan(self.steps_done),
+                       "curvatureParts": self.observer.probe_parts, "canPause": self.channel is not None,
+                       "events": self._events}
+            self._events = []
+        flags, self._loss_flags = self._loss_flags, 0
+        self._inflight = ddp.start_exchange(sent.step_ms if sent else None, sent.local_sq if sent else 0.0, flags, payload)
+        self._inflight_sent = sent
 
     def _complete_step(self, sent: Optional["_Sent"], slots: List[ddp.Slot]) -> None:
         """After an exchange, rank 0: the step before it in every rank's wall time (a `rank_times` record:
@@ -587,9 +617,10 @@ class Run:
             self.state, self.steps_before_pause, self.stop_reason = payload["state"], payload["stepsBeforePause"], payload["stopReason"]
         return payload
 
-    def _take(self, block: bool, timeout: float = 0.0) -> list:
-        """Rank 0's _drain: applies what the host sent (waiting up to `timeout` s while paused) and returns
-        the commands among it for the other ranks; measures are rank 0's alone and not passed on."""
+    def _take(self, block: bool, timeout: float = 0.0, apply: bool = True) -> list:
+        """Rank 0's _drain: takes what the host sent (waiting up to `timeout` s while paused) and returns
+        the commands among it for the other ranks, applied here now (while paused) or, with `apply` False,
+        left for every rank to apply at the next boundary; measures are rank 0's alone, answered now."""
         taken: list = []
         if self.channel is None:
             if block:
@@ -608,15 +639,20 @@ class Run:
                 self.channel.send({"type": "refused", "id": str(msg.get("id", ""))[:64], "code": "NOT_ALLOWED_NOW",
                                    "message": "race: fork-and-race is not available for data-parallel runs yet"})
                 continue
-            self._apply(msg)
+            if apply or msg.get("type") == "measure":
+                self._apply(msg)
             if msg.get("type") != "measure":
                 taken.append(msg)
             block = block and self.state == "paused" and self.stop_reason is None
 
     def _post_step(self) -> None:
         optimizer = self.optimizer
-        if self._closed or self._skip:
+        if self._closed:
+            return
+        if self._skip:
             self._skip = False
+            if self._dist:  # the next boundary needs its exchange all the same
+                self._launch(None)
             return
         step = self.steps_done
         self.steps_done += 1
@@ -631,8 +667,10 @@ class Run:
             measured = rn.take() if rn is not None else None
             if rn is not None:
                 rn.arm(self._rank_noise_due(self.steps_done))
-            self._sent = _Sent(step, step_ms, measured[0] if measured else 0.0, measured[1] if measured else None)
-        if "loss" in self._pending:
+            sent = _Sent(step, step_ms, measured[0] if measured else 0.0, measured[1] if measured else None)
+        if self._dist and self._loss_flags:
+            self._held = None  # its loss was not finite: no step record (the alert comes at the next boundary)
+        elif "loss" in self._pending:
             self._held = {**held, "loss": self._pending.pop("loss")}
             self._write_held()
         else:
@@ -644,6 +682,8 @@ class Run:
             if self.steps_before_pause <= 0:
                 self.steps_before_pause = None
                 self.set_state("paused", "requested steps done")
+        if self._dist:  # last: the plan it carries for the next step counts this step's diagnostics
+            self._launch(sent)
         self._own_ms = 0.0
         self._mark = time.perf_counter()
 
@@ -656,14 +696,17 @@ class Run:
             return
         if self._held is not None and "loss" in self._held:
             self._write_held()
-        if self._sent is not None and error is None and sys.exc_info()[1] is None and ddp.is_distributed():
-            # The last step's times, in one more exchange: every rank closes after the same step (the same
-            # loop, or StopTraining at the same boundary), so every rank has a step to send. A rank closing
-            # on an error (passed, or being handled: close() in a `finally`) sends nothing, as the others
-            # may be in DDP's all-reduce, and the last step has no `rank_times`.
-            sent, self._sent = self._sent, None
-            slots, _ = ddp.exchange(sent.step_ms, sent.local_sq, 0, {"msgs": []} if self._leader else None)
-            self._complete_step(sent, slots)
+        pending, self._inflight = self._inflight, None
+        if pending is not None and error is None and sys.exc_info()[1] is None and ddp.is_distributed():
+            # The exchange started after the last step: every rank closes after the same step (the same loop,
+            # or StopTraining at the same boundary), so every rank started it. Its commands are applied (rank
+            # 0 acks them) and the last step gets its rank_times. A rank closing on an error (passed, or being
+            # handled: close() in a `finally`), at exit or on Ctrl-C does not wait: the others may be
+            # anywhere, and the last step then has no rank_times.
+            slots, payload = pending.wait()
+            self._complete_step(self._inflight_sent, slots)
+            for msg in payload["msgs"]:
+                self._apply(msg)
         if error is None and self.state not in ("stopped", "finished", "crashed"):
             self._drain(block=False)  # commands that arrived after the last step (a stop the loop broke on)
         self._closed = True
@@ -690,8 +733,8 @@ class Run:
             self.writer.close()
 
     def _at_exit(self) -> None:
-        # A run left open: at exit the ranks may be anywhere (one of them raised), so no last exchange.
-        self._sent = None
+        # A run left open: at exit the ranks may be anywhere (one of them raised), so no waiting on them.
+        self._inflight = None
         self.close()
 
     def __enter__(self) -> "Run":
@@ -703,8 +746,8 @@ class Run:
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             # Ctrl-C (or the host forwarding SIGINT): a stop, as the TS trainer takes it — final checkpoint, `stopped`.
             self.stop_reason = self.stop_reason or "interrupted (SIGINT)"
-            # The ranks are interrupted wherever they are: no last exchange, which one of them could miss.
-            self._sent = None
+            # The ranks are interrupted wherever they are: no waiting on the exchange, which one could miss.
+            self._inflight = None
             self.close()
             return False
         self.close(exc if exc_type is not None and not issubclass(exc_type, GeneratorExit) else None)

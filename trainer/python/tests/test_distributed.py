@@ -200,11 +200,7 @@ def test_commands_apply_at_the_same_step_on_every_rank(tmp_path, host):
     assert ck["step"] == stopped_at and len(list((Path(host.run_dir) / "checkpoints").iterdir())) == 1
 
 
-@pytest.mark.parametrize("nan_grad", [False, True], ids=["loss", "gradient"])
-def test_a_nan_on_one_rank_skips_the_update_on_every_rank_and_is_named(tmp_path, nan_grad):
-    """No host: an alert naming rank 1 (a NaN loss) or the layer (NaN gradients, all-reduced to every rank),
-    no update on either rank (their weights stay equal and unchanged), no record for the skipped step, and
-    training goes on."""
+def _nan_run(tmp_path, nan_grad):
     ranks = Ranks(tmp_path, steps=5, nan_at=2, nan_grad=nan_grad)
     try:
         assert ranks.join() == [0, 0]
@@ -212,22 +208,39 @@ def test_a_nan_on_one_rank_skips_the_update_on_every_rank_and_is_named(tmp_path,
         ranks.close()
     (run_dir,) = [d for d in Path(ranks.out).iterdir() if d.is_dir()]
     records = read_log(run_dir)
-    (alert,) = [r for r in records if r["kind"] == "alert" and r["level"] == "error"]
-    if nan_grad:
-        (started,) = [r for r in records if r["kind"] == "run_started"]
-        assert alert["code"] == "NON_FINITE_GRADIENT" and alert["step"] == 2
-        assert alert["layer"] == started["params"][0]["name"]
-        assert alert["message"].startswith(f"gradient of {alert['layer']} is not finite at step 2; the update was skipped")
-    else:
-        assert alert["code"] == "NON_FINITE_LOSS" and alert["step"] == 2
-        assert alert["message"].startswith("loss is not finite on rank 1 at step 2; the update was skipped")
-    assert [r["step"] for r in records if r["kind"] == "step"] == [0, 1, 2, 3]  # 5 iterations, 4 updates
-    for rank in range(WORLD):
-        sums = [r[6] for r in ranks.seen if r[0] == rank and r[1] == "step"]
-        assert [r[2] for r in ranks.seen if r[0] == rank and r[1] == "step"] == [1, 2, 2, 3, 4]
-        assert sums[1] == sums[2] and sums[2] != sums[3]  # the skipped iteration changed nothing
-    assert [r[6] for r in ranks.seen if r[0] == 0 and r[1] == "step"] == [r[6] for r in ranks.seen if r[0] == 1 and r[1] == "step"]
     assert protocol_issues(records) == []
+    sums = {rank: [r[6] for r in ranks.seen if r[0] == rank and r[1] == "step"] for rank in range(WORLD)}
+    done = {rank: [r[2] for r in ranks.seen if r[0] == rank and r[1] == "step"] for rank in range(WORLD)}
+    assert sums[0] == sums[1], "the ranks' weights stay equal"
+    return records, sums[0], done
+
+
+def test_nan_gradients_on_one_rank_skip_the_update_on_every_rank_and_name_the_layer(tmp_path):
+    """No host: NaN gradients on rank 1 (all-reduced to every rank, which each decide alike): an alert
+    naming the layer, no update on either rank (their weights stay equal and unchanged), no record for the
+    skipped step, and training goes on."""
+    records, sums, done = _nan_run(tmp_path, nan_grad=True)
+    (alert,) = [r for r in records if r["kind"] == "alert" and r["level"] == "error"]
+    (started,) = [r for r in records if r["kind"] == "run_started"]
+    assert alert["code"] == "NON_FINITE_GRADIENT" and alert["step"] == 2
+    assert alert["layer"] == started["params"][0]["name"]
+    assert alert["message"].startswith(f"gradient of {alert['layer']} is not finite at step 2; the update was skipped")
+    assert [r["step"] for r in records if r["kind"] == "step"] == [0, 1, 2, 3]  # 5 iterations, 4 updates
+    assert done == {0: [1, 2, 2, 3, 4], 1: [1, 2, 2, 3, 4]}
+    assert sums[1] == sums[2] and sums[2] != sums[3]  # the skipped iteration changed nothing
+
+
+def test_a_nan_loss_with_finite_gradients_on_one_rank_is_named_at_the_next_step(tmp_path):
+    """No host: rank 1 logs a NaN loss while its gradients are finite. No rank can skip alone, so every
+    rank takes the update; at the next boundary the exchange brings rank 1's flag and rank 0 names it."""
+    records, sums, done = _nan_run(tmp_path, nan_grad=False)
+    (alert,) = [r for r in records if r["kind"] == "alert" and r["level"] == "error"]
+    assert alert["code"] == "NON_FINITE_LOSS" and alert["step"] == 3
+    assert alert["message"] == ("loss is not finite on rank 1 at step 2 (its gradients were finite, so every rank took the "
+                                "update); no host to resume the run, so training goes on")
+    assert [r["step"] for r in records if r["kind"] == "step"] == [0, 1, 2, 3, 4]  # rank 0's own loss was finite
+    assert done == {0: [1, 2, 3, 4, 5], 1: [1, 2, 3, 4, 5]}
+    assert len(set(sums)) == 5  # every iteration updated
 
 
 def test_a_nan_loss_on_one_rank_pauses_every_rank_under_a_host(tmp_path, host):
@@ -236,7 +249,7 @@ def test_a_nan_loss_on_one_rank_pauses_every_rank_under_a_host(tmp_path, host):
         assert host.wait_for(lambda: any(r["code"] == "NON_FINITE_LOSS" for r in host.records("alert")), timeout=45)
         time.sleep(1.0)  # the ranks would take ~30 steps in this time
         ranks.drain()
-        assert ranks.done(0) == ranks.done(1) == 3  # both held before step 3, which was skipped
+        assert ranks.done(0) == ranks.done(1) == 4  # step 3's update taken (finite gradients), both held before step 4
         assert host.records("state")[-1]["state"] == "paused"
         host._send({"type": "command", "id": "go", "command": {"kind": "resume"}, "source": "test"})
         assert ranks.wait_for(lambda: min(ranks.done(0), ranks.done(1)) >= 5)
@@ -245,12 +258,13 @@ def test_a_nan_loss_on_one_rank_pauses_every_rank_under_a_host(tmp_path, host):
     finally:
         ranks.close()
     (alert,) = [r for r in host.records("alert") if r["code"] == "NON_FINITE_LOSS"]
-    assert "on rank 1 at step 3; the update was skipped; paused" in alert["message"]
+    assert "on rank 1 at step 3 (its gradients were finite, so every rank took the update); paused" in alert["message"]
 
 
 def _exchange_worker(rank, init, reports, big):
     """Three exchanges: the first step's (no time yet), one with flags, one whose payload is too long for
-    the all_gather's room and comes by broadcast (the broadcasts are counted: only that one)."""
+    the all_gather's room and comes by broadcast (the broadcasts are counted: only that one). The second
+    is started and waited for with another collective in between, as watch does across a step."""
     from muonscope import distributed as ddp
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
     broadcasts = []
@@ -259,7 +273,11 @@ def _exchange_worker(rank, init, reports, big):
     try:
         out = []
         out.append(ddp.exchange(None, 0.0, 0, {"msgs": []} if rank == 0 else None))
-        out.append(ddp.exchange(10.0 + rank, 0.5 * rank, rank, {"msgs": ["a"]} if rank == 0 else None))
+        pending = ddp.start_exchange(10.0 + rank, 0.5 * rank, rank, {"msgs": ["a"]} if rank == 0 else None)
+        between = torch.tensor([float(rank + 1)])
+        dist.all_reduce(between)  # DDP's gradient all-reduce, say
+        assert float(between) == 3.0
+        out.append(pending.wait())
         out.append(ddp.exchange(1.0, 2.0, 0, {"msgs": [big]} if rank == 0 else None))
         reports.put((rank, ([([tuple(s) for s in slots], payload) for slots, payload in out], broadcasts)))
         _settle()
@@ -612,31 +630,39 @@ def test_a_probe_must_take_no_argument_or_part_and_parts():
         muonscope.watch(model, DynMuon(model.parameters(), total_steps=1), total_steps=1, host=False, probe=lambda x: x)
 
 
-def test_the_last_exchange_happens_only_on_a_clean_close(tmp_path, monkeypatch):
-    """close() after the loop joins one more exchange (the last step's rank_times); close() while an
-    exception is being handled (a `finally`), or at exit for a run left open, does not: the other ranks may
-    be in DDP's all-reduce, and a collective they never join would hang the job. One process here, with
-    the distributed answers stood in."""
+def test_the_last_exchange_is_waited_for_only_on_a_clean_close(tmp_path, monkeypatch):
+    """close() after the loop waits for the exchange started after the last step (its rank_times, and the
+    commands it carries); close() while an exception is being handled (a `finally`), or at exit for a run
+    left open, does not: the other ranks may be in DDP's all-reduce, and waiting on them could hang the
+    job. One process here, with the distributed answers stood in."""
     from muonscope import distributed as ddp
     from muonscope.watch import _Sent
+    waited = []
+
+    class Pending:
+        def __init__(self, name):
+            self.name = name
+
+        def wait(self):
+            waited.append(self.name)
+            return [ddp.Slot(5.0, 0.0, 0)] * 2, {"msgs": []}
+
     def started(name):
         model = mlp()
         run = muonscope.watch(model, DynMuon(model.parameters(), total_steps=3), total_steps=3, name=name, host=False, out=str(tmp_path))
-        run._sent = _Sent(2, 5.0, 0.0, None)  # as after a data-parallel step
+        run._inflight, run._inflight_sent = Pending(name), _Sent(2, 5.0, 0.0, None)  # as after a data-parallel step
         return run
 
     runs = {name: started(name) for name in ("finally", "exit", "clean")}
-    calls = []
     monkeypatch.setattr(ddp, "is_distributed", lambda: True)
-    monkeypatch.setattr(ddp, "exchange", lambda *a: (calls.append(a), ([ddp.Slot(a[0], a[1], 0)] * 2, None))[1])
     try:
         raise RuntimeError("a rank's own failure")
     except RuntimeError:
         runs["finally"].close()
     runs["exit"]._at_exit()
-    assert calls == []
+    assert waited == []
     runs["clean"].close()
-    assert calls == [(5.0, 0.0, 0, {"msgs": []})]
+    assert waited == ["clean"]
 
 
 def _logged(f):
