@@ -533,6 +533,10 @@ class Run:
             self._pending.pop("loss")  # no step record with it: the alert says why
             self._loss_flags |= ddp.LOSS_NOT_FINITE
         bad_layer = self._non_finite_layer()  # all-reduced gradients: the same answer on every rank
+        if self._inflight is None:
+            # A step that started again without ending (an optimizer called twice before the others, see
+            # _pre_hook): every rank runs the same loop, so every rank starts one here.
+            self._launch(None)
         pending, self._inflight = self._inflight, None
         slots, payload = pending.wait()
         self._complete_step(self._inflight_sent, slots)
