@@ -13,7 +13,7 @@ gradients (one norm per bucket, against one per parameter). The reduction itself
 without a hook (it multiplies by 1/R as DDP's built-in reduction does; torch's allreduce_hook divides by R,
 which differs in the last bits when R is not a power of two): the local sums are not put into the bucket (a longer tensor can move a ring all-reduce's
 chunk boundaries, and with it the order in which some elements are summed, for R > 2) but ride on the
-next step boundary's exchange that watch does anyway (distributed.exchange), so a measured step costs
+next step boundary's exchange that watch does anyway (distributed.start_exchange), so a measured step costs
 two norms per bucket and no extra collective.
 
 Which steps are measured is decided on every rank alike (``arm``: the diagnostics' K-step points, from the

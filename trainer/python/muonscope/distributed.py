@@ -58,7 +58,7 @@ def broadcast(payload: Any = None) -> Any:
     return box[0]
 
 
-# The one collective of a step boundary (`exchange`): every rank's slot holds the previous step's wall time
+# The one collective of a step boundary (`start_exchange`): every rank's slot holds the previous step's wall time
 # and one float riding with it, this rank's flags, and (rank 0's) the commands and state, pickled.
 _HEADER = struct.Struct("<ddBI")  # step ms (NaN: none), extra, flags, payload bytes
 # Room for rank 0's payload inside the all_gather. The usual one (no command, state unchanged) is ~150
@@ -76,7 +76,7 @@ class Slot(NamedTuple):
 
 
 class PendingExchange:
-    """An exchange under way (start_exchange); `wait()` gives what `exchange` gives."""
+    """An exchange under way (start_exchange); `wait()` gives every rank's Slot and rank 0's payload."""
 
     def __init__(self, work, every: List[torch.Tensor], payload: Any, done: Optional[Tuple[List[Slot], Any]] = None):
         self._work, self._every, self._payload, self._done = work, every, payload, done
@@ -123,15 +123,10 @@ def start_exchange(step_ms: Optional[float], extra: float = 0.0, flags: int = 0,
     return PendingExchange(work, every, payload if is_leader() else None)
 
 
-def exchange(step_ms: Optional[float], extra: float = 0.0, flags: int = 0, payload: Any = None) -> Tuple[List[Slot], Any]:
-    """start_exchange and wait for it."""
-    return start_exchange(step_ms, extra, flags, payload).wait()
-
-
 def gather_objects(obj: Any) -> Optional[List[Any]]:
     """Every rank's `obj` (picklable), in rank order, on rank 0 (None elsewhere): the diagnostics' shares
     (observer.py), a few records per rank on a diagnostics step. all_gather_object rather than
-    gather_object, for the reason exchange gives."""
+    gather_object, for the reason start_exchange gives."""
     if not is_distributed():
         return [obj]
     every: List[Any] = [None] * world_size()

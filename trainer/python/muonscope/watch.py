@@ -409,8 +409,12 @@ class Run:
         if self._dist and not at_boundary:
             self._events.append(["pause", message])
             return
+        self._pause(message)
+
+    def _pause(self, reason: str) -> None:
+        """A pause that no command asked for (a non-finite value)."""
         self.steps_before_pause = None
-        self.set_state("paused", message)
+        self.set_state("paused", reason)
 
     def _pre_hook(self, optimizer, args, kwargs) -> None:
         if self.racing:  # a race branch's step (race.py): not the run's, restored afterwards
@@ -538,14 +542,10 @@ class Run:
             # _pre_hook): every rank runs the same loop, so every rank starts one here.
             self._launch(None)
         pending, self._inflight = self._inflight, None
-        slots, payload = pending.wait()
-        self._complete_step(self._inflight_sent, slots)
-        for msg in payload["msgs"]:
-            self._apply(msg)  # rank 0 acks: the step it took effect at is this one, on every rank
+        slots, payload = self._take_exchange(pending)
         for kind, reason in payload["events"]:
-            if kind == "pause" and self.stop_reason is None:
-                self.steps_before_pause = None
-                self.set_state("paused", reason)
+            if kind == "pause" and self.stop_reason is None:  # a stop under way goes first
+                self._pause(reason)
         can_pause = payload["canPause"]
         bad_ranks = [r for r, slot in enumerate(slots) if slot.flags & ddp.LOSS_NOT_FINITE]
         if bad_ranks and self._inflight_sent is not None:
@@ -595,6 +595,15 @@ class Run:
         flags, self._loss_flags = self._loss_flags, 0
         self._inflight = ddp.start_exchange(sent.step_ms if sent else None, sent.local_sq if sent else 0.0, flags, payload)
         self._inflight_sent = sent
+
+    def _take_exchange(self, pending: ddp.PendingExchange):
+        """Waits for the exchange started after the last step, writes that step's rank_times (rank 0) and
+        applies the commands it carries on every rank (rank 0 acks them with this step)."""
+        slots, payload = pending.wait()
+        self._complete_step(self._inflight_sent, slots)
+        for msg in payload["msgs"]:
+            self._apply(msg)
+        return slots, payload
 
     def _complete_step(self, sent: Optional["_Sent"], slots: List[ddp.Slot]) -> None:
         """After an exchange, rank 0: the step before it in every rank's wall time (a `rank_times` record:
@@ -707,10 +716,7 @@ class Run:
             # 0 acks them) and the last step gets its rank_times. A rank closing on an error (passed, or being
             # handled: close() in a `finally`), at exit or on Ctrl-C does not wait: the others may be
             # anywhere, and the last step then has no rank_times.
-            slots, payload = pending.wait()
-            self._complete_step(self._inflight_sent, slots)
-            for msg in payload["msgs"]:
-                self._apply(msg)
+            self._take_exchange(pending)
         if error is None and self.state not in ("stopped", "finished", "crashed"):
             self._drain(block=False)  # commands that arrived after the last step (a stop the loop broke on)
         self._closed = True

@@ -272,13 +272,13 @@ def _exchange_worker(rank, init, reports, big):
     ddp.broadcast = lambda payload=None: (broadcasts.append(len(out)), inner(payload))[1]
     try:
         out = []
-        out.append(ddp.exchange(None, 0.0, 0, {"msgs": []} if rank == 0 else None))
+        out.append(ddp.start_exchange(None, 0.0, 0, {"msgs": []} if rank == 0 else None).wait())
         pending = ddp.start_exchange(10.0 + rank, 0.5 * rank, rank, {"msgs": ["a"]} if rank == 0 else None)
         between = torch.tensor([float(rank + 1)])
         dist.all_reduce(between)  # DDP's gradient all-reduce, say
         assert float(between) == 3.0
         out.append(pending.wait())
-        out.append(ddp.exchange(1.0, 2.0, 0, {"msgs": [big]} if rank == 0 else None))
+        out.append(ddp.start_exchange(1.0, 2.0, 0, {"msgs": [big]} if rank == 0 else None).wait())
         reports.put((rank, ([([tuple(s) for s in slots], payload) for slots, payload in out], broadcasts)))
         _settle()
     finally:
