@@ -17,7 +17,7 @@ import { readRunLog } from '../../common/run-folder/log.js';
 import { SuggestionBook } from '../../trainer/advisor/advisor.js';
 import { LineSplitter, startChannel, type Peer } from '../../trainer/host/channel.js';
 import type { HostMessage } from '../../trainer/host/channel-messages.js';
-import { LineTail } from '../../trainer/host/child.js';
+import { LineTail, SupervisedChild } from '../../trainer/host/child.js';
 import { CommandBridge } from '../../trainer/host/command-bridge.js';
 import { startHost, type HostSession } from '../../trainer/host/session.js';
 import { validateRunConfig } from '../../trainer/run/config.js';
@@ -368,6 +368,21 @@ describe('commands for a Python run', () => {
     b.end('crashed');
     await assert.rejects(queued, (e) => protocolCodeFor(e) === 'RUN_ENDED');
   });
+});
+
+test("a command killed mid-line: the host ends that line, so its own next line starts one", async () => {
+  const collect = () => {
+    const stream = new PassThrough();
+    let text = '';
+    stream.on('data', (d) => (text += d));
+    return { stream, text: () => text };
+  };
+  const out = collect();
+  const err = collect();
+  const child = new SupervisedChild({ command: process.execPath, args: ['-e', "process.stdout.write('whole\\npartial'); process.stderr.write('line\\n')"], env: process.env, stdout: out.stream, stderr: err.stream });
+  await within('the command to exit', child.exited);
+  assert.equal(out.text(), 'whole\npartial\n');
+  assert.equal(err.text(), 'line\n', 'a stream that ended its line gets nothing more');
 });
 
 describe('the CLI', () => {

@@ -84,9 +84,13 @@ export class SupervisedChild {
 
   constructor(options: ChildOptions) {
     this.child = spawn(options.command, options.args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // A stream whose last chunk did not end its line (a process killed mid-line) gets the newline at the
+    // end, so that what the host prints next starts a line of its own.
+    const openLine = new Set<NodeJS.WritableStream>();
     const pass = (name: 'stdout' | 'stderr', out: NodeJS.WritableStream) =>
       this.child[name]!.on('data', (chunk: Buffer) => {
         out.write(chunk);
+        if (chunk.length > 0) (chunk[chunk.length - 1] === 0x0a ? openLine.delete(out) : openLine.add(out));
         this.tail.push(name, chunk.toString('utf8'));
       });
     pass('stdout', options.stdout);
@@ -96,6 +100,7 @@ export class SupervisedChild {
         if (this.result) return;
         this.result = exit;
         this.tail.flush();
+        for (const out of openLine) out.write('\n');
         resolve(exit);
       };
       this.child.once('error', (error) => {
