@@ -16,7 +16,8 @@ export function withDefaultDiagnostic(raw: Record<string, unknown>, key: 'every'
 /**
  * The diagnostics budget of a PyTorch run hosted by `muonscope run` when its config sets none: lower than
  * the built-in trainer's 10% because watch() adds to someone else's training loop, and its speed goal is
- * 5% of that loop's time all told (the probes' first costs and the hooks come on top of the budget). The
+ * 5% of that loop's time all told (a PyTorch run's budget counts watch's hooks too; the first probe of each
+ * diagnostic's cost comes on top). The
  * Python package's own default (muonscope/watch.py DIAGNOSTICS_DEFAULTS) is the same number, tested.
  */
 export const TORCH_DIAGNOSTICS_BUDGET_PCT = 4;

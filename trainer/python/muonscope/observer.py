@@ -163,11 +163,14 @@ class Observer:
             grads = {id(p.param): p.param.grad.detach().clone() for p in self.matrices if p.param.grad is not None}
         self.before = {"weights": weights, "grads": grads}
 
-    def after_step(self, step: int, step_ms: float) -> None:
+    def after_step(self, step: int, step_ms: float) -> float:
+        """Runs the diagnostics due at this step; returns the time their runs took (ms), which the
+        scheduler has counted already: the caller charges the rest of its own time as hooks."""
         self.scheduler.record_step(step_ms)
         before, self.before = self.before, None
         if before is None:
-            return
+            return 0.0
+        runs_ms = 0.0
         mine = []  # (records, failure) of each due diagnostic, in order: one gather for them all
         layer = self._next_layer() if "curvature" in self.due else None
         for name in self.due:
@@ -191,7 +194,9 @@ class Observer:
                 failure = self._failed(name, step, e)
             _sync(device)
             # This rank's own share: the budget is each rank's time, which falls as ranks are added.
-            self.scheduler.record_run(name, step, (time.perf_counter() - started) * 1000)
+            ran_ms = (time.perf_counter() - started) * 1000
+            self.scheduler.record_run(name, step, ran_ms)
+            runs_ms += ran_ms
             if name == "noise":
                 # Outside the timing, as the gather below is: the all-reduce waits for the slowest rank.
                 records, failure = self._noise(step, share if failure is None else None, failure)
@@ -203,6 +208,7 @@ class Observer:
             for i, name in enumerate(self.due):
                 self._write(step, name, [rank_mine[i] for rank_mine in every])
         self.append({"kind": "diagnostics_cost", "step": step, **self.scheduler.cost_summary()})
+        return runs_ms
 
     def _write(self, step: int, name: str, shares) -> None:
         """Rank 0: every rank's records of one diagnostic, layer stats merged into one record in layer order."""

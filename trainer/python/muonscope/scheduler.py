@@ -7,7 +7,11 @@
   its measured cost) fits in what the budget has left, budgetPct·(training time so far) minus the
   diagnostics time so far; otherwise it waits. The first run of each is a probe of its cost, at the first
   K-step point where it is the only unmeasured one probed, and none waits longer than ``max_spacing``·K
-  steps. Unlike the TS scheduler there is no water-filling plan and no spread of the first probes inside
+  steps.
+- The budget is watch's whole cost, not the diagnostics' alone: watch's time outside the diagnostics' runs
+  (its hooks on every step, the records, a data-parallel run's step boundary, the gathers of the shares:
+  ``record_hooks``) is spent from it first, so that ``budgetPct`` is what a user's loop pays all told but
+  for the first probes and the ``max_spacing`` runs. Unlike the TS scheduler there is no water-filling plan and no spread of the first probes inside
   the first K steps.
 
 Pure bookkeeping: it times nothing itself.
@@ -39,6 +43,7 @@ class Scheduler:
         self.last_run: Dict[str, int] = {}
         self.total_step_ms = 0.0
         self.total_diag_ms = 0.0
+        self.total_hooks_ms = 0.0
 
     def configure(self, every: int, adaptive: bool, budget_pct: float) -> None:
         self.settings = check_settings(every, adaptive, budget_pct)
@@ -52,6 +57,10 @@ class Scheduler:
         self.last_run[name] = step
         self.total_diag_ms += ms
 
+    def record_hooks(self, ms: float) -> None:
+        """watch's own time outside the diagnostics' runs, charged to the budget as they are."""
+        self.total_hooks_ms += ms
+
     def due(self, step: int) -> List[str]:
         every = self.settings["every"]
         if step % every != 0:
@@ -59,7 +68,7 @@ class Scheduler:
         if not self.settings["adaptive"]:
             return [*CHEAP, *self.expensive]
         out = list(CHEAP)
-        left = self.settings["budgetPct"] / 100 * self.total_step_ms - self.total_diag_ms
+        left = self.settings["budgetPct"] / 100 * self.total_step_ms - self.total_diag_ms - self.total_hooks_ms
         left -= sum(self.cost_ema.get(n, 0.0) for n in CHEAP)
         probed = False
         for name in self.expensive:
@@ -75,7 +84,9 @@ class Scheduler:
         return out
 
     def overhead_pct(self) -> float:
-        return 100 * self.total_diag_ms / self.total_step_ms if self.total_step_ms > 0 else 0.0
+        """watch's whole time so far (the diagnostics and the hooks) as a percentage of training time."""
+        spent = self.total_diag_ms + self.total_hooks_ms
+        return 100 * spent / self.total_step_ms if self.total_step_ms > 0 else 0.0
 
     def cost_summary(self) -> Dict[str, object]:
         return {"costsMs": dict(self.cost_ema), "overheadPct": self.overhead_pct(), "every": self.settings["every"]}

@@ -86,7 +86,8 @@ from .scheduler import check_settings
 
 # The TS trainer's defaults (trainer/run/config.ts), diagnostics every 100 steps, but within a 4% budget
 # rather than its 10%: watch adds to someone else's training loop, and its goal is 5% of that loop's time
-# all told (first cost probes and hooks on top of the budget). `muonscope run` hosts a run with the same 4%
+# all told. Here the budget is watch's whole time, its hooks included (scheduler.py); the first probe of
+# each diagnostic's cost comes on top. `muonscope run` hosts a run with the same 4%
 # (trainer/run/config-defaults.ts TORCH_DIAGNOSTICS_BUDGET_PCT, checked equal by test_watch.py).
 DIAGNOSTICS_DEFAULTS = {"every": 100, "adaptive": True, "budgetPct": 4.0, "curvature": True, "noise": True,
                         "microbatches": 8, "noiseWindowSteps": 1000}
@@ -689,7 +690,7 @@ class Run:
         else:
             self._held = held
         # Every rank measures its share; rank 0 gathers and writes (observer.py).
-        self.observer.after_step(step, step_ms)
+        runs_ms = self.observer.after_step(step, step_ms)
         if self.steps_before_pause is not None:
             self.steps_before_pause -= 1
             if self.steps_before_pause <= 0:
@@ -697,6 +698,10 @@ class Run:
                 self.set_state("paused", "requested steps done")
         if self._dist:  # last: the plan it carries for the next step counts this step's diagnostics
             self._launch(sent)
+        # The rest of watch's own time in this step (the boundary before it and this hook) is spent from
+        # the diagnostics budget too (scheduler.py); the runs were counted by the observer. Under DDP the
+        # plan just sent was made before this: the hooks of a step weigh on the plan one step later.
+        self.observer.scheduler.record_hooks(self._own_ms + (time.perf_counter() - now) * 1000 - runs_ms)
         self._own_ms = 0.0
         self._mark = time.perf_counter()
 

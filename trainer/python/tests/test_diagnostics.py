@@ -200,6 +200,21 @@ def test_scheduler_skips_a_due_expensive_diagnostic_the_budget_cannot_take():
         Scheduler(every=1, budget_pct=0)
 
 
+def test_scheduler_spends_the_budget_on_watchs_hooks_as_on_the_diagnostics():
+    s = Scheduler(every=1, adaptive=True, budget_pct=10, expensive=["noise"], max_spacing=100)
+    assert s.due(0) == ["spectra", "noise"]  # the first probe of its cost
+    s.record_run("noise", 0, 20.0)
+    s.record_step(1000.0)
+    assert s.due(1) == ["spectra", "noise"]  # 100 budget, 20 spent
+    s.record_run("noise", 1, 20.0)
+    s.record_hooks(50.0)
+    # 100 − 40 − 50 = 10 left: noise (20) waits, though the diagnostics alone spent 40% of the budget.
+    assert s.due(2) == ["spectra"]
+    assert s.overhead_pct() == pytest.approx(9.0, rel=1e-12)  # (40 + 50) / 1000
+    s.record_step(1000.0)
+    assert s.due(3) == ["spectra", "noise"]
+
+
 def test_newton_schulz_reach_from_the_spectrum_equals_the_iteration_on_the_matrix():
     ref = INDEX["newtonSchulz"]
     m = load(ref["M"])

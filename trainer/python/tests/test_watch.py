@@ -796,6 +796,34 @@ def test_the_default_budget_is_the_hosts_for_a_torch_run():
     assert DIAGNOSTICS_DEFAULTS["budgetPct"] == host == 4
 
 
+def test_the_budget_is_charged_with_all_of_watchs_time_in_the_hooks(tmp_path, monkeypatch):
+    """What the scheduler spent (the diagnostics' runs and the rest of watch's hooks) is the time inside
+    watch's optimizer hooks, measured from outside them."""
+    from muonscope.watch import Run
+    inside = [0.0]
+    for name in ("_pre_hook", "_post_hook"):  # registered from the class at watch(): patched before it
+        def timed(self, *args, _inner=getattr(Run, name), **kwargs):
+            started = time.perf_counter()
+            try:
+                return _inner(self, *args, **kwargs)
+            finally:
+                inside[0] += (time.perf_counter() - started) * 1000
+        monkeypatch.setattr(Run, name, timed)
+    model = mlp()
+    opt = torch.optim.Muon(list(model.parameters()), lr=0.02)
+    x, y = batch()
+    with muonscope.watch(model, opt, total_steps=30, out=str(tmp_path), config={"diagnostics": {"every": 10}}) as run:
+        for _ in range(30):
+            train_step(run, model, opt, x, y)
+    spent = run.observer.scheduler
+    assert spent.total_hooks_ms > 0 and spent.total_diag_ms > 0
+    assert spent.total_hooks_ms + spent.total_diag_ms == pytest.approx(inside[0], rel=0.05)  # the wrappers themselves: ~2% here
+    # Without the hooks' share the gap is what they cost.
+    assert spent.total_hooks_ms > 0.1 * inside[0], (spent.total_hooks_ms, inside[0])
+    last = [r for r in read_log(run.run_dir) if r["kind"] == "diagnostics_cost"][-1]
+    assert last["overheadPct"] > 100 * spent.total_diag_ms / spent.total_step_ms
+
+
 def test_the_fused_gradient_check_finds_every_non_finite_value_and_nothing_else(tmp_path):
     """The per-step check reads one infinity norm per device and dtype: NaN, +inf and −inf in any tensor of
     any dtype are found and named, and huge finite gradients (whose 2-norm overflows) are not."""
