@@ -8,7 +8,8 @@ examples/torch/train.py's GPT (its default size) with DynMuon on the hidden matr
 each rank its own batches (DDP), the curvature probe a probe of parts (`probe(part, parts)`, docs/python.md:
 with R ranks each measures on 1/R of the held-out batch). MODE:
 - `plain`: no watch;
-- `watch`: watch at its default cadence (diagnostics every 100 steps within a 10% budget);
+- `watch`: watch at its default cadence (diagnostics every 100 steps within its 4% budget, which its hooks
+  are charged to as well);
 - `diag`: watch with the diagnostics every 10 steps and the budget off (every due diagnostic runs), so that
   runs at different WORLD do the same diagnostics work: (wall(diag) − wall(plain)) per step is what the
   diagnostics cost each rank (the ranks wait for one another at each all-reduce).

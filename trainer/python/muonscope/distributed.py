@@ -78,23 +78,26 @@ class Slot(NamedTuple):
 class PendingExchange:
     """An exchange under way (start_exchange); `wait()` gives every rank's Slot and rank 0's payload."""
 
-    def __init__(self, work, every: List[torch.Tensor], payload: Any, done: Optional[Tuple[List[Slot], Any]] = None):
-        self._work, self._every, self._payload, self._done = work, every, payload, done
+    def __init__(self, work, every: List[torch.Tensor], payload: Any, leader: bool,
+                 done: Optional[Tuple[List[Slot], Any]] = None):
+        self._work, self._every, self._payload, self._leader, self._done = work, every, payload, leader, done
 
     def wait(self) -> Tuple[List[Slot], Any]:
         if self._done is not None:
             return self._done
         self._work.wait()
-        gathered = torch.stack(self._every).cpu()  # one copy to the host (one sync under NCCL)
-        heads = [_HEADER.unpack(bytes(row[:_HEADER.size].tolist())) for row in gathered]
+        # One copy to the host (one sync under NCCL), read as bytes (numpy is not a dependency).
+        raw = bytes(torch.cat(self._every).cpu().tolist())
+        size = len(raw) // len(self._every)
+        heads = [_HEADER.unpack_from(raw, r * size) for r in range(len(self._every))]
         slots = [Slot(None if math.isnan(ms) else ms, ex, fl) for ms, ex, fl, _ in heads]
         length = heads[0][3]
         if length > PAYLOAD_ROOM:  # rank 0's payload did not fit: every rank saw its length, every rank joins
             self._done = (slots, broadcast(self._payload))
-        elif is_leader():
+        elif self._leader:
             self._done = (slots, self._payload)
         else:
-            self._done = (slots, pickle.loads(bytes(gathered[0, _HEADER.size:_HEADER.size + length].tolist())))
+            self._done = (slots, pickle.loads(raw[_HEADER.size:_HEADER.size + length]))
         return self._done
 
 
@@ -111,16 +114,17 @@ def start_exchange(step_ms: Optional[float], extra: float = 0.0, flags: int = 0,
     rank's flags, so a decision made from them is the same on every rank. Every rank must start it at the
     same point and wait for it (collectives are matched in the order they are issued)."""
     if not is_distributed():
-        return PendingExchange(None, [], payload, ([Slot(step_ms, float(extra), int(flags))], payload))
-    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL) if is_leader() else b""
+        return PendingExchange(None, [], payload, True, ([Slot(step_ms, float(extra), int(flags))], payload))
+    leader = dist.get_rank() == 0  # asked once: every step pays for these questions
+    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL) if leader else b""
     mine = bytearray(_HEADER.size + PAYLOAD_ROOM)
     mine[:_HEADER.size] = _HEADER.pack(math.nan if step_ms is None else float(step_ms), float(extra), int(flags), len(body))
     if len(body) <= PAYLOAD_ROOM:
         mine[_HEADER.size:_HEADER.size + len(body)] = body
     tensor = torch.frombuffer(mine, dtype=torch.uint8).to(_device())
-    every = [torch.empty_like(tensor) for _ in range(world_size())]
+    every = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     work = dist.all_gather(every, tensor, async_op=True)
-    return PendingExchange(work, every, payload if is_leader() else None)
+    return PendingExchange(work, every, payload if leader else None, leader)
 
 
 def gather_objects(obj: Any) -> Optional[List[Any]]:
