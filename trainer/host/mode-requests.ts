@@ -59,7 +59,7 @@ export class ModeRequests {
   private trainMs = 0;
   private probeMs = 0;
   private lastProbeMs = 0;
-  /** Python's diagnostics overhead, percent of training time (its last `diagnostics_cost`). */
+  /** watch's own time (its diagnostics and hooks), percent of training time (its last `diagnostics_cost`). */
   private diagnosticsPct = 0;
   private refusalLogged = false;
 

@@ -22,7 +22,6 @@ step count and settings every rank shares), since a rank's local sum must be the
 from __future__ import annotations
 
 import math
-
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch

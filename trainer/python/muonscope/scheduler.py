@@ -4,15 +4,17 @@
 - The cheap one (``spectra``: spectra and layer stats) runs every K = ``every`` steps.
 - The expensive ones (``curvature``, ``noise``) are considered at the same K-step points. Not adaptive:
   they run every K steps. Adaptive (the default): a due one runs only if its expected cost (an EMA of
-  its measured cost) fits in what the budget has left, budgetPct·(training time so far) minus the
-  diagnostics time so far; otherwise it waits. The first run of each is a probe of its cost, at the first
+  its measured cost) fits in what the budget has left, budgetPct·(training time so far) minus watch's
+  time so far; otherwise it waits. The first run of each is a probe of its cost, at the first
   K-step point where it is the only unmeasured one probed, and none waits longer than ``max_spacing``·K
   steps.
 - The budget is watch's whole cost, not the diagnostics' alone: watch's time outside the diagnostics' runs
   (its hooks on every step, the records, a data-parallel run's step boundary, the gathers of the shares:
-  ``record_hooks``) is spent from it first, so that ``budgetPct`` is what a user's loop pays all told but
-  for the first probes and the ``max_spacing`` runs. Unlike the TS scheduler there is no water-filling plan and no spread of the first probes inside
-  the first K steps.
+  ``record_hooks``) is spent from it as the runs are, so that ``budgetPct`` is what a user's loop pays
+  all told, but for the first probes and the ``max_spacing`` runs.
+
+Unlike the TS scheduler there is no water-filling plan and no spread of the first probes inside the
+first K steps.
 
 Pure bookkeeping: it times nothing itself.
 """
